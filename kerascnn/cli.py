@@ -1,0 +1,272 @@
+"""Command line: `python main.py SUBCOMMAND ...` (also installed as `kerascnn`).
+
+The CLI only parses flags into a RunConfig and calls the library. A mistake
+by the user ends with one line on stderr and exit status 2; TensorFlow is
+imported only once the flags are known to be valid.
+"""
+
+import argparse
+import json
+import sys
+
+from kerascnn.errors import UserError
+
+EPILOG = "Data: CIFAR-10 from tensorflow-datasets unless --dataset or --data-dir says otherwise."
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (exit 2) instead of usage + message."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _image_size(text):
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive N or H,W, got {text!r}")
+    return tuple(parts)
+
+
+def _count_or_fraction(text):
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+
+
+def _add_data_flags(p):
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", help="tensorflow-datasets name (default cifar10) or 'synthetic'")
+    g.add_argument("--data-dir", help="image folder (train/<class>/, test/<class>/) or CIFAR-10 binary archive/folder")
+    return g
+
+
+def _fit_parser(sub):
+    p = sub.add_parser(
+        "fit",
+        help="train a model; writes a run directory",
+        description="Train MODEL and write runs/<model>-<timestamp>/ (config.json, history.csv, "
+        "best.keras, metrics.json, curves.png, tensorboard/).",
+        epilog=EPILOG,
+    )
+    p.add_argument("model", nargs="?", help="registered model name (see `list`)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved settings")
+    g = _add_data_flags(p)
+    g.add_argument("--image-size", type=_image_size, help="resize to N (square) or H,W; 224 for the paper models")
+    g.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
+    g.add_argument("--limit-train", type=_count_or_fraction, help="use N training images, or a fraction such as 0.05")
+    g.add_argument("--batch-size", type=int, help="per-replica batch size (default 128)")
+    g = p.add_argument_group("model")
+    g.add_argument("--dropout", type=float, help="dropout rate of the classifier")
+    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation")
+    g.add_argument("--head", choices=["auto", "paper", "compact"], help="VGG classifier size")
+    g.add_argument("--width-multiplier", type=float, help="scale every layer's width")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", help="sgd (default), adam, adamw, rmsprop")
+    g.add_argument("--lr", type=float, help="peak learning rate (default 0.01 for sgd, 0.001 otherwise)")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, help="L2 weight decay (default 5e-4)")
+    g.add_argument("--schedule", help="constant, step, plateau, cosine (default)")
+    g.add_argument("--warmup-epochs", type=float, help="linear warm-up before cosine decay")
+    g.add_argument("--step-epochs", type=int, help="epochs between step decays (default 30)")
+    g.add_argument("--lr-decay", type=float, help="factor of step and plateau decays (default 0.1)")
+    g.add_argument("--plateau-patience", type=int, help="epochs without progress before a plateau decay (default 5)")
+    g.add_argument("--label-smoothing", type=float, help="label smoothing (default 0)")
+    g.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
+    g = p.add_argument_group("run")
+    g.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    g.add_argument("--patience", type=int, help="stop after N epochs without better validation accuracy")
+    g.add_argument("--precision", help="float32 (default), mixed_float16, mixed_bfloat16")
+    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None, help="compile with XLA (default off)")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--devices", help="auto (default), cpu, all, a GPU count, or GPU indices such as 0,1")
+    g.add_argument("--run-dir", help="write the run here instead of runs/<model>-<timestamp>")
+    g.add_argument("--export", action="store_true", default=None, help="export a SavedModel when training ends")
+    g.add_argument("--export-dir", help="root of exports (default saved_models)")
+    p.set_defaults(handler=cmd_fit)
+
+
+MODEL_FLAGS = ("dropout", "batch_norm", "head", "width_multiplier")
+
+
+def build_parser():
+    parser = OneLineParser(
+        prog="kerascnn",
+        description="Build, train, evaluate and export the classic CNNs (VGG, ...) with Keras 3.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+
+    p = sub.add_parser("list", help="registered models with a short description")
+    p.set_defaults(handler=cmd_list)
+
+    _fit_parser(sub)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="test accuracy of a run or an export",
+        description="Top-1/top-5 accuracy and cross-entropy on a test split, through the same "
+        "preprocessing as serving. The data defaults to what the model was trained on.",
+    )
+    p.add_argument("path", metavar="RUN_DIR_OR_EXPORT_DIR")
+    _add_data_flags(p)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser(
+        "export",
+        help="export a run's best model as a SavedModel",
+        description="Write saved_models/<model>/<version>/ from RUN_DIR's best checkpoint: a SavedModel "
+        "taking raw uint8 images, model.keras and labels.txt, verified after writing.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--export-dir", default="saved_models", help="root of exports (default saved_models)")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser(
+        "predict",
+        help="top-k classes of image files",
+        description="Classify image files (JPEG, PNG, BMP, GIF; any size) with an export or a run.",
+    )
+    p.add_argument("path", metavar="EXPORT_DIR")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=cmd_predict)
+    return parser
+
+
+def _positive(name, value):
+    if value is not None and value < 1:
+        raise UserError(f"{name} must be a positive integer. Received: {name}={value}")
+
+
+# --- subcommands -----------------------------------------------------------
+
+
+def cmd_list(args):
+    from kerascnn.registry import list_models, model_description
+
+    names = list_models()
+    width = max(len(n) for n in names)
+    for name in names:
+        print(f"{name:<{width}}  {model_description(name)}")
+    return 0
+
+
+def cmd_fit(args):
+    from kerascnn.config import RunConfig
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "model", "resume")}
+    if args.resume:
+        given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None)
+        if given or args.model:
+            raise UserError(
+                f"--resume continues a run with its saved settings; drop {', '.join(given) or args.model}"
+            )
+        config = None
+    else:
+        if not args.model:
+            raise UserError("name a model to train, e.g. `fit vgg11`; `list` shows them all")
+        flags["model_options"] = {k: flags.pop(k) for k in MODEL_FLAGS}
+        config = RunConfig.from_flags(args.model, **flags)
+
+    from kerascnn.train import fit
+
+    fit(config, resume_dir=args.resume)
+    return 0
+
+
+def cmd_evaluate(args):
+    _positive("batch_size", args.batch_size)
+    _positive("limit", args.limit)
+    if args.dataset and args.data_dir:
+        raise UserError("give either --dataset or --data-dir, not both")
+    from kerascnn.evaluate import evaluate
+
+    result = evaluate(args.path, args.dataset, args.data_dir, args.batch_size, args.limit)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['model']} on {result['data']} ({result['images']} test images): "
+            f"accuracy {result['accuracy']:.4f}, top-5 {result['top5_accuracy']:.4f}, "
+            f"cross-entropy {result['cross_entropy']:.4f}"
+        )
+    return 0
+
+
+def cmd_export(args):
+    import keras
+
+    from kerascnn import rundir
+    from kerascnn.data.preprocessing import Preprocessing
+    from kerascnn.export import export_model
+
+    run_dir = rundir.require_run_dir(args.run_dir, need=(rundir.CONFIG, rundir.BEST))
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    resolved = config["resolved"]
+    preprocessing = Preprocessing(tuple(resolved["image_shape"][:2]), tuple(resolved["mean"]), tuple(resolved["std"]))
+    model = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
+    path = export_model(model, preprocessing, resolved["class_names"], config["model"], args.export_dir, config)
+    print(f"exported {run_dir} to {path}")
+    return 0
+
+
+def cmd_predict(args):
+    _positive("top_k", args.top_k)
+    from kerascnn.predictor import decode_image_file, load_predictor, top_k
+
+    images = [decode_image_file(p) for p in args.images]  # all readable before any work
+    predictor = load_predictor(args.path)
+    results = {}
+    for path, image in zip(args.images, images):
+        results[path] = top_k(predictor.probabilities(image)[0], predictor.class_names, args.top_k)
+    if args.json:
+        print(json.dumps({p: [{"class": c, "probability": q} for c, q in r] for p, r in results.items()}, indent=2))
+    else:
+        for path, ranked in results.items():
+            print(path)
+            for name, prob in ranked:
+                print(f"  {prob:7.4f}  {name}")
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    command = f"kerascnn {args.command}"
+    try:
+        from kerascnn.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        return args.handler(args)
+    except UserError as e:
+        print(f"{command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        from kerascnn.export import ExportError
+
+        if not isinstance(e, ExportError):
+            raise
+        print(f"{command}: export failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        hint = " (continue with `fit --resume RUN_DIR`)" if args.command == "fit" else ""
+        print(f"{command}: interrupted{hint}", file=sys.stderr)
+        return 130

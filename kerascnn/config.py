@@ -1,0 +1,248 @@
+"""Run configuration: frozen dataclasses, validated on creation, to/from JSON.
+
+CLI flags default to `None`; `RunConfig.from_flags` keeps only the flags the
+user set, so every default lives here, once. The resolved configuration (with
+what was measured at start-up: normalisation statistics, class names, strategy)
+is written to the run directory as `config.json` and is enough to rebuild the
+run.
+"""
+
+import dataclasses
+import json
+import numbers
+
+from kerascnn.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "plateau", "cosine")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# Learning rate when --lr is not given: the VGG/AlexNet papers' 0.01 for SGD,
+# the Adam paper's 1e-3 for the adaptive methods.
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer. Received: {name}={value}")
+
+
+def _non_negative(name, value):
+    if not isinstance(value, numbers.Real) or value < 0:
+        raise ConfigError(f"{name} must be a number >= 0. Received: {name}={value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are batched.
+
+    Attributes:
+        dataset: tensorflow-datasets name or "synthetic"; None means cifar10
+            unless `data_dir` is given.
+        data_dir: an image folder (train/<class>/, test/<class>/) or a
+            CIFAR-10 binary archive or folder.
+        image_size: (height, width) images are resized to; None keeps the
+            data's own size.
+        val_split: fraction of the training split held out for validation.
+        limit_train: use only this many training examples (an int), or this
+            fraction of them (a float in (0, 1]); None uses all.
+        batch_size: per-replica batch; the global batch is this times the
+            number of replicas in sync.
+    """
+
+    dataset: str = None
+    data_dir: str = None
+    image_size: tuple = None
+    val_split: float = 0.1
+    limit_train: float = None
+    batch_size: int = 128
+
+    def __post_init__(self):
+        if self.dataset is not None and self.data_dir is not None:
+            raise ConfigError("give either --dataset or --data-dir, not both")
+        _positive_int("batch_size", self.batch_size)
+        if not isinstance(self.val_split, numbers.Real) or not 0.0 < self.val_split < 1.0:
+            raise ConfigError(
+                f"val_split must be a fraction strictly between 0 and 1. Received: val_split={self.val_split}"
+            )
+        if self.limit_train is not None:
+            lt = self.limit_train
+            is_count = isinstance(lt, numbers.Integral) and not isinstance(lt, bool)
+            if not ((is_count and lt >= 1) or (isinstance(lt, float) and 0.0 < lt <= 1.0)):
+                raise ConfigError(
+                    "limit_train must be a count >= 1 or a fraction in (0, 1]. "
+                    f"Received: limit_train={lt}"
+                )
+        if self.image_size is not None:
+            size = tuple(self.image_size)
+            if len(size) != 2 or any(
+                isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in size
+            ):
+                raise ConfigError(
+                    f"image_size must be one or two positive integers. Received: image_size={self.image_size}"
+                )
+            object.__setattr__(self, "image_size", size)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer, learning-rate schedule and regularisation.
+
+    Attributes:
+        optimizer: sgd (with `momentum`, optional Nesterov), adam, adamw, rmsprop.
+        lr: peak learning rate; None takes `DEFAULT_LR[optimizer]`.
+        momentum: SGD momentum (0.9 in both papers).
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: L2 penalty (0.0005 in both papers); see `kerascnn.optim`
+            for how it is applied per optimizer.
+        schedule: constant, step (times `lr_decay` every `step_epochs`),
+            plateau (times `lr_decay` when validation accuracy stalls for
+            `plateau_patience` epochs, as the AlexNet and VGG papers did) or
+            cosine (to 0 over the run, after `warmup_epochs` linear warm-up).
+        warmup_epochs: linear warm-up from 0 to `lr` (not with plateau).
+        step_epochs: epochs between decays for the step schedule.
+        lr_decay: factor of the step and plateau schedules (the papers' 0.1).
+        plateau_patience: epochs without improvement before a plateau decay.
+        label_smoothing: Szegedy et al. 2016 label smoothing.
+        clip_norm: clip gradients to this global norm; None disables.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = None
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    step_epochs: int = 30
+    lr_decay: float = 0.1
+    plateau_patience: int = 5
+    label_smoothing: float = 0.0
+    clip_norm: float = None
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
+            )
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        if not isinstance(self.lr, numbers.Real) or self.lr <= 0:
+            raise ConfigError(f"lr must be a positive number. Received: lr={self.lr}")
+        _non_negative("weight_decay", self.weight_decay)
+        _non_negative("warmup_epochs", self.warmup_epochs)
+        _positive_int("step_epochs", self.step_epochs)
+        _positive_int("plateau_patience", self.plateau_patience)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1). Received: momentum={self.momentum}")
+        if not 0.0 < self.lr_decay < 1.0:
+            raise ConfigError(f"lr_decay must be in (0, 1). Received: lr_decay={self.lr_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"label_smoothing must be in [0, 1). Received: label_smoothing={self.label_smoothing}"
+            )
+        if self.clip_norm is not None and (
+            not isinstance(self.clip_norm, numbers.Real) or self.clip_norm <= 0
+        ):
+            raise ConfigError(f"clip_norm must be positive. Received: clip_norm={self.clip_norm}")
+        if self.schedule == "plateau" and self.warmup_epochs:
+            raise ConfigError("--warmup-epochs does not combine with --schedule plateau; use cosine, step or constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a training run.
+
+    Attributes:
+        model: registry name.
+        model_options: keyword arguments for the builder (dropout, batch_norm,
+            head, width_multiplier, ...); unset options keep the model's defaults.
+        data, optim: see `DataConfig` and `OptimConfig`.
+        epochs: maximum number of epochs.
+        patience: early stopping after this many epochs without a better
+            validation accuracy; None trains all epochs.
+        precision: float32, mixed_float16 or mixed_bfloat16.
+        jit: compile the train step with XLA.
+        seed: seeds weights, the validation split, shuffling and dropout.
+        devices: "auto" (all GPUs when several, else the default device),
+            "cpu", "all", a GPU count ("2") or a list of GPU indices ("0,2").
+        run_dir: where the run writes; None makes runs/<model>-<timestamp>.
+        export: export a SavedModel to saved_models/ when training ends.
+        export_dir: root of exports.
+        resolved: facts measured when the run started (filled by `fit`).
+    """
+
+    model: str
+    model_options: dict = dataclasses.field(default_factory=dict)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    epochs: int = 30
+    patience: int = None
+    precision: str = "float32"
+    jit: bool = False
+    seed: int = 0
+    devices: str = "auto"
+    run_dir: str = None
+    export: bool = False
+    export_dir: str = "saved_models"
+    resolved: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        _positive_int("epochs", self.epochs)
+        if self.patience is not None:
+            _positive_int("patience", self.patience)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0. Received: seed={self.seed}")
+        object.__setattr__(
+            self, "model_options", {k: v for k, v in self.model_options.items() if v is not None}
+        )
+
+    # --- construction -----------------------------------------------------
+
+    @classmethod
+    def from_flags(cls, model, **flags):
+        """Build from CLI-style flat flags; `None` values keep the defaults."""
+        flags = {k: v for k, v in flags.items() if v is not None}
+        sections = {}
+        for section_cls, key in ((DataConfig, "data"), (OptimConfig, "optim")):
+            names = {f.name for f in dataclasses.fields(section_cls)}
+            sections[key] = section_cls(**{k: flags.pop(k) for k in list(flags) if k in names})
+        model_options = flags.pop("model_options", {})
+        unknown = set(flags) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown run settings: {sorted(unknown)}")
+        return cls(model=model, model_options=model_options, **sections, **flags)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    # --- JSON -------------------------------------------------------------
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        data = DataConfig(**d.pop("data", {}))
+        optim = OptimConfig(**d.pop("optim", {}))
+        return cls(data=data, optim=optim, **d)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_json(f.read())

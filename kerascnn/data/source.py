@@ -1,0 +1,61 @@
+"""The contract every data source fulfils.
+
+A source hands out labelled images as `tf.data` datasets of
+`(image, label)` pairs: `image` is `uint8` with shape `image_shape`
+(height, width, 3: grayscale sets are repeated to three channels so every
+model sees RGB), `label` is a scalar `int32` in `[0, len(class_names))`.
+Batching, the validation split, normalisation and augmentation belong to
+`kerascnn.data.pipeline`, never to a source.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """What a source knows about its data before any image is read.
+
+    Attributes:
+        name: a short description that identifies the data, stored in the
+            run's config (`"cifar10"`, `"synthetic"`, `"folder:/abs/path"`,
+            `"cifar10-binary:/abs/path"`).
+        class_names: one name per label, in label order.
+        num_train: number of examples in the training split.
+        num_test: number of examples in the test split.
+        image_shape: `(height, width, 3)` of every image the source yields.
+    """
+
+    name: str
+    class_names: tuple
+    num_train: int
+    num_test: int
+    image_shape: tuple
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+class DataSource:
+    """Base class: subclasses set `self.info` and implement the two readers."""
+
+    info: SourceInfo
+
+    def train_examples(self, indices: np.ndarray) -> tf.data.Dataset:
+        """The training examples whose index (0-based, in the source's own
+        fixed order) is in `indices`, in that fixed order; deterministic."""
+        raise NotImplementedError
+
+    def test_examples(self) -> tf.data.Dataset:
+        """Every example of the test split, in the source's fixed order."""
+        raise NotImplementedError
+
+    def describe_read_error(self, error: Exception) -> str:
+        """A one-line message for a read failure raised while iterating.
+
+        Sources that read files override this to name the file at fault.
+        """
+        return f"could not read the data of {self.info.name}: {error}"

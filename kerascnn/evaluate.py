@@ -1,0 +1,55 @@
+"""Accuracy of an export or a run on a data set's test split."""
+
+import numpy as np
+
+from kerascnn.data.pipeline import read_guard
+from kerascnn.data.sources import open_source
+from kerascnn.errors import DataError
+from kerascnn.predictor import load_predictor
+
+
+def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None):
+    """Top-1/top-5 accuracy and cross-entropy on the test split.
+
+    The data defaults to what the model was trained on. Images go through
+    the predictor as raw uint8, as in serving.
+
+    Returns a dict with `images`, `accuracy`, `top5_accuracy`,
+    `cross_entropy` (mean of -log p(true class)) and `data`.
+    """
+    predictor = load_predictor(path)
+    if dataset is None and data_dir is None and predictor.data:
+        dataset, data_dir = predictor.data.get("dataset"), predictor.data.get("data_dir")
+    source = open_source(dataset, data_dir, predictor.image_size)
+    if source.info.num_classes != len(predictor.class_names):
+        raise DataError(
+            f"{source.info.name} has {source.info.num_classes} classes but the model predicts "
+            f"{len(predictor.class_names)}; evaluate on the data set it was trained for"
+        )
+    test = source.test_examples()
+    if limit:
+        test = test.take(limit)
+
+    def run():
+        count = correct = correct5 = 0
+        nll = 0.0
+        for images, labels in test.batch(batch_size).as_numpy_iterator():
+            probs = predictor.probabilities(images)
+            count += len(labels)
+            correct += int(np.sum(np.argmax(probs, axis=1) == labels))
+            top5 = np.argsort(-probs, axis=1)[:, :5]
+            correct5 += int(np.sum(np.any(top5 == labels[:, None], axis=1)))
+            nll += float(-np.sum(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
+        return count, correct, correct5, nll
+
+    count, correct, correct5, nll = read_guard(source, run)
+    if count == 0:
+        raise DataError(f"the test split of {source.info.name} is empty")
+    return {
+        "images": count,
+        "accuracy": correct / count,
+        "top5_accuracy": correct5 / count,
+        "cross_entropy": nll / count,
+        "data": source.info.name,
+        "model": str(path),
+    }

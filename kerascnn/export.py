@@ -1,0 +1,133 @@
+"""Export for serving: saved_models/<model>/<version>/.
+
+Each version folder holds
+    saved_model.pb, variables/   a TensorFlow SavedModel; its `serve` signature
+                                 (also `serving_default`) takes raw uint8 images
+                                 [N, H, W, 3] of any size and returns
+                                 {"probabilities": [N, num_classes]}, with the
+                                 run's resizing and normalisation in the graph
+    model.keras                  the Keras model (normalised inputs -> logits)
+    labels.txt                   one class name per line, in label order
+    kerascnn.json                model name, preprocessing, class names, run config
+
+Versions are integers, as TF Serving expects; a new export never touches an
+old one. The version is written to a temporary folder, reloaded and checked
+against the in-memory model, and only then renamed into place, so a reader
+never sees a half-written version.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerascnn.data.preprocessing import Preprocessing
+
+MANIFEST = "kerascnn.json"
+LABELS = "labels.txt"
+KERAS_FILE = "model.keras"
+SIGNATURE = "serve"
+# Largest allowed difference between reloaded and in-memory probabilities.
+TOLERANCE = 1e-5
+
+
+class ExportError(RuntimeError):
+    """The written export does not reproduce the in-memory model."""
+
+
+def serving_function(model, preprocessing):
+    """uint8 images [N, H, W, 3] -> {"probabilities": softmax(model(preprocess(images)))}."""
+
+    def serve(images):
+        logits = model(preprocessing(images), training=False)
+        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
+
+    return serve
+
+
+def next_version(model_root):
+    """1 + the largest integer version under `model_root` (1 when there is none)."""
+    versions = [int(p.name) for p in pathlib.Path(model_root).glob("*") if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _check_images(preprocessing, seed=0):
+    """Fixed test images: some at the model's size and some that need resizing."""
+    rng = np.random.default_rng(seed)
+    h, w = preprocessing.image_size
+    return [
+        rng.integers(0, 256, size=(4, h, w, 3), dtype=np.uint8),
+        rng.integers(0, 256, size=(2, h + 5, w + 3, 3), dtype=np.uint8),
+    ]
+
+
+def verify_export(path, model, preprocessing):
+    """Reload both artifacts and compare with the in-memory model; raise ExportError."""
+    serve = tf.function(serving_function(model, preprocessing))
+    reloaded = tf.saved_model.load(str(path))
+    for images in _check_images(preprocessing):
+        expected = serve(tf.constant(images))["probabilities"].numpy()
+        got = reloaded.signatures[SIGNATURE](images=tf.constant(images))["probabilities"].numpy()
+        diff = float(np.max(np.abs(expected - got)))
+        if diff > TOLERANCE:
+            raise ExportError(f"the SavedModel in {path} differs from the trained model by {diff:.2e}")
+    keras_model = keras.saving.load_model(path / KERAS_FILE, compile=False)
+    x = preprocessing(_check_images(preprocessing)[0])
+    diff = float(np.max(np.abs(keras_model(x, training=False).numpy() - model(x, training=False).numpy())))
+    if diff > TOLERANCE:
+        raise ExportError(f"{KERAS_FILE} in {path} differs from the trained model by {diff:.2e}")
+
+
+def _write(path, model, preprocessing, class_names, model_name, run_config):
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=serving_function(model, preprocessing),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    archive.write_out(str(path), verbose=False)
+    model.save(path / KERAS_FILE)
+    (path / LABELS).write_text("".join(f"{name}\n" for name in class_names))
+    manifest = {
+        "model": model_name,
+        "preprocessing": preprocessing.to_dict(),
+        "class_names": list(class_names),
+        "signature": SIGNATURE,
+        "run_config": run_config,
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def export_model(model, preprocessing, class_names, model_name, export_dir="saved_models", run_config=None):
+    """Write, verify and publish a new version; return its folder."""
+    root = pathlib.Path(export_dir) / model_name
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _write(tmp, model, preprocessing, class_names, model_name, run_config)
+        verify_export(tmp, model, preprocessing)
+        while True:
+            final = root / str(next_version(root))
+            try:
+                os.rename(tmp, final)  # atomic; fails if another export took this version
+                return final
+            except OSError:
+                if not final.exists():
+                    raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_manifest(path):
+    with open(pathlib.Path(path) / MANIFEST) as f:
+        manifest = json.load(f)
+    manifest["preprocessing"] = Preprocessing.from_dict(manifest["preprocessing"])
+    return manifest

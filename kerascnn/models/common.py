@@ -1,0 +1,59 @@
+"""Pieces shared by the model families: initialisers, input checks, heads."""
+
+import keras
+
+from kerascnn.errors import ConfigError
+
+# He et al. 2015 ("Delving Deep into Rectifiers") with fan_out, as torchvision
+# initialises VGG and ResNet convolutions: std = sqrt(2 / (k_h * k_w * out_channels)).
+CONV_INIT = keras.initializers.VarianceScaling(
+    scale=2.0, mode="fan_out", distribution="untruncated_normal"
+)
+# torchvision's classifier initialisation for VGG: N(0, 0.01), zero biases.
+DENSE_INIT = keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
+
+
+def check_common_args(num_classes, input_shape, dropout, include_top):
+    """Validate the arguments every builder shares; raise ConfigError."""
+    if include_top and (not isinstance(num_classes, int) or num_classes < 1):
+        raise ConfigError(f"num_classes must be a positive integer. Received: num_classes={num_classes}")
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"input_shape must be (height, width, channels). Received: input_shape={input_shape}"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+
+
+def scaled_width(channels, width_multiplier):
+    """Channel count scaled by `width_multiplier`, rounded, at least 8."""
+    if width_multiplier <= 0:
+        raise ConfigError(
+            f"width_multiplier must be positive. Received: width_multiplier={width_multiplier}"
+        )
+    return max(8, int(round(channels * width_multiplier)))
+
+
+def classifier_logits(x, num_classes):
+    """The final `predictions` layer: linear logits, computed in float32.
+
+    Under a mixed-precision policy the logits stay float32 so that the
+    softmax cross-entropy does not overflow in float16 (as keras.applications does).
+    """
+    return keras.layers.Dense(
+        num_classes,
+        kernel_initializer=DENSE_INIT,
+        dtype="float32",
+        name="predictions",
+    )(x)
+
+
+def global_pool(x, pooling):
+    """Optional pooling of the feature map when `include_top=False`."""
+    if pooling is None:
+        return x
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    raise ConfigError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")

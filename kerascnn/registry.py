@@ -1,0 +1,74 @@
+"""Model registry: one name for the CLI, the builder function and `model.name`.
+
+Follows the timm / keras-hub pattern: each public variant is a small function
+decorated with `@register_model`; `create_model(name, **kwargs)` builds it.
+"""
+
+import difflib
+import inspect
+
+from kerascnn.errors import ConfigError
+
+_MODELS = {}
+
+
+def register_model(builder):
+    """Register `builder` under its function name; returns it unchanged."""
+    name = builder.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is registered twice")
+    _MODELS[name] = builder
+    return builder
+
+
+def _ensure_loaded():
+    # Importing the model families runs their @register_model decorators.
+    import kerascnn.models  # noqa: F401
+
+
+def list_models():
+    """Names of every registered model, sorted."""
+    _ensure_loaded()
+    return sorted(_MODELS)
+
+
+def model_description(name):
+    """First line of the builder's docstring: a one-line description."""
+    _ensure_loaded()
+    doc = inspect.getdoc(_MODELS[name]) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def model_arguments(name):
+    """Keyword arguments the builder of `name` accepts."""
+    _ensure_loaded()
+    return set(inspect.signature(_MODELS[name]).parameters)
+
+
+def check_model_name(name):
+    """Raise `ConfigError` listing the valid names when `name` is unknown."""
+    _ensure_loaded()
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, _MODELS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            f"unknown model {name!r}{hint}; available models: {', '.join(sorted(_MODELS))}"
+        )
+
+
+def create_model(name, **kwargs):
+    """Build the registered model `name`.
+
+    Keyword arguments that are `None` are dropped, so CLI flags that default
+    to `None` keep each model's own defaults. Arguments the builder does not
+    take raise `ConfigError`.
+    """
+    check_model_name(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    unknown = set(kwargs) - model_arguments(name)
+    if unknown:
+        raise ConfigError(
+            f"model {name} has no option {', '.join(sorted(unknown))}; "
+            f"it takes: {', '.join(sorted(model_arguments(name)))}"
+        )
+    return _MODELS[name](**kwargs)

@@ -1,0 +1,266 @@
+"""Training: `fit(config)` runs one experiment end to end.
+
+Order matters for "nothing half-written": every check that can fail on the
+user's input (model name, numbers, devices, data location, every image) runs
+before the run directory is created. Then: model built and compiled inside
+`strategy.scope()`, `model.fit` with BackupAndRestore so a killed run resumes,
+the best checkpoint evaluated on the test split, metrics.json written last.
+"""
+
+import dataclasses
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerascnn import callbacks as cb
+from kerascnn import rundir
+from kerascnn.config import RunConfig
+from kerascnn.data.pipeline import make_datasets, read_guard
+from kerascnn.data.sources import open_source
+from kerascnn.distribute import is_chief, select_strategy
+from kerascnn.errors import ConfigError, DataError
+from kerascnn.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
+from kerascnn.plots import plot_curves
+from kerascnn.registry import check_model_name, create_model
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: pathlib.Path
+    metrics: dict
+    export_dir: pathlib.Path = None
+
+
+def compile_model(model, optimizer, label_smoothing=0.0, jit=False):
+    """Compile with the project's loss and metrics (logits in, one-hot labels).
+
+    `cross_entropy` is the plain cross-entropy (no label smoothing, no weight
+    penalty), the figure to compare across runs; `loss` is what is optimised.
+    """
+    metrics = [
+        keras.metrics.CategoricalAccuracy(name="accuracy"),
+        keras.metrics.CategoricalCrossentropy(from_logits=True, name="cross_entropy"),
+    ]
+    if model.output_shape[-1] > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
+        metrics=metrics,
+        jit_compile=bool(jit),
+    )
+    return model
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=pathlib.Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions():
+    import kerascnn
+
+    return {
+        "kerascnn": kerascnn.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _load_for_resume(run_dir):
+    run_dir = rundir.require_run_dir(run_dir)
+    if (run_dir / rundir.METRICS).exists():
+        raise ConfigError(f"run {run_dir} already finished (metrics.json exists); start a new run instead")
+    return run_dir, RunConfig.load(run_dir / rundir.CONFIG)
+
+
+def fit(config=None, resume_dir=None, log=print, verbose=None):
+    """Train `config` (a RunConfig), or continue the run in `resume_dir`.
+
+    Returns a `RunResult` with the run directory and its metrics.
+    """
+    if resume_dir is not None:
+        run_dir, config = _load_for_resume(resume_dir)
+    else:
+        run_dir = None
+    check_model_name(config.model)
+    strategy, strategy_desc = select_strategy(config.devices)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.data.batch_size * replicas
+
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+
+    source = open_source(config.data.dataset, config.data.data_dir, config.data.image_size)
+    info = source.info
+    stats = None
+    if resume_dir is not None:
+        stats = (tuple(config.resolved["mean"]), tuple(config.resolved["std"]))
+    data = make_datasets(source, config.data, global_batch, config.seed, stats)
+    input_shape = (*data.preprocessing.image_size, 3)
+
+    with strategy.scope():
+        model = create_model(
+            config.model, num_classes=info.num_classes, input_shape=input_shape, **config.model_options
+        )
+        model = with_l2_penalty(model, coupled_weight_decay(config.optim))
+        optimizer = build_optimizer(config.optim, data.steps_per_epoch, config.epochs)
+        compile_model(model, optimizer, config.optim.label_smoothing, config.jit)
+
+    if resume_dir is None:
+        config = config.replace(
+            resolved={
+                "source": info.name,
+                "class_names": list(info.class_names),
+                "num_classes": info.num_classes,
+                "image_shape": list(input_shape),
+                "mean": list(data.preprocessing.mean),
+                "std": list(data.preprocessing.std),
+                "num_train": data.num_train,
+                "num_val": data.num_val,
+                "num_test": data.num_test,
+                "strategy": strategy_desc,
+                "replicas": replicas,
+                "global_batch": global_batch,
+                "steps_per_epoch": data.steps_per_epoch,
+                "params": int(model.count_params()),
+                "versions": _versions(),
+            }
+        )
+
+    chief = is_chief(strategy)
+    scratch = None
+    if not chief:
+        # Other workers of a multi-worker run write to a throwaway folder.
+        scratch = pathlib.Path(tempfile.mkdtemp(prefix="kerascnn-worker-"))
+        run_dir = scratch
+    elif run_dir is None:
+        if config.run_dir:
+            run_dir = pathlib.Path(config.run_dir)
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise ConfigError(f"--run-dir {run_dir} exists and is not empty; choose a new folder or --resume it")
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            run_dir = rundir.new_run_dir(config.model)
+        config = config.replace(run_dir=str(run_dir))
+        rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
+
+    history = cb.read_history(run_dir / rundir.HISTORY)
+    best_value, _ = cb.best_so_far(history)
+    callbacks = [
+        cb.EpochTimer(),
+        keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP), delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / rundir.BEST),
+            monitor=cb.MONITOR,
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_value,
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=resume_dir is not None),
+        keras.callbacks.TensorBoard(str(run_dir / rundir.TENSORBOARD), profile_batch=0, write_graph=False),
+    ]
+    if config.optim.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=cb.MONITOR,
+                mode="max",
+                factor=config.optim.lr_decay,
+                patience=config.optim.plateau_patience,
+                verbose=1,
+            )
+        )
+    if config.patience:
+        callbacks.append(
+            cb.ResumableEarlyStopping(history, monitor=cb.MONITOR, mode="max", patience=config.patience)
+        )
+
+    log(
+        f"{'resuming' if resume_dir else 'training'} {config.model} ({model.count_params():,} parameters) on "
+        f"{info.name}: {data.num_train} train / {data.num_val} val / {data.num_test} test images "
+        f"at {input_shape[0]}x{input_shape[1]}, {info.num_classes} classes"
+    )
+    log(f"{strategy_desc}, global batch {global_batch}, {config.precision}; run directory {run_dir}")
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    try:
+        read_guard(
+            source,
+            model.fit,
+            data.train,
+            validation_data=data.val,
+            epochs=config.epochs,
+            shuffle=False,  # the pipeline shuffles, seeded, every epoch
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        history = cb.read_history(run_dir / rundir.HISTORY)
+        with strategy.scope():
+            best = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
+            compile_model(best, build_optimizer(config.optim, data.steps_per_epoch, config.epochs))
+        test = read_guard(source, best.evaluate, data.test, verbose=0, return_dict=True)
+        metrics = _metrics(history, test, best)
+        if chief:
+            plot_curves(history, run_dir / rundir.CURVES, title=f"{config.model} on {info.name}")
+            rundir.write_json(run_dir / rundir.METRICS, metrics)
+        result = RunResult(run_dir, metrics)
+        log(
+            f"test accuracy {metrics['test_accuracy']:.4f} (cross-entropy {metrics['test_loss']:.4f}); "
+            f"best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}; "
+            f"{metrics['seconds_per_epoch']:.1f} s/epoch"
+        )
+        if config.export and chief:
+            from kerascnn.export import export_model
+
+            result.export_dir = export_model(
+                best, data.preprocessing, info.class_names, config.model, config.export_dir, config.to_dict()
+            )
+            log(f"exported to {result.export_dir}")
+        return result
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _metrics(history, test, model):
+    """The summary of a finished run (metrics.json)."""
+    best_val, best_epoch = cb.best_so_far(history)
+    seconds = [row["epoch_seconds"] for row in history if "epoch_seconds" in row]
+    steady = seconds[1:] if len(seconds) > 1 else seconds
+    final_train = history[-1]["accuracy"] if history else None
+    return {
+        "test_loss": float(test["cross_entropy"]),
+        "test_accuracy": float(test["accuracy"]),
+        "test_top5_accuracy": float(test["top5_accuracy"]) if "top5_accuracy" in test else None,
+        "best_val_accuracy": best_val,
+        "best_epoch": None if best_epoch is None else best_epoch + 1,
+        "epochs_run": len(history),
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        # The first epoch includes tracing and filling the data cache.
+        "seconds_per_epoch": float(np.median(steady)) if steady else None,
+        "first_epoch_seconds": seconds[0] if seconds else None,
+        "final_train_accuracy": final_train,
+        # Train accuracy is the running mean over the last epoch, with dropout on.
+        "overfitting_gap": None if final_train is None else final_train - float(test["accuracy"]),
+    }
