@@ -246,7 +246,10 @@ def cmd_predict(args):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a bad flag already reported in one line
+        return e.code
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -94,8 +94,10 @@ def _load_for_resume(run_dir):
     return run_dir, RunConfig.load(run_dir / rundir.CONFIG)
 
 
-def fit(config=None, resume_dir=None, log=print, verbose=None):
+def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=()):
     """Train `config` (a RunConfig), or continue the run in `resume_dir`.
+
+    `extra_callbacks` are appended to the run's own Keras callbacks.
 
     Returns a `RunResult` with the run directory and its metrics.
     """
@@ -195,6 +197,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None):
             cb.ResumableEarlyStopping(history, monitor=cb.MONITOR, mode="max", patience=config.patience)
         )
 
+    callbacks.extend(extra_callbacks)
     log(
         f"{'resuming' if resume_dir else 'training'} {config.model} ({model.count_params():,} parameters) on "
         f"{info.name}: {data.num_train} train / {data.num_val} val / {data.num_test} test images "

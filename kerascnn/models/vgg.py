@@ -17,9 +17,10 @@ Departures, each for a stated reason:
 - `head="compact"` (the default for inputs under 64 pixels, i.e. CIFAR)
   replaces FC-4096 by FC-512 so a 32x32 model is not dominated by a 4096-wide
   classifier fed with a 1x1x512 feature map; the structure is unchanged.
-- Initialisation follows torchvision (He fan-out normal for convolutions,
-  N(0, 0.01) for dense layers) instead of the paper's incremental-depth
-  scheme, so the deep configurations train from scratch.
+- Initialisation: He normal (fan-out, as torchvision) for convolutions, He
+  normal (fan-in) for the hidden dense layers and Glorot uniform for the
+  logits, instead of the paper's N(0, 0.01) with incremental-depth training,
+  so every configuration trains from scratch (see `models.common`).
 
 At 224x224x3 with 1000 classes and the paper head, vgg16 has 138,357,544 and
 vgg19 has 143,667,240 parameters, the published figures.

@@ -1,0 +1,115 @@
+"""Seconds per training epoch of CIFAR-10 models on this machine.
+
+    python benchmarks/epoch_time.py vgg16_bn vgg11 [--batch-size 128] [--steps 5] [--repeats 3]
+
+For each model: the product's own pipeline (real CIFAR-10 JPEGs from
+$KERASCNN_CIFAR10_DIR, else the synthetic set at the same 32x32 size), model,
+SGD optimiser and compile settings; a warm-up of 2 steps (tracing), then
+`--repeats` timings of `--steps` training steps. The median step time times
+the steps of a full CIFAR-10 epoch (45,000 training images after the 10%
+validation split, in full batches) gives seconds per epoch; a full epoch
+itself takes tens of minutes on a 2-core CPU.
+
+The reference measured in the same run is the float32 matmul rate of this
+machine (4096x4096 in TensorFlow): each model's achieved rate is reported as
+a fraction of it. Training FLOPs per image are taken as 3x the forward
+multiply-accumulates x 2 (forward, plus two backward products of the same
+size), the usual estimate; the forward count is exact, from the layer shapes.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
+from kerascnn.data.pipeline import make_datasets  # noqa: E402
+from kerascnn.data.sources import open_source  # noqa: E402
+from kerascnn.optim import build_optimizer, with_l2_penalty  # noqa: E402
+from kerascnn.registry import create_model  # noqa: E402
+from kerascnn.train import compile_model  # noqa: E402
+
+CIFAR_TRAIN_AFTER_SPLIT = 45_000
+
+
+def forward_macs(model):
+    """Exact multiply-accumulates of one forward pass (conv and dense layers)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            k_h, k_w, c_in, _ = layer.kernel.shape
+            total += h * w * c_out * k_h * k_w * c_in
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def matmul_gflops(n=4096, repeats=5):
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    matmul().numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul().numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def time_model(name, source, batch_size, steps, repeats):
+    keras.utils.set_random_seed(0)
+    data = make_datasets(source, DataConfig(batch_size=batch_size, limit_train=batch_size * 10), batch_size, seed=0)
+    optim = OptimConfig()
+    model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
+    model = with_l2_penalty(model, optim.weight_decay)
+    compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30))
+    train = data.train.repeat()
+    model.fit(train, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
+    step_times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+        step_times.append((time.perf_counter() - start) / steps)
+    step = statistics.median(step_times)
+    train_flops = 3 * 2 * forward_macs(model) * batch_size
+    return step, train_flops / step / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    cifar = os.environ.get("KERASCNN_CIFAR10_DIR")
+    source = open_source(data_dir=cifar) if cifar else open_source(dataset="synthetic")
+    peak = matmul_gflops()
+    steps_per_epoch = CIFAR_TRAIN_AFTER_SPLIT // args.batch_size
+    print(f"data: {source.info.name}; batch {args.batch_size}; {os.cpu_count()} CPU cores; "
+          f"TensorFlow {tf.__version__}; float32 matmul reference {peak:.1f} GFLOP/s")
+    print(f"| model | s/step (median of {args.repeats}x{args.steps}) | s/epoch (45k images) | GFLOP/s | of matmul |")
+    print("|---|---|---|---|---|")
+    for name in args.models:
+        step, gflops = time_model(name, source, args.batch_size, args.steps, args.repeats)
+        print(f"| {name} | {step:.3f} | {step * steps_per_epoch:.0f} | {gflops:.1f} | {gflops / peak:.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

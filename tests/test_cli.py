@@ -1,0 +1,154 @@
+"""The command line: the happy path in real subprocesses, bad input in-process."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerascnn.cli import main
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_png(path, colour, size=(32, 32)):
+    Image.fromarray(np.full((*size, 3), colour, np.uint8)).save(path)
+    return path
+
+
+def test_list_prints_every_model_and_keeps_the_terminal_clean(tmp_path):
+    out = run_cli("list", cwd=tmp_path)
+    assert out.returncode == 0
+    assert out.stderr == ""  # no TensorFlow start-up noise
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("vgg19_bn ") for line in lines)
+    assert all(len(line.split()) > 1 for line in lines)
+
+
+def test_fit_evaluate_export_predict_end_to_end(tmp_path):
+    fit = run_cli(
+        "fit", "vgg11", "--dataset", "synthetic", "--epochs", "1", "--limit-train", "128",
+        "--batch-size", "32", "--width-multiplier", "0.25", "--run-dir", "run",
+        cwd=tmp_path,
+    )
+    assert fit.returncode == 0, fit.stderr
+    assert "Traceback" not in fit.stderr
+    assert "test accuracy" in fit.stdout
+
+    evaluate = run_cli("evaluate", "run", "--json", cwd=tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr
+    result = json.loads(evaluate.stdout)
+    assert result["images"] == 1000 and result["data"] == "synthetic"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # The serving path and Keras' own evaluation agree on the same test set.
+    assert result["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-3)
+
+    exported = run_cli("export", "run", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    version = tmp_path / "saved_models" / "vgg11" / "1"
+    assert (version / "saved_model.pb").exists()
+
+    evaluate_export = run_cli("evaluate", str(version), "--json", "--limit", "200", cwd=tmp_path)
+    assert evaluate_export.returncode == 0, evaluate_export.stderr
+    assert json.loads(evaluate_export.stdout)["images"] == 200
+
+    a = write_png(tmp_path / "a.png", (200, 30, 30))
+    b = write_png(tmp_path / "b.png", (10, 10, 240), size=(50, 70))
+    predict = run_cli("predict", str(version), a, b, "--top-k", "3", "--json", cwd=tmp_path)
+    assert predict.returncode == 0, predict.stderr
+    ranked = json.loads(predict.stdout)
+    assert set(ranked) == {str(a), str(b)}
+    probs = [entry["probability"] for entry in ranked[str(a)]]
+    assert len(probs) == 3 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+# --- bad input: one line on stderr, exit 2, nothing written -----------------
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def assert_user_error(capsys, argv, fragment, workdir):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and fragment in lines[0], lines[0]
+    assert not (workdir / "runs").exists() and not (workdir / "saved_models").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["fit", "vgg17", "--dataset", "synthetic"], "available models: vgg11"),
+        (["fit", "vgg11", "--batch-size", "0"], "batch_size"),
+        (["fit", "vgg11", "--epochs", "-1"], "epochs"),
+        (["fit", "vgg11", "--val-split", "1.5"], "val_split"),
+        (["fit", "vgg11", "--image-size", "abc"], "--image-size"),
+        (["fit", "vgg11", "--dataset", "synthetic", "--devices", "3"], "GPU"),
+        (["fit"], "name a model"),
+        (["fit", "--resume", "no-such-run"], "does not exist"),
+        (["evaluate", "no-such-run"], "does not exist"),
+        (["export", "no-such-run"], "does not exist"),
+        (["predict", "no-such-export", "x.png"], "x.png"),
+        (["fit", "vgg11", "--data-dir", "no-such-folder"], "no-such-folder"),
+        (["fit", "vgg11", "--dataset", "cifar11"], "cifar11"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, workdir):
+    assert_user_error(capsys, argv, fragment, workdir)
+
+
+def test_empty_data_folder(capsys, workdir):
+    (workdir / "empty").mkdir()
+    assert_user_error(capsys, ["fit", "vgg11", "--data-dir", "empty"], "empty", workdir)
+
+
+def test_corrupt_image_is_named(capsys, workdir):
+    for split in ("train", "test"):
+        for cls, colour in (("cat", (200, 0, 0)), ("dog", (0, 0, 200))):
+            folder = workdir / "pics" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(3):
+                write_png(folder / f"{i}.png", colour)
+    (workdir / "pics" / "train" / "dog" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    assert_user_error(capsys, ["fit", "vgg11", "--data-dir", "pics", "--epochs", "1"], "broken.jpg", workdir)
+
+
+def test_predict_on_a_corrupt_image_names_it(capsys, workdir):
+    (workdir / "bad.png").write_bytes(b"\x89PNG garbage")
+    assert_user_error(capsys, ["predict", str(workdir), "bad.png"], "bad.png", workdir)
+
+
+def test_tfds_without_network_says_what_to_do(tmp_path):
+    # A closed local port as proxy: fails fast here and on machines with a network.
+    proxy = "http://127.0.0.1:9"
+    env = {
+        "TFDS_DATA_DIR": str(tmp_path / "tfds"),
+        "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
+    }
+    out = run_cli("fit", "vgg11", "--dataset", "mnist", "--epochs", "1", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "--data-dir" in lines[0] and "--dataset synthetic" in lines[0]
+    assert not (tmp_path / "runs").exists()

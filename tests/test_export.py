@@ -1,0 +1,86 @@
+"""Export: SavedModel on raw uint8 images, versions, verification, atomicity."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerascnn import export, rundir
+from kerascnn.config import RunConfig
+from kerascnn.data.preprocessing import Preprocessing
+from kerascnn.predictor import load_predictor
+from kerascnn.train import fit
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    config = RunConfig.from_flags(
+        "vgg11_bn",
+        dataset="synthetic",
+        limit_train=128,
+        batch_size=32,
+        epochs=1,
+        run_dir=str(root / "run"),
+        export=True,
+        export_dir=str(root / "saved_models"),
+        model_options={"width_multiplier": 0.25},
+    )
+    return fit(config, log=lambda *_: None, verbose=0)
+
+
+def _run_parts(run_dir):
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    r = config["resolved"]
+    prep = Preprocessing(tuple(r["image_shape"][:2]), tuple(r["mean"]), tuple(r["std"]))
+    return keras.saving.load_model(run_dir / rundir.BEST, compile=False), prep, config
+
+
+def test_fit_export_reload_gives_identical_predictions_on_raw_images(trained):
+    path = trained.export_dir
+    assert path.name == "1" and path.parent.name == "vgg11_bn"
+    model, prep, _ = _run_parts(trained.run_dir)
+    images = np.random.default_rng(5).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    expected = tf.nn.softmax(model(prep(images), training=False)).numpy()
+    served = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    reloaded = keras.saving.load_model(path / export.KERAS_FILE, compile=False)
+    np.testing.assert_allclose(reloaded(prep(images)).numpy(), model(prep(images)).numpy(), atol=1e-5)
+    assert (path / export.LABELS).read_text().splitlines() == [f"class_{i}" for i in range(10)]
+
+
+def test_serving_resizes_inputs_of_any_size_inside_the_graph(trained):
+    predictor = load_predictor(trained.export_dir)
+    probs = predictor.probabilities(np.zeros((2, 57, 40, 3), np.uint8))
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_new_export_never_overwrites_an_old_one(trained):
+    model, prep, config = _run_parts(trained.run_dir)
+    root = trained.export_dir.parent.parent
+    before = (trained.export_dir / "saved_model.pb").read_bytes()
+    second = export.export_model(model, prep, config["resolved"]["class_names"], "vgg11_bn", root, config)
+    assert second.name == "2"
+    assert (trained.export_dir / "saved_model.pb").read_bytes() == before
+    assert sorted(p.name for p in second.parent.iterdir()) == ["1", "2"]  # no temporary folder left
+
+
+def test_a_failed_verification_leaves_nothing_behind(trained, monkeypatch, tmp_path):
+    model, prep, config = _run_parts(trained.run_dir)
+
+    def corrupt(path, model, preprocessing):
+        raise export.ExportError("simulated mismatch")
+
+    monkeypatch.setattr(export, "verify_export", corrupt)
+    with pytest.raises(export.ExportError):
+        export.export_model(model, prep, ["a"] * 10, "vgg11_bn", tmp_path, config)
+    assert list((tmp_path / "vgg11_bn").iterdir()) == []
+
+
+def test_verification_catches_a_model_that_differs(trained, tmp_path):
+    model, prep, config = _run_parts(trained.run_dir)
+    path = export.export_model(model, prep, config["resolved"]["class_names"], "m", tmp_path, config)
+    other = keras.models.clone_model(model)  # same architecture, fresh weights
+    with pytest.raises(export.ExportError, match="differs"):
+        export.verify_export(path, other, prep)

@@ -1,0 +1,87 @@
+"""Registry-driven model tests: every registered model is checked automatically."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerascnn.errors import ConfigError
+from kerascnn.registry import create_model, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_pass_at_32x32_gives_finite_logits(name):
+    model = create_model(name, num_classes=10, input_shape=(32, 32, 3))
+    assert model.name == name
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    logits = model(x, training=False)
+    assert tuple(logits.shape) == (2, 10)
+    assert np.all(np.isfinite(logits))
+    # Logits, not probabilities: rows need not sum to one.
+    assert model.get_layer("predictions").activation is keras.activations.linear
+
+
+@pytest.mark.parametrize("name, expected", [("vgg16", 138_357_544), ("vgg19", 143_667_240)])
+def test_paper_parameter_counts_at_224(name, expected):
+    model = create_model(name, num_classes=1000, input_shape=(224, 224, 3))
+    assert model.count_params() == expected
+    assert model.get_layer("fc1").units == 4096
+
+
+def test_layer_names_follow_keras_applications():
+    model = create_model("vgg16", num_classes=10, input_shape=(32, 32, 3))
+    names = [layer.name for layer in model.layers]
+    for expected in ("block1_conv1", "block1_conv2", "block1_pool", "block5_conv3", "fc1", "fc2", "predictions"):
+        assert expected in names
+    assert "block5_conv4" not in names
+    assert "block5_conv4" in [layer.name for layer in create_model("vgg19", input_shape=(32, 32, 3)).layers]
+
+
+def test_batch_norm_variant_normalises_every_convolution():
+    model = create_model("vgg11_bn", num_classes=10, input_shape=(32, 32, 3))
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(convs) == len(bns) == 8
+
+
+def test_compact_head_for_small_inputs_paper_head_for_large():
+    assert create_model("vgg11", input_shape=(32, 32, 3)).get_layer("fc1").units == 512
+    assert create_model("vgg11", input_shape=(64, 64, 3)).get_layer("fc1").units == 4096
+    assert create_model("vgg11", input_shape=(32, 32, 3), head="paper").get_layer("fc1").units == 4096
+
+
+def test_any_input_size_including_sizes_not_divisible_by_32():
+    model = create_model("vgg11", num_classes=3, input_shape=(28, 28, 3))
+    assert model(np.zeros((1, 28, 28, 3), "float32")).shape == (1, 3)
+
+
+def test_include_top_false_returns_the_feature_map_or_its_pooling():
+    features = create_model("vgg13", input_shape=(64, 64, 3), include_top=False)
+    assert features.output_shape == (None, 2, 2, 512)
+    pooled = create_model("vgg13", input_shape=(64, 64, 3), include_top=False, pooling="avg")
+    assert pooled.output_shape == (None, 512)
+
+
+def test_width_multiplier_scales_every_layer():
+    model = create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.25)
+    assert model.get_layer("block1_conv1").filters == 16
+    assert model.get_layer("block5_conv2").filters == 128
+    assert model.get_layer("fc1").units == 128
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"dropout": 1.5}, {"num_classes": 0}, {"input_shape": (32, 32)}, {"head": "huge"}, {"width_multiplier": 0}],
+)
+def test_bad_builder_arguments_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        create_model("vgg11", **{"input_shape": (32, 32, 3), **kwargs})
+
+
+def test_logits_stay_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.125)
+        assert model.get_layer("block1_conv1").compute_dtype == "bfloat16"
+        assert model(np.zeros((1, 32, 32, 3), "float32")).dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

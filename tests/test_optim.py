@@ -1,0 +1,54 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerascnn.config import OptimConfig
+from kerascnn.errors import ConfigError
+from kerascnn.optim import build_optimizer, learning_rate, with_l2_penalty
+from kerascnn.registry import create_model
+
+
+def test_l2_penalty_adds_weight_decay_times_w_to_kernel_gradients():
+    model = create_model("vgg11", num_classes=3, input_shape=(8, 8, 3), width_multiplier=0.125, dropout=0.0)
+    penalised = with_l2_penalty(model, 5e-4)
+    penalised.set_weights(model.get_weights())
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    kernel = penalised.get_layer("block1_conv1").kernel
+    with tf.GradientTape() as tape:
+        extra = tf.add_n(penalised.losses)
+    (grad,) = tape.gradient(extra, [kernel])
+    np.testing.assert_allclose(grad.numpy(), 5e-4 * kernel.numpy(), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(penalised(x).numpy(), model(x).numpy(), rtol=1e-6)
+    assert penalised.get_layer("block1_conv1").bias_regularizer is None
+
+
+def test_cosine_warms_up_then_decays_to_zero():
+    schedule = learning_rate(OptimConfig(lr=0.1, warmup_epochs=1), steps_per_epoch=10, epochs=5)
+    assert float(schedule(0)) == pytest.approx(0.0, abs=1e-9)
+    assert float(schedule(10)) == pytest.approx(0.1)
+    assert float(schedule(30)) == pytest.approx(0.05, rel=1e-5)  # halfway through the decay
+    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_step_schedule_divides_by_ten_every_step_epochs():
+    schedule = learning_rate(OptimConfig(lr=0.1, schedule="step", step_epochs=2), steps_per_epoch=5, epochs=6)
+    assert [round(float(schedule(s)), 6) for s in (0, 9, 10, 20)] == [0.1, 0.1, 0.01, 0.001]
+
+
+def test_warmup_is_only_for_cosine_and_must_fit_in_the_run():
+    with pytest.raises(ConfigError):
+        learning_rate(OptimConfig(schedule="step", warmup_epochs=1), 10, 5)
+    with pytest.raises(ConfigError):
+        learning_rate(OptimConfig(warmup_epochs=5), 10, 5)
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop")])
+def test_each_optimizer_is_built_with_its_settings(name, cls):
+    opt = build_optimizer(OptimConfig(optimizer=name, nesterov=True, clip_norm=1.0), 10, 2)
+    assert type(opt).__name__ == cls
+    assert opt.global_clipnorm == 1.0
+    if name == "sgd":
+        assert opt.momentum == 0.9 and opt.nesterov
+    if name == "adamw":
+        assert opt.weight_decay == 5e-4

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerascnn.config import DataConfig
+from kerascnn.data.pipeline import channel_stats, make_datasets, split_indices
+from kerascnn.data.preprocessing import Preprocessing
+from kerascnn.data.source import DataSource, SourceInfo
+
+
+class ArraySource(DataSource):
+    def __init__(self, n_train=100, n_test=30, size=8, classes=4):
+        rng = np.random.default_rng(1)
+        self.x = rng.integers(0, 256, (n_train, size, size, 3), dtype=np.uint8)
+        self.y = (np.arange(n_train) % classes).astype(np.int32)
+        self.xt = rng.integers(0, 256, (n_test, size, size, 3), dtype=np.uint8)
+        self.yt = (np.arange(n_test) % classes).astype(np.int32)
+        self.info = SourceInfo("array", tuple("abcd"[:classes]), n_train, n_test, (size, size, 3))
+
+    def train_examples(self, indices):
+        return tf.data.Dataset.from_tensor_slices((self.x[indices], self.y[indices]))
+
+    def test_examples(self):
+        return tf.data.Dataset.from_tensor_slices((self.xt, self.yt))
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    train, val = split_indices(1000, 0.1, seed=3)
+    assert len(val) == 100 and len(train) == 900
+    assert not set(train) & set(val) and set(train) | set(val) == set(range(1000))
+    again_train, again_val = split_indices(1000, 0.1, seed=3)
+    assert np.array_equal(val, again_val)
+    assert not np.array_equal(val, split_indices(1000, 0.1, seed=4)[1])
+
+
+def test_limit_train_as_count_and_fraction_shrinks_validation_in_proportion():
+    train, val = split_indices(1000, 0.1, limit_train=90, seed=0)
+    assert len(train) == 90 and len(val) == 10
+    train, val = split_indices(1000, 0.1, limit_train=0.5, seed=0)
+    assert len(train) == 450 and len(val) == 50
+    # The limited set is a subset of the unlimited training indices: no leak into validation.
+    full_train, full_val = split_indices(1000, 0.1, seed=0)
+    assert set(train) <= set(full_train) and set(val) <= set(full_val)
+
+
+def test_channel_stats_match_numpy():
+    source = ArraySource()
+    mean, std = channel_stats(source.train_examples(np.arange(100)), batch_size=7)
+    pixels = source.x.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(std, pixels.std(axis=0), rtol=1e-9)
+
+
+def test_preprocessing_normalises_and_resizes_any_input_size():
+    prep = Preprocessing((4, 4), (10.0, 20.0, 30.0), (2.0, 4.0, 5.0))
+    images = np.full((1, 4, 4, 3), [12, 28, 45], np.uint8)
+    np.testing.assert_allclose(prep(images).numpy()[0, 0, 0], [1.0, 2.0, 3.0])
+    assert prep(np.zeros((2, 9, 7, 3), np.uint8)).shape == (2, 4, 4, 3)
+    dynamic = tf.function(prep, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    np.testing.assert_allclose(dynamic(images).numpy(), prep(images).numpy())
+    assert dynamic(np.zeros((1, 6, 6, 3), np.uint8)).shape == (1, 4, 4, 3)
+
+
+def test_make_datasets_batches_normalised_images_with_one_hot_labels():
+    source = ArraySource()
+    data = make_datasets(source, DataConfig(batch_size=16, val_split=0.2, image_size=(12, 12)), 16, seed=0)
+    assert (data.num_train, data.num_val, data.num_test) == (80, 20, 30)
+    assert data.steps_per_epoch == 5
+    x, y = next(iter(data.train))
+    assert x.shape == (16, 12, 12, 3) and x.dtype == tf.float32
+    assert y.shape == (16, 4) and np.allclose(y.numpy().sum(axis=1), 1)
+    # Normalised with the training statistics: zero mean, unit variance (at the
+    # native size; upsampling per-pixel noise would smooth the variance away).
+    native = make_datasets(source, DataConfig(batch_size=16, val_split=0.2), 16, seed=0)
+    all_x = np.concatenate([b[0].numpy() for b in native.train])
+    assert abs(all_x.mean()) < 0.1 and abs(all_x.std() - 1) < 0.15
+    assert sum(b[0].shape[0] for b in data.test) == 30
+
+
+def test_train_order_is_reshuffled_every_epoch_but_reproducible():
+    source = ArraySource()
+    def epochs(seed):
+        data = make_datasets(source, DataConfig(batch_size=10), 10, seed=seed)
+        return [np.concatenate([b[1].numpy().argmax(1) for b in data.train]) for _ in range(2)], data
+    (e1, e2), _ = epochs(0)
+    (f1, f2), _ = epochs(0)
+    assert np.array_equal(e1, f1) and np.array_equal(e2, f2)
+    first_x = [next(iter(make_datasets(source, DataConfig(batch_size=10), 10, seed=0).train))[0].numpy()]
+    assert first_x[0].shape == (10, 8, 8, 3)

@@ -1,0 +1,90 @@
+"""fit(): a real training run on generated data, its run directory, resume."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from kerascnn import rundir
+from kerascnn.config import RunConfig
+from kerascnn.errors import ConfigError
+from kerascnn.train import fit
+
+
+def tiny_config(tmp_path, **flags):
+    settings = dict(
+        dataset="synthetic",
+        limit_train=256,
+        batch_size=32,
+        epochs=1,
+        schedule="constant",
+        run_dir=str(tmp_path / "run"),
+        model_options={"width_multiplier": 0.25},
+    )
+    settings.update(flags)
+    return RunConfig.from_flags(settings.pop("model", "vgg11"), **settings)
+
+
+def test_one_epoch_on_synthetic_data_lowers_the_loss_and_fills_the_run_dir(tmp_path):
+    # Batch norm, because a plain VGG's escape from its initial plateau takes a
+    # variable number of steps; 32 steps, because after fewer the moving
+    # statistics used at test time still lag the fast-changing weights.
+    config = tiny_config(
+        tmp_path, model="vgg11_bn", model_options={"width_multiplier": 0.5}, limit_train=1024, batch_size=32
+    )
+    result = fit(config, log=lambda *_: None, verbose=0)
+    run = result.run_dir
+    metrics = json.loads((run / rundir.METRICS).read_text())
+    # Chance level is cross-entropy ln 10 = 2.30 and accuracy 0.1.
+    history = [row for row in np.genfromtxt(run / rundir.HISTORY, delimiter=",", names=True, ndmin=1)]
+    assert len(history) == 1
+    assert metrics["test_loss"] < math.log(10) - 0.3
+    assert metrics["test_accuracy"] > 0.3
+    assert set(metrics) >= {
+        "test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "params",
+        "seconds_per_epoch", "overfitting_gap", "final_train_accuracy",
+    }
+    assert metrics["overfitting_gap"] == pytest.approx(metrics["final_train_accuracy"] - metrics["test_accuracy"])
+    config = json.loads((run / rundir.CONFIG).read_text())
+    assert config["model"] == "vgg11_bn" and len(config["resolved"]["mean"]) == 3
+    assert config["resolved"]["num_train"] == 1024 and config["resolved"]["class_names"][0] == "class_0"
+    assert (run / rundir.BEST).exists() and (run / rundir.CURVES).stat().st_size > 0
+    assert any((run / rundir.TENSORBOARD).rglob("*tfevents*"))
+    assert not (run / rundir.BACKUP).exists()  # removed once training finished
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Simulates a crash (Ctrl-C) at the end of a given epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tmp_path):
+    config = tiny_config(tmp_path, epochs=3, limit_train=128)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[StopAfter(1)])
+    run = tmp_path / "run"
+    assert (run / rundir.BACKUP).exists() and not (run / rundir.METRICS).exists()
+    with pytest.raises(ConfigError, match="not empty"):
+        fit(config, log=lambda *_: None, verbose=0)  # never overwrites a run
+
+    epochs_seen = []
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_seen.append(epoch)
+
+    fit(resume_dir=run, log=lambda *_: None, verbose=0, extra_callbacks=[Record()])
+    assert epochs_seen == [2]  # epochs 0 and 1 were not redone
+    epochs = np.genfromtxt(run / rundir.HISTORY, delimiter=",", names=True)["epoch"]
+    assert list(epochs) == [0, 1, 2]
+    assert json.loads((run / rundir.METRICS).read_text())["epochs_run"] == 3
+    with pytest.raises(ConfigError, match="already finished"):
+        fit(resume_dir=run, log=lambda *_: None, verbose=0)
