@@ -61,11 +61,11 @@ def test_include_top_false_returns_the_feature_map_or_its_pooling():
     assert pooled.output_shape == (None, 512)
 
 
-def test_width_multiplier_scales_every_layer():
+def test_width_multiplier_scales_the_convolutions_not_the_classifier():
     model = create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.25)
     assert model.get_layer("block1_conv1").filters == 16
     assert model.get_layer("block5_conv2").filters == 128
-    assert model.get_layer("fc1").units == 128
+    assert model.get_layer("fc1").units == 512
 
 
 @pytest.mark.parametrize(

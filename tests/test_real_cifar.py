@@ -46,11 +46,13 @@ def test_three_epochs_on_5000_real_images_beat_chance_by_far(cifar10_dir, tmp_pa
         limit_train=5000,
         batch_size=64,
         epochs=3,
-        lr=0.05,
+        lr=0.01,
         run_dir=str(tmp_path / "run"),
-        # A quarter of the width: the real VGG-11 layout at 1/16 of the FLOPs,
-        # so three epochs fit a 2-core CI machine.
-        model_options={"width_multiplier": 0.25},
+        # A quarter of the convolution width: the real VGG-11 layout at 1/16 of
+        # the FLOPs, so three epochs fit a 2-core CI machine. No dropout: it
+        # regularises long runs but slows the first epochs (measured with this
+        # setup: 48% test accuracy without it, 38% with the default 0.5).
+        model_options={"width_multiplier": 0.25, "dropout": 0.0},
     )
     result = fit(config, log=print, verbose=2)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())

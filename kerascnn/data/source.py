@@ -59,3 +59,37 @@ class DataSource:
         Sources that read files override this to name the file at fault.
         """
         return f"could not read the data of {self.info.name}: {error}"
+
+
+def checked_indices(indices, num_examples):
+    """`indices` as a sorted int64 array without duplicates.
+
+    The contract returns examples in the source's fixed order, so the order
+    (and repetitions) of `indices` do not matter. Raises ValueError (a bug,
+    not a user error) for an index outside `[0, num_examples)`.
+    """
+    idx = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+    if idx.size and (idx[0] < 0 or idx[-1] >= num_examples):
+        raise ValueError(
+            f"train_examples: indices must lie in [0, {num_examples}). "
+            f"Received: indices with min={idx[0]}, max={idx[-1]}"
+        )
+    return idx
+
+
+class ArraySource(DataSource):
+    """A source backed by in-memory arrays.
+
+    Subclasses set `self.info` and four arrays: `_train_images` and
+    `_test_images` (uint8, `(N, H, W, 3)`), `_train_labels` and
+    `_test_labels` (int32, `(N,)`).
+    """
+
+    def train_examples(self, indices):
+        idx = checked_indices(indices, self.info.num_train)
+        return tf.data.Dataset.from_tensor_slices(
+            (self._train_images[idx], self._train_labels[idx])
+        )
+
+    def test_examples(self):
+        return tf.data.Dataset.from_tensor_slices((self._test_images, self._test_labels))

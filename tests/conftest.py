@@ -1,0 +1,139 @@
+"""Shared test helpers that write real data sets to disk.
+
+Each helper is a plain function (`from conftest import make_image_folder`)
+and also a pytest fixture of the same name that returns the function:
+
+    def test_x(tmp_path, make_image_folder):
+        root = make_image_folder(tmp_path / "pics")
+"""
+
+import io
+import os
+import tarfile
+
+import numpy as np
+import pytest
+
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "gif": "GIF"}
+
+
+def class_colour(index):
+    """A distinct, saturated RGB colour for class `index`."""
+    palette = np.array(
+        [
+            [220, 40, 40],
+            [40, 200, 60],
+            [50, 70, 230],
+            [230, 210, 40],
+            [200, 50, 210],
+            [40, 210, 220],
+            [250, 140, 20],
+            [120, 120, 120],
+            [20, 20, 20],
+            [250, 250, 250],
+        ],
+        dtype=np.int64,
+    )
+    return palette[index % len(palette)]
+
+
+def make_image_folder(
+    root, classes=("cat", "dog"), per_class=4, test_per_class=2, size=(32, 32), fmt="png", seed=0
+):
+    """Write `root/{train,test}/<class>/<i>.<fmt>` with PIL and return `root`.
+
+    Each image is its class colour (see `class_colour`) plus noise, so the
+    classes are easy to tell apart. `size` is (height, width).
+    """
+    from PIL import Image
+
+    root = os.fspath(root)
+    rng = np.random.default_rng(seed)
+    height, width = size
+    for split, count in (("train", per_class), ("test", test_per_class)):
+        for label, name in enumerate(classes):
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                pixels = class_colour(label) + rng.integers(-20, 21, size=(height, width, 3))
+                image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+                image.save(os.path.join(folder, f"{i:04d}.{fmt}"), format=_PIL_FORMATS[fmt.lower()])
+    return root
+
+
+def cifar_records(images, labels):
+    """Bytes of CIFAR-10 binary records: per image 1 label byte, then R, G, B planes."""
+    images = np.asarray(images, dtype=np.uint8)
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    return np.concatenate([np.asarray(labels, np.uint8)[:, None], planes], axis=1).tobytes()
+
+
+def make_cifar_binary(
+    root, n_train_per_batch=20, n_test=20, as_tar=True, class_names=CIFAR10_CLASSES, seed=0
+):
+    """Write a CIFAR-10 binary data set under `root`; return `(path, arrays)`.
+
+    `path` is `root/cifar-10-binary.tar.gz` (members under
+    `cifar-10-batches-bin/`, written from memory) when `as_tar`, else the
+    folder `root/cifar-10-batches-bin`. `arrays` holds what was written:
+    `train_images` (5 * n_train_per_batch, 32, 32, 3) uint8 in batch order,
+    `train_labels`, `test_images`, `test_labels` (int32) and `class_names`.
+    Pixels are random; labels cycle through the classes.
+    """
+    root = os.fspath(root)
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_train = 5 * n_train_per_batch
+    arrays = {
+        "train_images": rng.integers(0, 256, size=(n_train, 32, 32, 3), dtype=np.uint8),
+        "train_labels": (np.arange(n_train) % len(class_names)).astype(np.int32),
+        "test_images": rng.integers(0, 256, size=(n_test, 32, 32, 3), dtype=np.uint8),
+        "test_labels": ((np.arange(n_test) * 3 + 1) % len(class_names)).astype(np.int32),
+        "class_names": tuple(class_names),
+    }
+    files = {}
+    for b in range(5):
+        part = slice(b * n_train_per_batch, (b + 1) * n_train_per_batch)
+        files[f"data_batch_{b + 1}.bin"] = cifar_records(
+            arrays["train_images"][part], arrays["train_labels"][part]
+        )
+    files["test_batch.bin"] = cifar_records(arrays["test_images"], arrays["test_labels"])
+    # Blank lines on purpose: the real file ends with some.
+    files["batches.meta.txt"] = ("\n".join(class_names) + "\n\n").encode()
+
+    if as_tar:
+        path = os.path.join(root, "cifar-10-binary.tar.gz")
+        with tarfile.open(path, "w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    else:
+        path = os.path.join(root, "cifar-10-batches-bin")
+        os.makedirs(path, exist_ok=True)
+        for name, data in files.items():
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(data)
+    return path, arrays
+
+
+@pytest.fixture(name="make_image_folder")
+def _make_image_folder_fixture():
+    return make_image_folder
+
+
+@pytest.fixture(name="make_cifar_binary")
+def _make_cifar_binary_fixture():
+    return make_cifar_binary
