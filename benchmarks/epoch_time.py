@@ -1,6 +1,6 @@
 """Seconds per training epoch of CIFAR-10 models on this machine.
 
-    python benchmarks/epoch_time.py vgg16_bn vgg11 [--batch-size 128] [--steps 5] [--repeats 3]
+    python benchmarks/epoch_time.py vgg16_bn vgg11 [--batch-size 128] [--steps 5] [--repeats 3] [--jit]
 
 For each model: the product's own pipeline (real CIFAR-10 JPEGs from
 $KERASCNN_CIFAR10_DIR, else the synthetic set at the same 32x32 size), model,
@@ -70,19 +70,19 @@ def matmul_gflops(n=4096, repeats=5):
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def time_model(name, source, batch_size, steps, repeats):
+def time_model(name, source, batch_size, steps, repeats, jit=False):
     keras.utils.set_random_seed(0)
     data = make_datasets(source, DataConfig(batch_size=batch_size, limit_train=batch_size * 10), batch_size, seed=0)
     optim = OptimConfig()
     model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
     model = with_l2_penalty(model, optim.weight_decay)
-    compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30))
+    compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30), jit=jit)
     train = data.train.repeat()
-    model.fit(train, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
+    model.fit(train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     step_times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         step_times.append((time.perf_counter() - start) / steps)
     step = statistics.median(step_times)
     train_flops = 3 * 2 * forward_macs(model) * batch_size
@@ -95,6 +95,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     args = parser.parse_args()
 
     cifar = os.environ.get("KERASCNN_CIFAR10_DIR")
@@ -102,11 +103,12 @@ def main():
     peak = matmul_gflops()
     steps_per_epoch = CIFAR_TRAIN_AFTER_SPLIT // args.batch_size
     print(f"data: {source.info.name}; batch {args.batch_size}; {os.cpu_count()} CPU cores; "
-          f"TensorFlow {tf.__version__}; float32 matmul reference {peak:.1f} GFLOP/s")
+          f"TensorFlow {tf.__version__}; XLA {'on' if args.jit else 'off'}; "
+          f"float32 matmul reference {peak:.1f} GFLOP/s")
     print(f"| model | s/step (median of {args.repeats}x{args.steps}) | s/epoch (45k images) | GFLOP/s | of matmul |")
     print("|---|---|---|---|---|")
     for name in args.models:
-        step, gflops = time_model(name, source, args.batch_size, args.steps, args.repeats)
+        step, gflops = time_model(name, source, args.batch_size, args.steps, args.repeats, args.jit)
         print(f"| {name} | {step:.3f} | {step * steps_per_epoch:.0f} | {gflops:.1f} | {gflops / peak:.2f} |",
               flush=True)
 
