@@ -209,19 +209,13 @@ def cmd_evaluate(args):
 
 
 def cmd_export(args):
-    import keras
-
-    from kerascnn import rundir
-    from kerascnn.data.preprocessing import Preprocessing
     from kerascnn.export import export_model
+    from kerascnn.predictor import load_run
 
-    run_dir = rundir.require_run_dir(args.run_dir, need=(rundir.CONFIG, rundir.BEST))
-    config = rundir.read_json(run_dir / rundir.CONFIG)
-    resolved = config["resolved"]
-    preprocessing = Preprocessing(tuple(resolved["image_shape"][:2]), tuple(resolved["mean"]), tuple(resolved["std"]))
-    model = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
-    path = export_model(model, preprocessing, resolved["class_names"], config["model"], args.export_dir, config)
-    print(f"exported {run_dir} to {path}")
+    config, model, preprocessing = load_run(args.run_dir)
+    class_names = config["resolved"]["class_names"]
+    path = export_model(model, preprocessing, class_names, config["model"], args.export_dir, config)
+    print(f"exported {args.run_dir} to {path}")
     return 0
 
 

@@ -42,6 +42,18 @@ class Predictor:
         return self.serve(images=images)["probabilities"].numpy()
 
 
+def load_run(run_dir):
+    """(config dict, best model, Preprocessing) of a finished or running run directory."""
+    run_dir = rundir.require_run_dir(run_dir, need=(rundir.CONFIG, rundir.BEST))
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    resolved = config["resolved"]
+    preprocessing = Preprocessing(
+        tuple(resolved["image_shape"][:2]), tuple(resolved["mean"]), tuple(resolved["std"])
+    )
+    model = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
+    return config, model, preprocessing
+
+
 def load_predictor(path):
     """Load from an export folder (saved_model.pb) or a run directory (best.keras)."""
     path = pathlib.Path(path)
@@ -61,15 +73,11 @@ def load_predictor(path):
             "export",
         )
     if (path / rundir.CONFIG).exists():
-        rundir.require_run_dir(path, need=(rundir.CONFIG, rundir.BEST))
-        config = rundir.read_json(path / rundir.CONFIG)
-        resolved = config["resolved"]
-        preprocessing = Preprocessing(tuple(resolved["image_shape"][:2]), tuple(resolved["mean"]), tuple(resolved["std"]))
-        model = keras.saving.load_model(path / rundir.BEST, compile=False)
+        config, model, preprocessing = load_run(path)
         fn = tf.function(export.serving_function(model, preprocessing))
         return Predictor(
             lambda images: fn(images),
-            tuple(resolved["class_names"]),
+            tuple(config["resolved"]["class_names"]),
             preprocessing.image_size,
             config.get("data"),
             "run",

@@ -8,7 +8,6 @@ the best checkpoint evaluated on the test split, metrics.json written last.
 """
 
 import dataclasses
-import os
 import pathlib
 import platform
 import shutil
@@ -26,7 +25,7 @@ from kerascnn.config import RunConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
 from kerascnn.data.sources import open_source
 from kerascnn.distribute import is_chief, select_strategy
-from kerascnn.errors import ConfigError, DataError
+from kerascnn.errors import ConfigError
 from kerascnn.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
 from kerascnn.plots import plot_curves
 from kerascnn.registry import check_model_name, create_model

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerascnn import export, rundir
+from kerascnn import export
 from kerascnn.config import RunConfig
-from kerascnn.data.preprocessing import Preprocessing
-from kerascnn.predictor import load_predictor
+from kerascnn.predictor import load_predictor, load_run
 from kerascnn.train import fit
 
 
@@ -30,10 +29,8 @@ def trained(tmp_path_factory):
 
 
 def _run_parts(run_dir):
-    config = rundir.read_json(run_dir / rundir.CONFIG)
-    r = config["resolved"]
-    prep = Preprocessing(tuple(r["image_shape"][:2]), tuple(r["mean"]), tuple(r["std"]))
-    return keras.saving.load_model(run_dir / rundir.BEST, compile=False), prep, config
+    config, model, prep = load_run(run_dir)
+    return model, prep, config
 
 
 def test_fit_export_reload_gives_identical_predictions_on_raw_images(trained):

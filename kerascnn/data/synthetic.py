@@ -16,7 +16,6 @@ changing `num_test` does not change the training images.
 """
 
 import numpy as np
-import tensorflow as tf
 
 from kerascnn.data.source import ArraySource, SourceInfo
 from kerascnn.errors import ConfigError
