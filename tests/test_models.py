@@ -9,15 +9,26 @@ from kerascnn.registry import create_model, list_models
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_forward_pass_at_32x32_gives_finite_logits(name):
+def test_every_model_at_32x32_runs_trains_and_round_trips(name, tmp_path):
     model = create_model(name, num_classes=10, input_shape=(32, 32, 3))
     assert model.name == name
-    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(4) % 10, 10)
     logits = model(x, training=False)
-    assert tuple(logits.shape) == (2, 10)
+    assert tuple(logits.shape) == (4, 10)
     assert np.all(np.isfinite(logits))
     # Logits, not probabilities: rows need not sum to one.
     assert model.get_layer("predictions").activation is keras.activations.linear
+
+    model.compile(keras.optimizers.SGD(0.01), keras.losses.CategoricalCrossentropy(from_logits=True))
+    before = [w.numpy().copy() for w in model.trainable_weights[:2]]
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights[:2]))
+
+    model.save(tmp_path / f"{name}.keras")
+    reloaded = keras.saving.load_model(tmp_path / f"{name}.keras", compile=False)
+    np.testing.assert_allclose(reloaded(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("name, expected", [("vgg16", 138_357_544), ("vgg19", 143_667_240)])

@@ -1,3 +1,3 @@
 """Model families. Importing this package registers every model."""
 
-from kerascnn.models import vgg  # noqa: F401
+from kerascnn.models import alexnet, vgg  # noqa: F401

@@ -175,3 +175,9 @@ for _name, _stack in VGG_STACKS.items():
     globals()[_name + "_bn"] = _register_variant(
         _name + "_bn", _stack, True, _summary + ", batch norm after every conv"
     )
+
+# Not a configuration of the paper: one convolution per stage, 5 conv + 3 FC
+# weight layers, the shallow end of the family for quick depth comparisons.
+vgg8 = _register_variant(
+    "vgg8", (1, 1, 1, 1, 1), False, "VGG-8: 5 conv + 3 FC layers, one conv per stage (shallow VGG for comparisons)"
+)

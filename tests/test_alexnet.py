@@ -1,0 +1,75 @@
+import keras
+import numpy as np
+import pytest
+
+from kerascnn.errors import ConfigError
+from kerascnn.layers import LocalResponseNormalization
+from kerascnn.registry import create_model
+
+
+def spatial(model, name):
+    return tuple(model.get_layer(name).output.shape[1:3])
+
+
+@pytest.mark.parametrize("name, shape, expected", [
+    ("alexnet", (227, 227, 3), 60_965_224),
+    ("alexnet_v2", (224, 224, 3), 61_100_840),
+])
+def test_published_parameter_counts(name, shape, expected):
+    assert create_model(name, num_classes=1000, input_shape=shape).count_params() == expected
+
+
+def test_paper_alexnet_layout_two_towers_lrn_before_pooling():
+    model = create_model("alexnet")
+    assert [spatial(model, n) for n in ("conv1", "pool1", "pool2", "pool5")] == [(55, 55), (27, 27), (13, 13), (6, 6)]
+    assert [model.get_layer(f"conv{i}").groups for i in range(1, 6)] == [1, 2, 1, 2, 2]
+    names = [layer.name for layer in model.layers]
+    assert names.index("conv1") < names.index("norm1") < names.index("pool1")
+    assert names.index("conv2") < names.index("norm2") < names.index("pool2")
+    assert not any(n.startswith("norm") for n in names[names.index("pool2"):])
+    norm = model.get_layer("norm1")
+    assert isinstance(norm, LocalResponseNormalization)
+    assert (norm.size, norm.k, norm.alpha, norm.beta) == (5, 2.0, 1e-4, 0.75)
+
+
+def test_one_tower_and_no_lrn_options():
+    model = create_model("alexnet", towers=1, use_lrn=False)
+    assert all(model.get_layer(f"conv{i}").groups == 1 for i in range(1, 6))
+    assert not any(isinstance(l, LocalResponseNormalization) for l in model.layers)
+    with pytest.raises(ConfigError):
+        create_model("alexnet", towers=3)
+
+
+def test_paper_initialisation_biases_one_in_conv2_conv4_conv5_and_hidden_fc():
+    model = create_model("alexnet", num_classes=10, input_shape=(67, 67, 3))
+    ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.name != "predictions":
+            expected = 1.0 if layer.name in ones else 0.0
+            assert np.all(layer.bias.numpy() == expected), layer.name
+    assert np.std(model.get_layer("fc6").kernel.numpy()) == pytest.approx(0.01, rel=0.05)
+    he = create_model("alexnet", num_classes=10, input_shape=(67, 67, 3), init="he_normal")
+    assert np.all(he.get_layer("conv2").bias.numpy() == 0)
+
+
+def test_zfnet_keeps_more_resolution_in_its_first_layers():
+    model = create_model("zfnet")
+    assert model.get_layer("conv1").kernel_size == (7, 7) and model.get_layer("conv1").strides == (2, 2)
+    assert [spatial(model, n) for n in ("conv1", "pool1", "conv2", "pool2", "pool5")] == [
+        (110, 110), (55, 55), (26, 26), (13, 13), (6, 6)
+    ]
+
+
+def test_alexnet_cifar_switches_are_independent():
+    plain = create_model("alexnet_cifar")
+    assert spatial(plain, "pool5") == (4, 4) and plain.get_layer("fc6").units == 4096
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in plain.layers)
+    bn_only = create_model("alexnet_cifar", batch_norm=True, dropout=0.0)
+    assert any(isinstance(l, keras.layers.BatchNormalization) for l in bn_only.layers)
+    assert not any(isinstance(l, keras.layers.Dropout) for l in bn_only.layers)
+
+
+def test_vgg8_has_one_convolution_per_stage():
+    model = create_model("vgg8", num_classes=10, input_shape=(32, 32, 3))
+    convs = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert convs == [f"block{i}_conv1" for i in range(1, 6)]
