@@ -1,6 +1,8 @@
 """Callbacks the training loop adds to Keras' own."""
 
 import csv
+import os
+import pathlib
 import time
 
 import keras
@@ -62,3 +64,34 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = best
             self.best_epoch = best_epoch
             self.wait = len(self._history) - 1 - best_epoch
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model with the best validation accuracy so far, atomically.
+
+    Like ModelCheckpoint(save_best_only=True), with two differences: it saves
+    `inference_model()` (a network's auxiliary classifiers are training-only
+    and are left out), and it writes to a temporary file then renames, so a
+    run killed while saving keeps its previous best checkpoint.
+
+    Args:
+        path: the `.keras` file.
+        inference_model: a function returning the model to save.
+        initial_best: the best value of earlier epochs (a resumed run).
+    """
+
+    def __init__(self, path, inference_model, monitor=MONITOR, initial_best=None):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.inference_model = inference_model
+        self.monitor = monitor
+        self.best = initial_best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or (self.best is not None and value <= self.best):
+            return
+        self.best = value
+        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
+        self.inference_model().save(tmp)
+        os.replace(tmp, self.path)

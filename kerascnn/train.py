@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn import callbacks as cb
+from kerascnn.auxiliary import inference_model, training_model
 from kerascnn import rundir
 from kerascnn.config import RunConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
@@ -38,7 +39,7 @@ class RunResult:
     export_dir: pathlib.Path = None
 
 
-def compile_model(model, optimizer, label_smoothing=0.0, jit=False):
+def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=None):
     """Compile with the project's loss and metrics (logits in, one-hot labels).
 
     `cross_entropy` is the plain cross-entropy (no label smoothing, no weight
@@ -48,7 +49,7 @@ def compile_model(model, optimizer, label_smoothing=0.0, jit=False):
         keras.metrics.CategoricalAccuracy(name="accuracy"),
         keras.metrics.CategoricalCrossentropy(from_logits=True, name="cross_entropy"),
     ]
-    if model.output_shape[-1] > 5:
+    if (num_classes or model.output_shape[-1]) > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     model.compile(
         optimizer=optimizer,
@@ -121,12 +122,14 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
     input_shape = (*data.preprocessing.image_size, 3)
 
     with strategy.scope():
-        model = create_model(
+        network = create_model(
             config.model, num_classes=info.num_classes, input_shape=input_shape, **config.model_options
         )
-        model = with_l2_penalty(model, coupled_weight_decay(config.optim))
+        network = with_l2_penalty(network, coupled_weight_decay(config.optim))
+        # Auxiliary classifiers (GoogLeNet) add their weighted losses in training only.
+        model = training_model(network)
         optimizer = build_optimizer(config.optim, data.steps_per_epoch, config.epochs)
-        compile_model(model, optimizer, config.optim.label_smoothing, config.jit)
+        compile_model(model, optimizer, config.optim.label_smoothing, config.jit, info.num_classes)
 
     if resume_dir is None:
         config = config.replace(
@@ -144,7 +147,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
                 "replicas": replicas,
                 "global_batch": global_batch,
                 "steps_per_epoch": data.steps_per_epoch,
-                "params": int(model.count_params()),
+                "params": int(inference_model(network).count_params()),
                 "versions": _versions(),
             }
         )
@@ -171,13 +174,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
     callbacks = [
         cb.EpochTimer(),
         keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP), delete_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / rundir.BEST),
-            monitor=cb.MONITOR,
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best_value,
-        ),
+        cb.BestCheckpoint(run_dir / rundir.BEST, lambda: inference_model(network), initial_best=best_value),
         keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=resume_dir is not None),
         keras.callbacks.TensorBoard(str(run_dir / rundir.TENSORBOARD), profile_batch=0, write_graph=False),
     ]
@@ -198,7 +195,8 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
 
     callbacks.extend(extra_callbacks)
     log(
-        f"{'resuming' if resume_dir else 'training'} {config.model} ({model.count_params():,} parameters) on "
+        f"{'resuming' if resume_dir else 'training'} {config.model} "
+        f"({inference_model(network).count_params():,} parameters) on "
         f"{info.name}: {data.num_train} train / {data.num_val} val / {data.num_test} test images "
         f"at {input_shape[0]}x{input_shape[1]}, {info.num_classes} classes"
     )
