@@ -34,6 +34,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from kerascnn.analysis.macs import forward_macs  # noqa: E402
+from kerascnn.auxiliary import inference_model, training_model  # noqa: E402
 from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
 from kerascnn.data.pipeline import make_datasets  # noqa: E402
 from kerascnn.data.sources import open_source  # noqa: E402
@@ -42,19 +44,6 @@ from kerascnn.registry import create_model  # noqa: E402
 from kerascnn.train import compile_model  # noqa: E402
 
 CIFAR_TRAIN_AFTER_SPLIT = 45_000
-
-
-def forward_macs(model):
-    """Exact multiply-accumulates of one forward pass (conv and dense layers)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            k_h, k_w, c_in, _ = layer.kernel.shape
-            total += h * w * c_out * k_h * k_w * c_in
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(layer.kernel.shape))
-    return total
 
 
 def matmul_gflops(n=4096, repeats=5):
@@ -75,8 +64,10 @@ def time_model(name, source, batch_size, steps, repeats, jit=False):
     data = make_datasets(source, DataConfig(batch_size=batch_size, limit_train=batch_size * 10), batch_size, seed=0)
     optim = OptimConfig()
     model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
-    model = with_l2_penalty(model, optim.weight_decay)
-    compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30), jit=jit)
+    network = with_l2_penalty(model, optim.weight_decay)
+    model = training_model(network)
+    compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30), jit=jit,
+                  num_classes=source.info.num_classes)
     train = data.train.repeat()
     model.fit(train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     step_times = []
@@ -85,7 +76,7 @@ def time_model(name, source, batch_size, steps, repeats, jit=False):
         model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         step_times.append((time.perf_counter() - start) / steps)
     step = statistics.median(step_times)
-    train_flops = 3 * 2 * forward_macs(model) * batch_size
+    train_flops = 3 * 2 * forward_macs(inference_model(network)) * batch_size
     return step, train_flops / step / 1e9
 
 
@@ -105,11 +96,13 @@ def main():
     print(f"data: {source.info.name}; batch {args.batch_size}; {os.cpu_count()} CPU cores; "
           f"TensorFlow {tf.__version__}; XLA {'on' if args.jit else 'off'}; "
           f"float32 matmul reference {peak:.1f} GFLOP/s")
-    print(f"| model | s/step (median of {args.repeats}x{args.steps}) | s/epoch (45k images) | GFLOP/s | of matmul |")
-    print("|---|---|---|---|---|")
+    print(f"| model | s/step (median of {args.repeats}x{args.steps}) | images/s | s/epoch (45k images) "
+          "| GFLOP/s | of matmul |")
+    print("|---|---|---|---|---|---|")
     for name in args.models:
         step, gflops = time_model(name, source, args.batch_size, args.steps, args.repeats, args.jit)
-        print(f"| {name} | {step:.3f} | {step * steps_per_epoch:.0f} | {gflops:.1f} | {gflops / peak:.2f} |",
+        print(f"| {name} | {step:.3f} | {args.batch_size / step:.1f} | {step * steps_per_epoch:.0f} "
+              f"| {gflops:.1f} | {gflops / peak:.2f} |",
               flush=True)
 
 

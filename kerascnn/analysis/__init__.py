@@ -1,0 +1,1 @@
+"""Model analysis: cost counts (more to come: layer profiles, receptive fields)."""
