@@ -26,7 +26,7 @@ def inference_model(network):
     """`network` without its auxiliary heads (shares the weights)."""
     if not has_auxiliary_outputs(network):
         return network
-    return keras.Model(network.inputs, network.outputs[0], name=network.name)
+    return keras.Model(network.input, network.outputs[0], name=network.name)
 
 
 def training_model(network, aux_weight=AUX_LOSS_WEIGHT):

@@ -4,14 +4,17 @@ import keras
 import numpy as np
 import pytest
 
+from kerascnn.auxiliary import inference_model, training_model
 from kerascnn.errors import ConfigError
 from kerascnn.registry import create_model, list_models
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_at_32x32_runs_trains_and_round_trips(name, tmp_path):
-    model = create_model(name, num_classes=10, input_shape=(32, 32, 3))
-    assert model.name == name
+    network = create_model(name, num_classes=10, input_shape=(32, 32, 3))
+    assert network.name == name
+    # As fit() does: auxiliary classifiers (GoogLeNet) train, but are not inferred with.
+    model = inference_model(network)
     x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
     y = keras.utils.to_categorical(np.arange(4) % 10, 10)
     logits = model(x, training=False)
@@ -20,14 +23,15 @@ def test_every_model_at_32x32_runs_trains_and_round_trips(name, tmp_path):
     # Logits, not probabilities: rows need not sum to one.
     assert model.get_layer("predictions").activation is keras.activations.linear
 
-    model.compile(keras.optimizers.SGD(0.01), keras.losses.CategoricalCrossentropy(from_logits=True))
-    before = [w.numpy().copy() for w in model.trainable_weights[:2]]
-    loss = model.train_on_batch(x, y)
+    trainer = training_model(network)
+    trainer.compile(keras.optimizers.SGD(0.01), keras.losses.CategoricalCrossentropy(from_logits=True))
+    before = [w.numpy().copy() for w in network.trainable_weights[:2]]
+    loss = trainer.train_on_batch(x, y)
     assert np.isfinite(loss)
-    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights[:2]))
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, network.trainable_weights[:2]))
 
-    model.save(tmp_path / f"{name}.keras")
-    reloaded = keras.saving.load_model(tmp_path / f"{name}.keras", compile=False)
+    network.save(tmp_path / f"{name}.keras")
+    reloaded = inference_model(keras.saving.load_model(tmp_path / f"{name}.keras", compile=False))
     np.testing.assert_allclose(reloaded(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
 
 
