@@ -99,7 +99,7 @@ def assert_user_error(capsys, argv, fragment, workdir):
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["fit", "vgg17", "--dataset", "synthetic"], "available models: vgg11"),
+        (["fit", "vgg17", "--dataset", "synthetic"], "(did you mean vgg19?); available models: alexnet"),
         (["fit", "vgg11", "--batch-size", "0"], "batch_size"),
         (["fit", "vgg11", "--epochs", "-1"], "epochs"),
         (["fit", "vgg11", "--val-split", "1.5"], "val_split"),
