@@ -2,7 +2,8 @@
 
     python benchmarks/model_table.py
 
-Parameters are counted at the model's own input size (the paper's, or 32x32
+Parameters (all, and trainable: Keras also counts batch-norm moving
+statistics, which torchvision does not) are counted at the model's own input size (the paper's, or 32x32
 for the CIFAR variants) with 1000 classes for the ImageNet models and 10 for
 the CIFAR ones; auxiliary classifiers (training-only) are left out. MACs per
 image come from kerascnn.analysis.macs (exact, from the layer shapes) at
@@ -19,6 +20,7 @@ from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from kerascnn.analysis.macs import forward_macs  # noqa: E402
 from kerascnn.auxiliary import inference_model  # noqa: E402
@@ -31,14 +33,15 @@ def defaults(name):
 
 
 def main():
-    print("| model | own input | classes | parameters | MMACs at 32x32 | MMACs at own input |")
-    print("|---|---|---|---|---|---|")
+    print("| model | own input | classes | parameters | trainable | MMACs at 32x32 | MMACs at own input |")
+    print("|---|---|---|---|---|---|---|")
     for name in list_models():
         shape, classes = defaults(name)
         own = inference_model(create_model(name, num_classes=classes, input_shape=shape))
         small = inference_model(create_model(name, num_classes=10, input_shape=(32, 32, 3)))
         print(
             f"| {name} | {shape[0]}x{shape[1]} | {classes} | {own.count_params():,} | "
+            f"{sum(int(np.prod(w.shape)) for w in own.trainable_weights):,} | "
             f"{forward_macs(small) / 1e6:,.1f} | {forward_macs(own) / 1e6:,.1f} |",
             flush=True,
         )
