@@ -31,7 +31,6 @@ from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerascnn.analysis.macs import forward_macs  # noqa: E402

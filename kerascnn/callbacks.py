@@ -70,13 +70,13 @@ class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model with the best validation accuracy so far, atomically.
 
     Like ModelCheckpoint(save_best_only=True), with two differences: it saves
-    `inference_model()` (a network's auxiliary classifiers are training-only
-    and are left out), and it writes to a temporary file then renames, so a
+    the given inference model (a network's auxiliary classifiers are
+    training-only and are left out), and it writes to a temporary file then renames, so a
     run killed while saving keeps its previous best checkpoint.
 
     Args:
         path: the `.keras` file.
-        inference_model: a function returning the model to save.
+        inference_model: the model to save (it shares the trained weights).
         initial_best: the best value of earlier epochs (a resumed run).
     """
 
@@ -93,5 +93,5 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         self.best = value
         tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        self.inference_model().save(tmp)
+        self.inference_model.save(tmp)
         os.replace(tmp, self.path)

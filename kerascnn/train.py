@@ -126,8 +126,10 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
             config.model, num_classes=info.num_classes, input_shape=input_shape, **config.model_options
         )
         network = with_l2_penalty(network, coupled_weight_decay(config.optim))
-        # Auxiliary classifiers (GoogLeNet) add their weighted losses in training only.
+        # Auxiliary classifiers (GoogLeNet) add their weighted losses in training only;
+        # `inference` shares the weights without them (checkpoints, parameter counts).
         model = training_model(network)
+        inference = inference_model(network)
         optimizer = build_optimizer(config.optim, data.steps_per_epoch, config.epochs)
         compile_model(model, optimizer, config.optim.label_smoothing, config.jit, info.num_classes)
 
@@ -147,7 +149,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
                 "replicas": replicas,
                 "global_batch": global_batch,
                 "steps_per_epoch": data.steps_per_epoch,
-                "params": int(inference_model(network).count_params()),
+                "params": int(inference.count_params()),
                 "versions": _versions(),
             }
         )
@@ -174,7 +176,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
     callbacks = [
         cb.EpochTimer(),
         keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP), delete_checkpoint=True),
-        cb.BestCheckpoint(run_dir / rundir.BEST, lambda: inference_model(network), initial_best=best_value),
+        cb.BestCheckpoint(run_dir / rundir.BEST, inference, initial_best=best_value),
         keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=resume_dir is not None),
         keras.callbacks.TensorBoard(str(run_dir / rundir.TENSORBOARD), profile_batch=0, write_graph=False),
     ]
@@ -196,7 +198,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
     callbacks.extend(extra_callbacks)
     log(
         f"{'resuming' if resume_dir else 'training'} {config.model} "
-        f"({inference_model(network).count_params():,} parameters) on "
+        f"({inference.count_params():,} parameters) on "
         f"{info.name}: {data.num_train} train / {data.num_val} val / {data.num_test} test images "
         f"at {input_shape[0]}x{input_shape[1]}, {info.num_classes} classes"
     )

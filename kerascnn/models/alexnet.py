@@ -34,6 +34,7 @@ import keras
 from kerascnn.errors import ConfigError
 from kerascnn.layers import LocalResponseNormalization
 from kerascnn.models.common import (
+    batch_normalization,
     CONV_INIT,
     DENSE_INIT,
     check_common_args,
@@ -102,7 +103,7 @@ def _conv_bn_relu(x, filters, kernel, name, batch_norm, stride=1, padding="same"
         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer, name=name,
     )(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        x = batch_normalization(x, f"{name}_bn")
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x
 
@@ -117,7 +118,7 @@ def _classifier(x, num_classes, dropout, init, batch_norm=False, units=4096, fir
             kernel_initializer=kernel_init, bias_initializer=bias_init, name=f"fc{i}",
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"fc{i}_bn")(x)
+            x = batch_normalization(x, f"fc{i}_bn")
             x = keras.layers.ReLU(name=f"fc{i}_relu")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)

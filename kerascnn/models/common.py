@@ -19,6 +19,17 @@ DENSE_INIT = keras.initializers.HeNormal()
 LOGITS_INIT = keras.initializers.GlorotUniform()
 
 
+# torchvision's BatchNorm2d defaults (its momentum 0.1 is Keras' 0.9), so
+# weights and statistics ported from torchvision behave the same.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def batch_normalization(x, name):
+    """Batch normalisation (Ioffe & Szegedy 2015) with torchvision's constants."""
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+
+
 def check_common_args(num_classes, input_shape, dropout, include_top):
     """Validate the arguments every builder shares; raise ConfigError."""
     if include_top and (not isinstance(num_classes, int) or num_classes < 1):

@@ -92,6 +92,7 @@ import keras
 from kerascnn.errors import ConfigError
 from kerascnn.layers import LocalResponseNormalization
 from kerascnn.models.common import (
+    batch_normalization,
     DENSE_INIT,
     LOGITS_INIT,
     check_common_args,
@@ -147,7 +148,7 @@ def _conv(x, filters, kernel, name, batch_norm, strides=1, padding="same"):
         name=name,
     )(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        x = batch_normalization(x, f"{name}_bn")
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x
 

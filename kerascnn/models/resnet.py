@@ -68,6 +68,7 @@ import keras
 
 from kerascnn.errors import ConfigError
 from kerascnn.models.common import (
+    batch_normalization,
     CONV_INIT,
     check_common_args,
     classifier_logits,
@@ -97,16 +98,12 @@ RESNET_VARIANTS = {
 # Inputs with both sides at most this many pixels get the CIFAR stem from "auto".
 CIFAR_STEM_UP_TO = 64
 
-# torchvision's BatchNorm2d defaults (its momentum 0.1 is Keras' 0.9).
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
-
 STEMS = ("auto", "imagenet", "cifar")
 SHORTCUTS = ("projection", "zero_pad")
 
 
 def _bn(x, name):
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+    return batch_normalization(x, name)
 
 
 def _conv(x, filters, kernel_size, strides, name):

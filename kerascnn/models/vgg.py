@@ -29,6 +29,7 @@ vgg19 has 143,667,240 parameters, the published figures.
 import keras
 
 from kerascnn.models.common import (
+    batch_normalization,
     CONV_INIT,
     DENSE_INIT,
     check_common_args,
@@ -104,10 +105,7 @@ def VGG(
                 name=f"block{stage}_conv{i}",
             )(x)
             if batch_norm:
-                # momentum 0.9 / epsilon 1e-5 are torchvision's BatchNorm2d defaults.
-                x = keras.layers.BatchNormalization(
-                    momentum=0.9, epsilon=1e-5, name=f"block{stage}_bn{i}"
-                )(x)
+                x = batch_normalization(x, f"block{stage}_bn{i}")
                 x = keras.layers.ReLU(name=f"block{stage}_relu{i}")(x)
         x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{stage}_pool")(x)
 
