@@ -66,6 +66,28 @@ def _fit_parser(sub):
     g.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
     g.add_argument("--limit-train", type=_count_or_fraction, help="use N training images, or a fraction such as 0.05")
     g.add_argument("--batch-size", type=int, help="per-replica batch size (default 128)")
+    g = p.add_argument_group("augmentation (training data only)")
+    g.add_argument(
+        "--augment",
+        choices=["cifar", "alexnet", "inception", "none"],
+        help="preset: cifar (pad 4, crop, flip; default up to 64 px), alexnet (8/7 resize, crop, flip, "
+        "PCA jitter; default above 64 px), inception (random-resized crop, flip), none",
+    )
+    g.add_argument("--pad-mode", choices=["reflect", "zero"], help="padding of the cifar crop (default reflect)")
+    g.add_argument(
+        "--pca-jitter", action=argparse.BooleanOptionalAction, default=None, help="AlexNet PCA colour jitter"
+    )
+    g.add_argument("--pca-sigma", type=float, help="std of the jitter's alpha (default 0.1)")
+    g.add_argument(
+        "--pca-scale",
+        choices=["stddev", "eigenvalue"],
+        help="shift alpha*sqrt(lambda) (default) or the paper's alpha*lambda",
+    )
+    g.add_argument("--cutout", type=int, metavar="N", help="zero an N x N square per image")
+    g.add_argument("--random-erasing", type=float, metavar="P", help="erase a random rectangle with probability P")
+    g.add_argument(
+        "--tta", action="store_true", default=None, help="also report test accuracy averaged over ten patches"
+    )
     g = p.add_argument_group("model")
     g.add_argument("--dropout", type=float, help="dropout rate of the classifier")
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation")

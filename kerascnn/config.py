@@ -16,6 +16,10 @@ from kerascnn.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau", "cosine")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# Augmentation presets (kerascnn.data.augment): None picks `cifar` for inputs
+# of 64 pixels or less and `alexnet` for larger ones.
+AUGMENT_PRESETS = ("none", "cifar", "alexnet", "inception")
+PCA_SCALES = ("eigenvalue", "stddev")
 # Learning rate when --lr is not given: the VGG/AlexNet papers' 0.01 for SGD,
 # the Adam paper's 1e-3 for the adaptive methods.
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
@@ -47,6 +51,20 @@ class DataConfig:
             fraction of them (a float in (0, 1]); None uses all.
         batch_size: per-replica batch; the global batch is this times the
             number of replicas in sync.
+        augment: training augmentation preset (`AUGMENT_PRESETS`); None
+            picks `cifar` up to 64 pixels and `alexnet` above.
+        pad_mode: "reflect" or "zero" padding of the `cifar` preset's crop.
+        pca_jitter: AlexNet's PCA colour jitter on (True) or off (False);
+            None leaves it to the preset (on for `alexnet` only).
+        pca_sigma: standard deviation of the jitter's alpha (0.1 in the paper).
+        pca_scale: "eigenvalue" (the paper's alpha * lambda) or "stddev"
+            (alpha * sqrt(lambda)); see `kerascnn.layers.PCAColorJitter`.
+        cutout: side of a square zeroed at a random place (DeVries & Taylor
+            2017); 0 disables.
+        random_erasing: probability of erasing a random rectangle (Zhong et
+            al. 2020); 0 disables.
+        tta: at test time average the predictions of the paper's ten patches
+            (corners and centre, with their reflections).
     """
 
     dataset: str = None
@@ -55,11 +73,34 @@ class DataConfig:
     val_split: float = 0.1
     limit_train: float = None
     batch_size: int = 128
+    augment: str = None
+    pad_mode: str = "reflect"
+    pca_jitter: bool = None
+    pca_sigma: float = 0.1
+    pca_scale: str = "stddev"
+    cutout: int = 0
+    random_erasing: float = 0.0
+    tta: bool = False
 
     def __post_init__(self):
         if self.dataset is not None and self.data_dir is not None:
             raise ConfigError("give either --dataset or --data-dir, not both")
         _positive_int("batch_size", self.batch_size)
+        if self.augment is not None and self.augment not in AUGMENT_PRESETS:
+            raise ConfigError(
+                f"unknown augmentation preset {self.augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}"
+            )
+        if self.pad_mode not in ("reflect", "zero"):
+            raise ConfigError(f"pad_mode must be reflect or zero. Received: pad_mode={self.pad_mode}")
+        if self.pca_scale not in PCA_SCALES:
+            raise ConfigError(f"pca_scale must be one of {', '.join(PCA_SCALES)}. Received: pca_scale={self.pca_scale}")
+        _non_negative("pca_sigma", self.pca_sigma)
+        if isinstance(self.cutout, bool) or not isinstance(self.cutout, numbers.Integral) or self.cutout < 0:
+            raise ConfigError(f"cutout must be an integer >= 0 (pixels). Received: cutout={self.cutout}")
+        if not isinstance(self.random_erasing, numbers.Real) or not 0.0 <= self.random_erasing <= 1.0:
+            raise ConfigError(
+                f"random_erasing must be a probability in [0, 1]. Received: random_erasing={self.random_erasing}"
+            )
         if not isinstance(self.val_split, numbers.Real) or not 0.0 < self.val_split < 1.0:
             raise ConfigError(
                 f"val_split must be a fraction strictly between 0 and 1. Received: val_split={self.val_split}"

@@ -47,9 +47,12 @@ def load_run(run_dir):
     run_dir = rundir.require_run_dir(run_dir, need=(rundir.CONFIG, rundir.BEST))
     config = rundir.read_json(run_dir / rundir.CONFIG)
     resolved = config["resolved"]
-    preprocessing = Preprocessing(
-        tuple(resolved["image_shape"][:2]), tuple(resolved["mean"]), tuple(resolved["std"])
-    )
+    if "preprocessing" in resolved:
+        preprocessing = Preprocessing.from_dict(resolved["preprocessing"])
+    else:  # runs written before the evaluation crop was recorded
+        preprocessing = Preprocessing(
+            tuple(resolved["image_shape"][:2]), tuple(resolved["mean"]), tuple(resolved["std"])
+        )
     model = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
     return config, model, preprocessing
 

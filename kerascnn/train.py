@@ -30,6 +30,7 @@ from kerascnn.errors import ConfigError
 from kerascnn.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
 from kerascnn.plots import plot_curves
 from kerascnn.registry import check_model_name, create_model
+from kerascnn.tta import ten_crop_metrics
 
 
 @dataclasses.dataclass
@@ -115,10 +116,11 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
 
     source = open_source(config.data.dataset, config.data.data_dir, config.data.image_size)
     info = source.info
-    stats = None
+    stats = pca = None
     if resume_dir is not None:
         stats = (tuple(config.resolved["mean"]), tuple(config.resolved["std"]))
-    data = make_datasets(source, config.data, global_batch, config.seed, stats)
+        pca = config.resolved.get("augmentation", {}).get("pca")
+    data = make_datasets(source, config.data, global_batch, config.seed, stats, pca)
     input_shape = (*data.preprocessing.image_size, 3)
 
     with strategy.scope():
@@ -142,6 +144,10 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
                 "image_shape": list(input_shape),
                 "mean": list(data.preprocessing.mean),
                 "std": list(data.preprocessing.std),
+                "preprocessing": data.preprocessing.to_dict(),
+                # The preset actually used, and the PCA of the training pixels
+                # (0-255 scale) when colour jitter is on: enough to rebuild it.
+                "augmentation": dataclasses.asdict(data.augmentation),
                 "num_train": data.num_train,
                 "num_val": data.num_val,
                 "num_test": data.num_test,
@@ -203,6 +209,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         f"at {input_shape[0]}x{input_shape[1]}, {info.num_classes} classes"
     )
     log(f"{strategy_desc}, global batch {global_batch}, {config.precision}; run directory {run_dir}")
+    log(f"augmentation: {data.augmentation.describe()}")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     try:
@@ -222,12 +229,16 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
             compile_model(best, build_optimizer(config.optim, data.steps_per_epoch, config.epochs))
         test = read_guard(source, best.evaluate, data.test, verbose=0, return_dict=True)
         metrics = _metrics(history, test, best)
+        if data.test_tta is not None:
+            tta = read_guard(source, ten_crop_metrics, best, data.test_tta)
+            metrics.update({f"test_tta_{k}": v for k, v in tta.items() if k != "images"})
         if chief:
             plot_curves(history, run_dir / rundir.CURVES, title=f"{config.model} on {info.name}")
             rundir.write_json(run_dir / rundir.METRICS, metrics)
         result = RunResult(run_dir, metrics)
+        tta_note = f", ten-patch {metrics['test_tta_accuracy']:.4f}" if data.test_tta is not None else ""
         log(
-            f"test accuracy {metrics['test_accuracy']:.4f} (cross-entropy {metrics['test_loss']:.4f}); "
+            f"test accuracy {metrics['test_accuracy']:.4f}{tta_note} (cross-entropy {metrics['test_loss']:.4f}); "
             f"best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}; "
             f"{metrics['seconds_per_epoch']:.1f} s/epoch"
         )

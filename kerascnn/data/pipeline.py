@@ -1,9 +1,12 @@
-"""tf.data pipelines: seeded validation split, statistics, batching.
+"""tf.data pipelines: seeded validation split, statistics, batching, augmentation.
 
 Train:  source -> cache (uint8) -> shuffle (seeded, per epoch) -> batch ->
-        preprocess (resize, normalise) + one-hot labels -> prefetch.
-Val and test: the same without shuffling. Everything after the cache runs on
-whole batches, so the per-image Python/graph overhead is paid once per batch.
+        crop/flip (seeded per batch, parallel) -> PCA colour jitter ->
+        normalise -> cutout / random erasing -> one-hot labels -> prefetch.
+Val and test: cache -> batch -> resize (or the centre crop of the alexnet
+and inception presets) -> normalise -> one-hot -> prefetch, never augmented.
+Everything after the cache runs on whole batches, so the per-image
+Python/graph overhead is paid once per batch (`benchmarks/pipeline.py`).
 """
 
 import dataclasses
@@ -11,7 +14,9 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from kerascnn.data import augment as aug
 from kerascnn.data.preprocessing import Preprocessing
+from kerascnn.data.statistics import pca_of, pixel_moments
 from kerascnn.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -49,25 +54,6 @@ def split_indices(num_train, val_split, limit_train=None, seed=0):
     return np.sort(train), np.sort(val_pool)
 
 
-def channel_stats(dataset, batch_size=1024):
-    """Per-channel mean and standard deviation of uint8 images, 0-255 scale.
-
-    One streaming pass with float64 sums of x and x^2 (so nothing but the
-    running sums is held): mean = S1/n, std = sqrt(S2/n - mean^2).
-    """
-    s1 = np.zeros(3)
-    s2 = np.zeros(3)
-    count = 0
-    for images, _ in dataset.batch(batch_size).as_numpy_iterator():
-        pixels = images.reshape(-1, 3).astype(np.float64)
-        s1 += pixels.sum(axis=0)
-        s2 += np.square(pixels).sum(axis=0)
-        count += pixels.shape[0]
-    mean = s1 / count
-    std = np.sqrt(np.maximum(s2 / count - mean**2, 1e-12))
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
-
-
 @dataclasses.dataclass
 class Datasets:
     """The three batched datasets of a run and what was learned making them."""
@@ -76,6 +62,8 @@ class Datasets:
     val: tf.data.Dataset
     test: tf.data.Dataset
     preprocessing: Preprocessing
+    augmentation: aug.Augmentation
+    test_tta: tf.data.Dataset
     num_train: int
     num_val: int
     num_test: int
@@ -88,13 +76,77 @@ def _maybe_cache(ds, count, image_shape):
     return ds
 
 
-def _batches(ds, batch_size, preprocessing, num_classes, drop_remainder=False):
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+def _batches(ds, batch_size, preprocessing, num_classes):
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
     ds = ds.map(
         lambda x, y: (preprocessing(x), tf.one_hot(y, num_classes)),
         num_parallel_calls=AUTOTUNE,
     )
     return ds.prefetch(AUTOTUNE)
+
+
+def training_batches(ds, batch_size, augmentation, preprocessing, num_classes, seed, drop_remainder=False):
+    """Batch, augment and normalise an (image, label) dataset for training.
+
+    Each batch is paired with a fresh stateless seed from
+    `Dataset.random(seed, rerandomize_each_iteration=True)`, so the random
+    crops, flips and occlusions differ every epoch but are fixed by `seed`,
+    and the geometric map can run on several threads. PCA jitter draws from
+    its layer's SeedGenerator, a shared state, so that one map runs in order
+    (it is a single add per image and costs little; see
+    `benchmarks/pipeline.py`).
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    ds = tf.data.Dataset.zip((ds, seeds))
+
+    def geometric(batch, batch_seed):
+        images, labels = batch
+        s_geo, s_occ = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 2))
+        return augmentation.geometric(images, s_geo), labels, s_occ
+
+    ds = ds.map(geometric, num_parallel_calls=AUTOTUNE)
+    pca = augmentation.pca_layer(seed)
+    if pca is not None:
+        ds = ds.map(lambda x, y, s: (pca(x, training=True), y, s))
+
+    def finish(images, labels, occ_seed):
+        x = augmentation.occlude(preprocessing.normalize(images), occ_seed)
+        return x, tf.one_hot(labels, num_classes)
+
+    ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def ten_crop_batches(ds, batch_size, augmentation, preprocessing, num_classes):
+    """Test batches of the ten AlexNet patches: ([10, B, h, w, 3] normalised, one-hot [B, C])."""
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+
+    def views(images, labels):
+        crops = aug.ten_crops(augmentation.tta_canvas(images), augmentation.image_size)
+        return preprocessing.normalize(crops), tf.one_hot(labels, num_classes)
+
+    return ds.map(views, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def resolve_augmentation(data_config, image_size, pca=None):
+    """The `Augmentation` a DataConfig asks for (preset chosen by size when unset)."""
+    return aug.Augmentation(
+        preset=data_config.augment or aug.default_preset(image_size),
+        image_size=tuple(image_size),
+        pad_mode=data_config.pad_mode,
+        pca=pca if wants_pca(data_config, image_size) else None,
+        pca_sigma=data_config.pca_sigma,
+        pca_scale=data_config.pca_scale,
+        cutout=data_config.cutout,
+        random_erasing=data_config.random_erasing,
+    )
+
+
+def wants_pca(data_config, image_size):
+    """PCA jitter is on when asked for, or by default with the alexnet preset."""
+    preset = data_config.augment or aug.default_preset(image_size)
+    return data_config.pca_jitter if data_config.pca_jitter is not None else preset == "alexnet"
 
 
 def _drain(ds):
@@ -110,16 +162,19 @@ def read_guard(source, fn, *args, **kwargs):
         raise DataError(source.describe_read_error(e)) from None
 
 
-def make_datasets(source, data_config, global_batch, seed, stats=None):
+def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None):
     """Build train/val/test pipelines for a run.
 
     Args:
         source: a `DataSource`.
-        data_config: `DataConfig` (val_split, limit_train, image_size).
+        data_config: `DataConfig` (split, image size, augmentation).
         global_batch: batch size across all replicas.
-        seed: seeds the split and the per-epoch shuffle.
+        seed: seeds the split, the per-epoch shuffle and the augmentation.
         stats: (mean, std) to reuse (a resumed run); None measures them on
             the training images (which also fills the cache).
+        pca: `fit_pca` result to reuse (a resumed run); None measures it
+            on the training images, in the same pass as `stats`, when PCA
+            jitter is on.
     """
     info = source.info
     train_idx, val_idx = split_indices(info.num_train, data_config.val_split, data_config.limit_train, seed)
@@ -128,14 +183,21 @@ def make_datasets(source, data_config, global_batch, seed, stats=None):
 
     test_raw = _maybe_cache(source.test_examples(), info.num_test, info.image_shape)
 
-    if stats is None:
-        stats = read_guard(source, channel_stats, train_raw)
+    image_size = tuple(data_config.image_size or info.image_shape[:2])
+    need_pca = wants_pca(data_config, image_size) and pca is None
+    if stats is None or need_pca:
+        # One pass over the training images gives both (and fills the cache).
+        moments = read_guard(source, pixel_moments, train_raw)
+        if stats is None:
+            stats = (tuple(float(m) for m in moments.mean), tuple(float(s) for s in moments.std))
+        if need_pca:
+            pca = pca_of(moments)
     # Read validation and test images now (filling their caches), so that a
     # corrupt file is reported before training starts, not after hours of it.
     read_guard(source, _drain, val_raw)
     read_guard(source, _drain, test_raw)
-    image_size = tuple(data_config.image_size or info.image_shape[:2])
-    preprocessing = Preprocessing(image_size, *stats)
+    augmentation = resolve_augmentation(data_config, image_size, pca)
+    preprocessing = Preprocessing(image_size, *stats, resize_to=aug.eval_resize(augmentation.preset, image_size))
 
     n = len(train_idx)
     # Full static batches keep every replica's share equal; a set smaller
@@ -143,8 +205,15 @@ def make_datasets(source, data_config, global_batch, seed, stats=None):
     drop = n >= global_batch
     shuffle_buffer = int(min(n, max(1024, CACHE_BUDGET_BYTES // 8 // int(np.prod(info.image_shape)))))
     train = train_raw.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    train = _batches(train, global_batch, preprocessing, info.num_classes, drop_remainder=drop)
+    train = training_batches(
+        train, global_batch, augmentation, preprocessing, info.num_classes, seed, drop_remainder=drop
+    )
     val = _batches(val_raw, global_batch, preprocessing, info.num_classes)
     test = _batches(test_raw, global_batch, preprocessing, info.num_classes)
+    test_tta = None
+    if data_config.tta:
+        test_tta = ten_crop_batches(test_raw, max(1, global_batch // 10), augmentation, preprocessing, info.num_classes)
     steps = n // global_batch if drop else 1
-    return Datasets(train, val, test, preprocessing, n, len(val_idx), info.num_test, steps)
+    return Datasets(
+        train, val, test, preprocessing, augmentation, test_tta, n, len(val_idx), info.num_test, steps
+    )

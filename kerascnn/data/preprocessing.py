@@ -18,27 +18,44 @@ class Preprocessing:
     scale; `mean` and `std` are measured on the training split of the run.
     Resizing is bilinear with antialiasing (which only matters when
     shrinking) and is skipped when the image already has `image_size`.
+    With `resize_to` (the `alexnet` and `inception` augmentation presets)
+    the image is first resized to `resize_to` and the centre `image_size`
+    crop is taken, the evaluation view of the AlexNet paper (the centre 224
+    of 256).
 
     Attributes:
         image_size: (height, width) of the model input.
         mean: per-channel mean of the training pixels (R, G, B), 0-255 scale.
         std: per-channel standard deviation of the training pixels.
+        resize_to: (height, width) to resize to before a centre crop of
+            `image_size`; None resizes straight to `image_size`.
     """
 
     image_size: tuple
     mean: tuple
     std: tuple
+    resize_to: tuple = None
 
     def __call__(self, images):
         """Map a batch `[N, H, W, 3]` (uint8 or float, 0-255) to model inputs."""
         x = tf.cast(images, tf.float32)
-        x = self.resize(x)
+        if self.resize_to is None:
+            x = self.resize(x)
+        else:
+            x = self.resize(x, self.resize_to)
+            top = (int(self.resize_to[0]) - int(self.image_size[0])) // 2
+            left = (int(self.resize_to[1]) - int(self.image_size[1])) // 2
+            x = x[:, top : top + int(self.image_size[0]), left : left + int(self.image_size[1]), :]
+        return self.normalize(x)
+
+    def normalize(self, x):
+        """`(x - mean) / std` per channel, for float images already at `image_size`."""
         mean = tf.constant(self.mean, tf.float32)
         std = tf.constant(self.std, tf.float32)
-        return (x - mean) / std
+        return (tf.cast(x, tf.float32) - mean) / std
 
-    def resize(self, x):
-        target = tuple(int(s) for s in self.image_size)
+    def resize(self, x, size=None):
+        target = tuple(int(s) for s in (size or self.image_size))
         static = tuple(x.shape[1:3])
         if static == target:
             return x
@@ -53,8 +70,14 @@ class Preprocessing:
         )
 
     def to_dict(self):
-        return {"image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std)}
+        d = {"image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std)}
+        if self.resize_to is not None:
+            d["resize_to"] = list(self.resize_to)
+        return d
 
     @classmethod
     def from_dict(cls, d):
-        return cls(tuple(d["image_size"]), tuple(d["mean"]), tuple(d["std"]))
+        resize_to = d.get("resize_to")
+        return cls(
+            tuple(d["image_size"]), tuple(d["mean"]), tuple(d["std"]), None if resize_to is None else tuple(resize_to)
+        )

@@ -1,0 +1,342 @@
+"""Training augmentation on whole batches, inside tf.data.
+
+Every operation here takes a batch `[B, H, W, 3]` and a stateless seed (a
+`[2]` integer tensor), and draws one independent random choice per image with
+`tf.random.stateless_*`. The pipeline pairs each batch with a fresh seed from
+`tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`, so the
+augmentation differs every epoch, is the same for the same `--seed`, and can
+run on several threads without sharing random state. Working on batches
+rather than single images pays the per-op overhead once per batch; see
+`benchmarks/pipeline.py` for what that buys.
+
+Presets (`--augment`):
+    cifar      pad 4 (reflect or zero) + random crop back to size + flip
+               (He et al. 2016, section 4.2, after Lee et al. 2015).
+    alexnet    resize to 8/7 of the input size (256 for 224) + random crop
+               + flip, with PCA colour jitter (Krizhevsky et al. 2012, 4.1);
+               evaluation takes the centre crop, or with `--tta` averages the
+               ten patches (corners and centre, with reflections).
+    inception  random-resized crop (area 8%-100%, aspect 3/4-4/3) + flip
+               (Szegedy et al. 2015, section 6); evaluation as alexnet.
+    none       resize only.
+Switches on top of any preset: PCA jitter, cutout (DeVries & Taylor 2017),
+random erasing (Zhong et al. 2020).
+"""
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+PRESETS = ("none", "cifar", "alexnet", "inception")
+SMALL_IMAGE_LIMIT = 64  # inputs up to this size default to the `cifar` preset
+CIFAR_PAD = 4
+# AlexNet trains on 224 crops of 256 images: the canvas is 8/7 of the crop.
+CANVAS_RATIO = 256 / 224
+
+
+def default_preset(image_size):
+    """`cifar` for inputs of 64 pixels or less, the AlexNet recipe above that."""
+    return "cifar" if max(image_size) <= SMALL_IMAGE_LIMIT else "alexnet"
+
+
+def canvas_size(image_size):
+    """The size images are resized to before a crop of `image_size` (256 for 224)."""
+    return tuple(int(round(s * CANVAS_RATIO)) for s in image_size)
+
+
+def eval_resize(preset, image_size):
+    """What evaluation resizes to before its centre crop; None: plain resize."""
+    return canvas_size(image_size) if preset in ("alexnet", "inception") else None
+
+
+# --- random draws -----------------------------------------------------------
+
+
+def _split(seed, n):
+    """n independent stateless seeds from one."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, n))
+
+
+def _uniform_int(shape, seed, maxval):
+    """Integers in [0, maxval] (inclusive), maxval a scalar or per-image tensor."""
+    u = tf.random.stateless_uniform(shape, seed)
+    return tf.cast(tf.floor(u * (tf.cast(maxval, tf.float32) + 1.0)), tf.int32)
+
+
+# --- geometric ops --------------------------------------------------------
+
+
+def crop_at(images, offsets, size):
+    """Crop each image at its own (top, left) offset to `size`; exact, by gather.
+
+    Args:
+        images: [B, H, W, C].
+        offsets: int32 [B, 2].
+        size: (height, width) of the crops.
+    """
+    h, w = size
+    rows = offsets[:, 0:1] + tf.range(h)[None, :]
+    cols = offsets[:, 1:2] + tf.range(w)[None, :]
+    out = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(out, cols, axis=2, batch_dims=1)
+
+
+def random_crop(images, size, seed):
+    """A uniformly placed `size` crop of every image."""
+    shape = tf.shape(images)
+    room = tf.stack([shape[1] - size[0], shape[2] - size[1]])
+    offsets = _uniform_int([shape[0], 2], seed, room[None, :])
+    return crop_at(images, offsets, size)
+
+
+def pad(images, amount, mode="reflect"):
+    """Pad height and width by `amount` on each side ("reflect" or "zero")."""
+    paddings = [[0, 0], [amount, amount], [amount, amount], [0, 0]]
+    return tf.pad(images, paddings, mode="REFLECT" if mode == "reflect" else "CONSTANT")
+
+
+def random_flip(images, seed):
+    """Mirror each image left-right with probability 1/2."""
+    flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def center_crop(images, size):
+    shape = tf.shape(images)
+    top = (shape[1] - size[0]) // 2
+    left = (shape[2] - size[1]) // 2
+    return images[:, top : top + size[0], left : left + size[1], :]
+
+
+def resize(images, size):
+    """Bilinear (antialiased) resize, skipped when the size already matches."""
+    if tuple(images.shape[1:3]) == tuple(size):
+        return images
+    return tf.image.resize(images, size, method="bilinear", antialias=True)
+
+
+def random_resized_crop(images, size, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), attempts=10):
+    """Inception-style crop: random area and aspect ratio, resized to `size`.
+
+    Szegedy et al. 2015 (GoogLeNet), section 6: patches of 8% to 100% of the
+    image area with aspect ratio in [3/4, 4/3]. As in torchvision's
+    RandomResizedCrop, `attempts` (area, aspect) pairs are drawn per image,
+    the aspect log-uniformly; the first that fits is used, and an image with
+    none that fits falls back to its whole area. Vectorised: all attempts of
+    the batch are drawn at once.
+    """
+    shape = tf.shape(images)
+    b = shape[0]
+    height = tf.cast(shape[1], tf.float32)
+    width = tf.cast(shape[2], tf.float32)
+    s_area, s_ratio, s_y, s_x = _split(seed, 4)
+    area = height * width * tf.random.stateless_uniform([b, attempts], s_area, scale[0], scale[1])
+    log_ratio = tf.random.stateless_uniform([b, attempts], s_ratio, math.log(ratio[0]), math.log(ratio[1]))
+    aspect = tf.exp(log_ratio)
+    crop_w = tf.round(tf.sqrt(area * aspect))
+    crop_h = tf.round(tf.sqrt(area / aspect))
+    fits = (crop_w <= width) & (crop_h <= height) & (crop_w > 0) & (crop_h > 0)
+    first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
+    any_fit = tf.reduce_any(fits, axis=1)
+    pick = lambda t: tf.gather(t, first, axis=1, batch_dims=1)  # noqa: E731
+    crop_h = tf.where(any_fit, pick(crop_h), height)
+    crop_w = tf.where(any_fit, pick(crop_w), width)
+    top = tf.floor(tf.random.stateless_uniform([b], s_y) * (height - crop_h + 1))
+    left = tf.floor(tf.random.stateless_uniform([b], s_x) * (width - crop_w + 1))
+    # crop_and_resize samples box corners at pixel centres: y1 = top/(H-1).
+    boxes = tf.stack(
+        [
+            top / tf.maximum(height - 1, 1),
+            left / tf.maximum(width - 1, 1),
+            (top + crop_h - 1) / tf.maximum(height - 1, 1),
+            (left + crop_w - 1) / tf.maximum(width - 1, 1),
+        ],
+        axis=1,
+    )
+    return tf.image.crop_and_resize(images, boxes, tf.range(b), size, method="bilinear")
+
+
+# --- occlusion (after normalisation) -----------------------------------------
+
+
+def _box_mask(shape, top, left, box_h, box_w):
+    """1 inside each image's box [top, top+h) x [left, left+w), else 0; [B, H, W, 1]."""
+    rows = tf.range(shape[1])[None, :]
+    cols = tf.range(shape[2])[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + box_h)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + box_w)[:, None])
+    return tf.cast(in_rows[:, :, None, None] & in_cols[:, None, :, None], tf.float32)
+
+
+def cutout(images, size, seed):
+    """Zero one `size` x `size` square per image (DeVries & Taylor 2017).
+
+    The square's centre is uniform over the image and the square is clipped
+    at the border, as in the paper. Applied after normalisation, so zero is
+    the training mean.
+    """
+    shape = tf.shape(images)
+    centre = tf.cast(
+        tf.floor(tf.random.stateless_uniform([shape[0], 2], seed) * tf.cast(shape[1:3], tf.float32)), tf.int32
+    )
+    top = centre[:, 0] - size // 2
+    left = centre[:, 1] - size // 2
+    mask = _box_mask(shape, top, left, size, size)
+    return images * (1.0 - mask)
+
+
+def random_erasing(images, probability, seed, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), attempts=10):
+    """Random erasing (Zhong et al. 2020): with `probability`, replace a rectangle by noise.
+
+    Per image: area `S_e ~ U(scale) * H * W`, aspect `r_e ~ U(ratio)`
+    (log-uniform here, symmetric in r and 1/r), `h = sqrt(S_e r_e)`,
+    `w = sqrt(S_e / r_e)`; the first of `attempts` draws that fits is erased
+    with values ~ N(0, 1), i.e. random pixels on the normalised scale.
+    """
+    shape = tf.shape(images)
+    b = shape[0]
+    height = tf.cast(shape[1], tf.float32)
+    width = tf.cast(shape[2], tf.float32)
+    s_apply, s_area, s_ratio, s_pos, s_noise = _split(seed, 5)
+    apply = tf.random.stateless_uniform([b], s_apply) < probability
+    area = height * width * tf.random.stateless_uniform([b, attempts], s_area, scale[0], scale[1])
+    aspect = tf.exp(tf.random.stateless_uniform([b, attempts], s_ratio, math.log(ratio[0]), math.log(ratio[1])))
+    box_h = tf.round(tf.sqrt(area * aspect))
+    box_w = tf.round(tf.sqrt(area / aspect))
+    fits = (box_h < height) & (box_w < width) & (box_h > 0) & (box_w > 0)
+    first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
+    apply = apply & tf.reduce_any(fits, axis=1)
+    box_h = tf.gather(box_h, first, axis=1, batch_dims=1)
+    box_w = tf.gather(box_w, first, axis=1, batch_dims=1)
+    u = tf.random.stateless_uniform([b, 2], s_pos)
+    top = tf.floor(u[:, 0] * (height - box_h + 1))
+    left = tf.floor(u[:, 1] * (width - box_w + 1))
+    as_int = lambda t: tf.cast(t, tf.int32)  # noqa: E731
+    mask = _box_mask(shape, as_int(top), as_int(left), as_int(box_h), as_int(box_w))
+    mask = mask * tf.cast(apply, tf.float32)[:, None, None, None]
+    noise = tf.random.stateless_normal(tf.shape(images), s_noise, dtype=images.dtype)
+    return images * (1.0 - mask) + noise * mask
+
+
+# --- test-time augmentation ---------------------------------------------------
+
+
+def ten_crops(images, size):
+    """The AlexNet paper's ten test patches: four corners and centre, and their mirrors.
+
+    Returns `[10, B, h, w, C]` in the order: top-left, top-right,
+    bottom-left, bottom-right, centre, then the same five mirrored.
+    """
+    h, w = size
+    shape = tf.shape(images)
+    bottom = shape[1] - h
+    right = shape[2] - w
+    crops = [
+        images[:, :h, :w],
+        images[:, :h, right:],
+        images[:, bottom:, :w],
+        images[:, bottom:, right:],
+        center_crop(images, size),
+    ]
+    crops += [tf.reverse(c, axis=[2]) for c in crops]
+    return tf.stack(crops)
+
+
+# --- the training recipe ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """One run's training augmentation and the test view that matches it.
+
+    Attributes:
+        preset: one of `PRESETS`.
+        image_size: (height, width) the model sees.
+        pad_mode: "reflect" or "zero" padding of the `cifar` preset.
+        pca: {"eigenvalues", "eigenvectors"} when PCA colour jitter is on
+            (see `kerascnn.data.fit_pca`), else None.
+        pca_sigma, pca_scale: the jitter's `sigma` and `scale`.
+        cutout: side of the cutout square in pixels, 0 for none.
+        random_erasing: probability of random erasing, 0 for none.
+    """
+
+    preset: str
+    image_size: tuple
+    pad_mode: str = "reflect"
+    pca: dict = None
+    pca_sigma: float = 0.1
+    pca_scale: str = "stddev"
+    cutout: int = 0
+    random_erasing: float = 0.0
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown augmentation preset {self.preset!r}; choose one of {PRESETS}")
+
+    def describe(self):
+        """A short human-readable summary, e.g. `cifar (reflect pad 4, crop, flip) + PCA jitter`."""
+        parts = {
+            "none": "none",
+            "cifar": f"cifar ({self.pad_mode} pad {CIFAR_PAD}, crop, flip)",
+            "alexnet": "alexnet (crop of 8/7 resize, flip)",
+            "inception": "inception (random-resized crop, flip)",
+        }[self.preset]
+        extras = []
+        if self.pca is not None:
+            extras.append(f"PCA jitter (sigma {self.pca_sigma:g}, {self.pca_scale})")
+        if self.cutout:
+            extras.append(f"cutout {self.cutout}")
+        if self.random_erasing:
+            extras.append(f"random erasing p={self.random_erasing:g}")
+        return " + ".join([parts, *extras])
+
+    def geometric(self, images, seed):
+        """uint8 or float batch -> float32 0-255 batch at `image_size`, randomly cropped/flipped."""
+        x = tf.cast(images, tf.float32)
+        s_crop, s_flip = _split(seed, 2)
+        if self.preset == "none":
+            return resize(x, self.image_size)
+        if self.preset == "cifar":
+            x = pad(resize(x, self.image_size), CIFAR_PAD, self.pad_mode)
+            x = random_crop(x, self.image_size, s_crop)
+        elif self.preset == "alexnet":
+            x = random_crop(resize(x, canvas_size(self.image_size)), self.image_size, s_crop)
+        else:  # inception
+            x = random_resized_crop(x, self.image_size, s_crop)
+        return random_flip(x, s_flip)
+
+    def pca_layer(self, seed):
+        """The PCA jitter layer on 0-255 pixels, or None when jitter is off."""
+        if self.pca is None:
+            return None
+        from kerascnn.layers.pca_jitter import PCAColorJitter
+
+        return PCAColorJitter(
+            **self.pca, sigma=self.pca_sigma, scale=self.pca_scale, value_range=(0.0, 255.0), seed=seed
+        )
+
+    def occlude(self, images, seed):
+        """Cutout and random erasing, on normalised images."""
+        s_cut, s_erase = _split(seed, 2)
+        if self.cutout:
+            images = cutout(images, self.cutout, s_cut)
+        if self.random_erasing:
+            images = random_erasing(images, self.random_erasing, s_erase)
+        return images
+
+    def tta_canvas(self, images):
+        """The image the ten test patches are cut from, float32 0-255.
+
+        alexnet/inception: resized to 8/7 of the input (the paper's 256 for
+        224); cifar: padded like in training, so the corners are the
+        extreme training shifts; none: the image itself (the five patches
+        coincide and only the mirror differs).
+        """
+        x = tf.cast(images, tf.float32)
+        if self.preset in ("alexnet", "inception"):
+            return resize(x, canvas_size(self.image_size))
+        x = resize(x, self.image_size)
+        if self.preset == "cifar":
+            return pad(x, CIFAR_PAD, self.pad_mode)
+        return x

@@ -1,0 +1,49 @@
+"""Ten-patch test-time augmentation (Krizhevsky et al. 2012, section 4.1).
+
+"At test time, the network makes a prediction by extracting five 224x224
+patches (the four corner patches and the center patch) as well as their
+horizontal reflections (hence ten patches in all), and averaging the
+predictions made by the network's softmax layer on the ten patches."
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def ten_crop_metrics(model, dataset):
+    """Accuracy, top-5 accuracy and cross-entropy of the averaged softmax of ten patches.
+
+    Args:
+        model: a Keras model that outputs logits.
+        dataset: batches `(views [10, B, h, w, 3], one-hot labels [B, C])`,
+            as made by `kerascnn.data.pipeline.ten_crop_batches`.
+
+    Returns:
+        {"accuracy", "top5_accuracy", "cross_entropy", "images"}, where
+        p = mean over the ten patches of softmax(logits) and the
+        cross-entropy is the mean of -log p(true class).
+    """
+
+    @tf.function
+    def averaged_probabilities(views):
+        shape = tf.shape(views)
+        flat = tf.reshape(views, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+        probs = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
+        return tf.reduce_mean(tf.reshape(probs, [shape[0], shape[1], -1]), axis=0)
+
+    count = correct = correct5 = 0
+    nll = 0.0
+    for views, onehot in dataset:
+        probs = averaged_probabilities(views).numpy()
+        labels = np.argmax(onehot.numpy(), axis=1)
+        count += len(labels)
+        correct += int(np.sum(np.argmax(probs, axis=1) == labels))
+        top5 = np.argsort(-probs, axis=1)[:, :5]
+        correct5 += int(np.sum(np.any(top5 == labels[:, None], axis=1)))
+        nll += float(-np.sum(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
+    return {
+        "accuracy": correct / count,
+        "top5_accuracy": correct5 / count,
+        "cross_entropy": nll / count,
+        "images": count,
+    }
