@@ -112,6 +112,10 @@ def assert_user_error(capsys, argv, fragment, workdir):
         (["predict", "no-such-export", "x.png"], "x.png"),
         (["fit", "vgg11", "--data-dir", "no-such-folder"], "no-such-folder"),
         (["fit", "vgg11", "--dataset", "cifar11"], "cifar11"),
+        (["fit", "vgg11", "--augment", "mixup"], "--augment"),
+        (["fit", "vgg11", "--random-erasing", "1.5"], "random_erasing"),
+        (["fit", "vgg11", "--cutout", "-3"], "cutout"),
+        (["fit", "vgg11", "--pca-sigma", "-1"], "pca_sigma"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, workdir):

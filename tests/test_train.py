@@ -31,8 +31,15 @@ def test_one_epoch_on_synthetic_data_lowers_the_loss_and_fills_the_run_dir(tmp_p
     # Batch norm, because a plain VGG's escape from its initial plateau takes a
     # variable number of steps; 32 steps, because after fewer the moving
     # statistics used at test time still lag the fast-changing weights.
+    # No augmentation: the synthetic classes are spatial patterns that flips
+    # and shifts make harder to learn in one epoch.
     config = tiny_config(
-        tmp_path, model="vgg11_bn", model_options={"width_multiplier": 0.5}, limit_train=1024, batch_size=32
+        tmp_path,
+        model="vgg11_bn",
+        model_options={"width_multiplier": 0.5},
+        limit_train=1024,
+        batch_size=32,
+        augment="none",
     )
     result = fit(config, log=lambda *_: None, verbose=0)
     run = result.run_dir
@@ -67,8 +74,8 @@ class StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tmp_path):
-    config = tiny_config(tmp_path, epochs=3, limit_train=128)
+def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, epochs=3, limit_train=128, pca_jitter=True)
     with pytest.raises(KeyboardInterrupt):
         fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[StopAfter(1)])
     run = tmp_path / "run"
@@ -81,6 +88,10 @@ def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tmp_path):
         def on_epoch_begin(self, epoch, logs=None):
             epochs_seen.append(epoch)
 
+    # The resumed run reuses the stored statistics and PCA instead of re-measuring them.
+    import kerascnn.data.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "pixel_moments", lambda *a, **k: pytest.fail("statistics re-measured"))
     fit(resume_dir=run, log=lambda *_: None, verbose=0, extra_callbacks=[Record()])
     assert epochs_seen == [2]  # epochs 0 and 1 were not redone
     epochs = np.genfromtxt(run / rundir.HISTORY, delimiter=",", names=True)["epoch"]
@@ -88,3 +99,20 @@ def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tmp_path):
     assert json.loads((run / rundir.METRICS).read_text())["epochs_run"] == 3
     with pytest.raises(ConfigError, match="already finished"):
         fit(resume_dir=run, log=lambda *_: None, verbose=0)
+
+
+def test_alexnet_augmentation_records_its_pca_and_reports_ten_patch_accuracy(tmp_path):
+    config = tiny_config(tmp_path, augment="alexnet", tta=True, cutout=4, limit_train=64)
+    result = fit(config, log=lambda *_: None, verbose=0)
+    resolved = json.loads((result.run_dir / rundir.CONFIG).read_text())["resolved"]
+    pca = resolved["augmentation"]["pca"]
+    assert resolved["augmentation"]["preset"] == "alexnet" and len(pca["eigenvalues"]) == 3
+    assert pca["eigenvalues"] == sorted(pca["eigenvalues"], reverse=True)
+    # Evaluation (and so the export) takes the centre 32 of the 37-pixel resize.
+    assert resolved["preprocessing"]["resize_to"] == [37, 37]
+    assert 0.0 <= result.metrics["test_tta_accuracy"] <= 1.0
+    # The stored PCA rebuilds the layer from the config alone.
+    from kerascnn.layers import PCAColorJitter
+
+    layer = PCAColorJitter(**pca, sigma=0.1, scale="stddev", seed=0)
+    assert layer(np.zeros((2, 4, 4, 3), np.float32), training=True).shape == (2, 4, 4, 3)

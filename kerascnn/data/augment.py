@@ -90,6 +90,41 @@ def random_crop(images, size, seed):
     return crop_at(images, offsets, size)
 
 
+def _reflect(index, n):
+    """Map indices in [-(n-1), 2(n-1)] into [0, n) as REFLECT padding does (edge not repeated)."""
+    index = tf.abs(index)
+    return (n - 1) - tf.abs((n - 1) - index)
+
+
+def random_pad_crop_flip(images, amount, seed, mode="reflect"):
+    """Pad by `amount`, crop back to the input size at a random offset, flip half.
+
+    The `cifar` recipe (He et al. 2016, section 4.2) as two gathers: each
+    output row and column is mapped straight to its source pixel (through
+    the reflection, or outside the image for zero padding), and the flip is
+    the column order reversed, so the padded image is never materialised.
+    Exactly equal to `random_flip(random_crop(pad(images)))` with the same
+    draws, and cheap enough to run on uint8 before the cast to float.
+    """
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    s_offset, s_flip = _split(seed, 2)
+    offsets = _uniform_int([b, 2], s_offset, 2 * amount) - amount
+    rows = offsets[:, 0:1] + tf.range(h)[None, :]
+    cols = offsets[:, 1:2] + tf.range(w)[None, :]
+    flip = tf.random.stateless_uniform([b], s_flip) < 0.5
+    cols = tf.where(flip[:, None], tf.reverse(cols, axis=[1]), cols)
+    if mode == "reflect":
+        out = tf.gather(images, _reflect(rows, h), axis=1, batch_dims=1)
+        return tf.gather(out, _reflect(cols, w), axis=2, batch_dims=1)
+    inside_rows = (rows >= 0) & (rows < h)
+    inside_cols = (cols >= 0) & (cols < w)
+    out = tf.gather(images, tf.clip_by_value(rows, 0, h - 1), axis=1, batch_dims=1)
+    out = tf.gather(out, tf.clip_by_value(cols, 0, w - 1), axis=2, batch_dims=1)
+    inside = inside_rows[:, :, None, None] & inside_cols[:, None, :, None]
+    return out * tf.cast(inside, out.dtype)
+
+
 def pad(images, amount, mode="reflect"):
     """Pad height and width by `amount` on each side ("reflect" or "zero")."""
     paddings = [[0, 0], [amount, amount], [amount, amount], [0, 0]]
@@ -293,20 +328,22 @@ class Augmentation:
 
     def geometric(self, images, seed):
         """uint8 or float batch -> float32 0-255 batch at `image_size`, randomly cropped/flipped."""
-        x = tf.cast(images, tf.float32)
         s_crop, s_flip = _split(seed, 2)
+        if self.preset == "cifar":
+            if tuple(images.shape[1:3]) != tuple(self.image_size):
+                images = resize(tf.cast(images, tf.float32), self.image_size)
+            # On the stored dtype (uint8): a quarter of the bytes to move.
+            return tf.cast(random_pad_crop_flip(images, CIFAR_PAD, s_crop, self.pad_mode), tf.float32)
+        x = tf.cast(images, tf.float32)
         if self.preset == "none":
             return resize(x, self.image_size)
-        if self.preset == "cifar":
-            x = pad(resize(x, self.image_size), CIFAR_PAD, self.pad_mode)
-            x = random_crop(x, self.image_size, s_crop)
-        elif self.preset == "alexnet":
+        if self.preset == "alexnet":
             x = random_crop(resize(x, canvas_size(self.image_size)), self.image_size, s_crop)
         else:  # inception
             x = random_resized_crop(x, self.image_size, s_crop)
         return random_flip(x, s_flip)
 
-    def pca_layer(self, seed):
+    def pca_layer(self, seed=None):
         """The PCA jitter layer on 0-255 pixels, or None when jitter is off."""
         if self.pca is None:
             return None
@@ -315,6 +352,22 @@ class Augmentation:
         return PCAColorJitter(
             **self.pca, sigma=self.pca_sigma, scale=self.pca_scale, value_range=(0.0, 255.0), seed=seed
         )
+
+    def geometric_is_compilable(self, input_size):
+        """Whether `geometric` compiles with XLA: gathers only, no resize or crop_and_resize."""
+        return self.preset in ("none", "cifar") and tuple(input_size) == tuple(self.image_size)
+
+    def photometric(self, images, seed, normalize, layer=None):
+        """PCA colour jitter (0-255 scale, clipped) -> `normalize` -> cutout / random erasing.
+
+        `layer` is `self.pca_layer()`, made once outside any traced function.
+        """
+        s_pca, s_occ = _split(seed, 2)
+        x = images
+        if layer is not None:
+            alpha = tf.random.stateless_normal([tf.shape(x)[0], 3], s_pca, stddev=self.pca_sigma)
+            x = layer.shift(x, alpha)
+        return self.occlude(normalize(x), s_occ)
 
     def occlude(self, images, seed):
         """Cutout and random erasing, on normalised images."""

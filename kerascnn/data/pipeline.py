@@ -85,37 +85,76 @@ def _batches(ds, batch_size, preprocessing, num_classes):
     return ds.prefetch(AUTOTUNE)
 
 
-def training_batches(ds, batch_size, augmentation, preprocessing, num_classes, seed, drop_remainder=False):
-    """Batch, augment and normalise an (image, label) dataset for training.
+def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False):
+    """Shuffled batches of arrays held in memory, gathered a whole batch at a time.
+
+    Only the indices are shuffled (seeded, a new order every epoch); each
+    batch is then one `tf.gather` from the image tensor. Per-element
+    dataset work (shuffle buffers of images, then `batch`) costs about as
+    much as the augmentation itself on small images, so this is what lets
+    the batched pipeline outrun a per-image one (`benchmarks/pipeline.py`).
+    """
+    images = tf.constant(images)
+    labels = tf.constant(labels)
+    n = int(images.shape[0])
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    order = order.batch(batch_size, drop_remainder=drop_remainder)
+    return order.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)), num_parallel_calls=AUTOTUNE)
+
+
+def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False):
+    """Shuffled batches of an (image, label) dataset too large to hold in memory."""
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+
+
+def training_batches(batches, augmentation, preprocessing, num_classes, seed):
+    """Augment and normalise batches of (uint8 images, labels) for training.
 
     Each batch is paired with a fresh stateless seed from
     `Dataset.random(seed, rerandomize_each_iteration=True)`, so the random
-    crops, flips and occlusions differ every epoch but are fixed by `seed`,
-    and the geometric map can run on several threads. PCA jitter draws from
-    its layer's SeedGenerator, a shared state, so that one map runs in order
-    (it is a single add per image and costs little; see
-    `benchmarks/pipeline.py`).
+    crops, flips, colour shifts and occlusions differ every epoch but are
+    fixed by `seed`, and every map can run on several threads (no random
+    state is shared between them).
+
+    The element-wise chain (cast, colour shift, clip, normalise, occlusion)
+    and the gathers of the `cifar` crop are compiled with XLA, which fuses
+    them into one pass over the batch: about 3x the images per second of
+    the same ops run one by one, and PCA jitter then costs next to nothing
+    (`benchmarks/pipeline.py`). Resizing presets keep their resize
+    uncompiled (crop_and_resize has no XLA kernel).
     """
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = tf.data.Dataset.zip((batches, seeds))
+    jitter = augmentation.pca_layer()
+    input_size = tuple(batches.element_spec[0].shape[1:3])
 
-    def geometric(batch, batch_seed):
+    def photometric(images, photo_seed):
+        return augmentation.photometric(images, photo_seed, preprocessing.normalize, jitter)
+
+    if augmentation.geometric_is_compilable(input_size):
+
+        @tf.function(jit_compile=True)
+        def transform(images, geo_seed, photo_seed):
+            return photometric(augmentation.geometric(images, geo_seed), photo_seed)
+
+    else:
+        compiled = tf.function(photometric, jit_compile=True)
+
+        def transform(images, geo_seed, photo_seed):
+            return compiled(augmentation.geometric(images, geo_seed), photo_seed)
+
+    def augment(batch, batch_seed):
         images, labels = batch
-        s_geo, s_occ = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 2))
-        return augmentation.geometric(images, s_geo), labels, s_occ
+        geo_seed, photo_seed = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 2))
+        return transform(images, geo_seed, photo_seed), tf.one_hot(labels, num_classes)
 
-    ds = ds.map(geometric, num_parallel_calls=AUTOTUNE)
-    pca = augmentation.pca_layer(seed)
-    if pca is not None:
-        ds = ds.map(lambda x, y, s: (pca(x, training=True), y, s))
+    return ds.map(augment, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
-    def finish(images, labels, occ_seed):
-        x = augmentation.occlude(preprocessing.normalize(images), occ_seed)
-        return x, tf.one_hot(labels, num_classes)
 
-    ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+def _to_arrays(ds):
+    images, labels = zip(*ds.batch(1024).as_numpy_iterator())
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def ten_crop_batches(ds, batch_size, augmentation, preprocessing, num_classes):
@@ -178,7 +217,12 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None)
     """
     info = source.info
     train_idx, val_idx = split_indices(info.num_train, data_config.val_split, data_config.limit_train, seed)
-    train_raw = _maybe_cache(source.train_examples(train_idx), len(train_idx), info.image_shape)
+    n = len(train_idx)
+    in_memory = n * int(np.prod(info.image_shape)) <= CACHE_BUDGET_BYTES
+    if in_memory:
+        train_raw = read_guard(source, _to_arrays, source.train_examples(train_idx))
+    else:
+        train_raw = source.train_examples(train_idx)
     val_raw = _maybe_cache(source.train_examples(val_idx), len(val_idx), info.image_shape)
 
     test_raw = _maybe_cache(source.test_examples(), info.num_test, info.image_shape)
@@ -187,7 +231,7 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None)
     need_pca = wants_pca(data_config, image_size) and pca is None
     if stats is None or need_pca:
         # One pass over the training images gives both (and fills the cache).
-        moments = read_guard(source, pixel_moments, train_raw)
+        moments = read_guard(source, pixel_moments, train_raw[0] if in_memory else train_raw)
         if stats is None:
             stats = (tuple(float(m) for m in moments.mean), tuple(float(s) for s in moments.std))
         if need_pca:
@@ -199,15 +243,15 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None)
     augmentation = resolve_augmentation(data_config, image_size, pca)
     preprocessing = Preprocessing(image_size, *stats, resize_to=aug.eval_resize(augmentation.preset, image_size))
 
-    n = len(train_idx)
     # Full static batches keep every replica's share equal; a set smaller
     # than one batch still trains on one short batch.
     drop = n >= global_batch
-    shuffle_buffer = int(min(n, max(1024, CACHE_BUDGET_BYTES // 8 // int(np.prod(info.image_shape)))))
-    train = train_raw.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    train = training_batches(
-        train, global_batch, augmentation, preprocessing, info.num_classes, seed, drop_remainder=drop
-    )
+    if in_memory:
+        batches = in_memory_batches(*train_raw, global_batch, seed, drop)
+    else:
+        shuffle_buffer = int(min(n, max(1024, CACHE_BUDGET_BYTES // 8 // int(np.prod(info.image_shape)))))
+        batches = streamed_batches(train_raw, global_batch, seed, shuffle_buffer, drop)
+    train = training_batches(batches, augmentation, preprocessing, info.num_classes, seed)
     val = _batches(val_raw, global_batch, preprocessing, info.num_classes)
     test = _batches(test_raw, global_batch, preprocessing, info.num_classes)
     test_tta = None

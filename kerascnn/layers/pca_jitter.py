@@ -96,22 +96,33 @@ class PCAColorJitter(keras.layers.Layer):
         coefficients = eigenvalues if scale == "eigenvalue" else np.sqrt(eigenvalues)
         # delta = V @ (alpha * c) for a batch of alphas [B, 3] is alpha @ (diag(c) V^T).
         self._projection = (coefficients[:, None] * eigenvectors.T).astype(np.float32)
-        self.supports_masking = False
+        # Keep the caller's float dtype (uint8 pipelines feed float32, a
+        # mixed-precision model float16) instead of casting to the layer's.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True  # numpy batches, as Keras' own preprocessing layers
 
-    def shifts(self, batch_size):
-        """Draw `batch_size` colour shifts, float32 `[batch_size, 3]`."""
-        alpha = keras.random.normal((batch_size, 3), stddev=self.sigma, seed=self.seed_generator)
-        return ops.matmul(alpha, ops.convert_to_tensor(self._projection))
+    def shift(self, images, alpha):
+        """Add `V @ (alpha_i * c)` to every pixel of image i and clip.
+
+        `alpha` is `[batch, 3]`, drawn from N(0, sigma^2). `call` draws it
+        from the layer's SeedGenerator; the training pipeline draws it from
+        its per-batch stateless seed instead, so that its maps can run in
+        parallel and stay reproducible.
+        """
+        delta = ops.matmul(ops.cast(alpha, "float32"), ops.convert_to_tensor(self._projection))
+        out = images + ops.cast(delta, images.dtype)[:, None, None, :]
+        if self.value_range is not None:
+            out = ops.clip(out, self.value_range[0], self.value_range[1])
+        return out
 
     def call(self, inputs, training=False):
+        inputs = ops.convert_to_tensor(inputs)
         if not training:
             return inputs
         single = len(inputs.shape) == 3
         images = inputs[None] if single else inputs
-        delta = ops.cast(self.shifts(ops.shape(images)[0]), images.dtype)
-        out = images + delta[:, None, None, :]
-        if self.value_range is not None:
-            out = ops.clip(out, self.value_range[0], self.value_range[1])
+        alpha = keras.random.normal((ops.shape(images)[0], 3), stddev=self.sigma, seed=self.seed_generator)
+        out = self.shift(images, alpha)
         return out[0] if single else out
 
     def compute_output_shape(self, input_shape):
