@@ -65,6 +65,8 @@ class DataConfig:
             al. 2020); 0 disables.
         tta: at test time average the predictions of the paper's ten patches
             (corners and centre, with their reflections).
+        skip_bad_images: leave out image files that cannot be decoded
+            (counting and naming them) instead of stopping the run.
     """
 
     dataset: str = None
@@ -81,6 +83,7 @@ class DataConfig:
     cutout: int = 0
     random_erasing: float = 0.0
     tta: bool = False
+    skip_bad_images: bool = False
 
     def __post_init__(self):
         if self.dataset is not None and self.data_dir is not None:
