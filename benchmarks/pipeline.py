@@ -55,7 +55,7 @@ def load_in_memory(source, limit):
 
 def batched_pipeline(x, y, augmentation, preprocessing, num_classes):
     batches = in_memory_batches(x, y, BATCH, seed=0, drop_remainder=True)
-    return training_batches(batches, augmentation, preprocessing, num_classes, seed=0)
+    return training_batches(batches, augmentation, preprocessing, num_classes)
 
 
 def per_image_pipeline(x, y, pca, sigma, preprocessing, num_classes):

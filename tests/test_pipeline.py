@@ -91,3 +91,20 @@ def test_train_order_is_reshuffled_every_epoch_but_reproducible():
     assert np.array_equal(first, again_first) and np.array_equal(second, again_second)  # seeded
     assert sorted(first) == sorted(second)  # the same images, each once
     assert not np.array_equal(first, two_epochs(1)[0])
+
+
+def test_epoch_numbered_stream_gives_a_resumed_run_the_same_epochs():
+    """Epoch e's order and augmentation depend on (seed, e) only, not on the epochs before it."""
+    source = ArraySource()
+    config = DataConfig(batch_size=10, augment="cifar", pca_jitter=True)
+
+    def epochs(first, last):
+        data = make_datasets(source, config, 10, seed=0, epochs=last, first_epoch=first)
+        batches = [b[0].numpy() for b in data.train]
+        assert len(batches) == (last - first) * data.steps_per_epoch  # one stream, no repeats
+        return np.split(np.concatenate(batches), last - first)
+
+    uninterrupted = epochs(0, 3)
+    resumed = epochs(2, 3)
+    np.testing.assert_array_equal(resumed[0], uninterrupted[2])
+    assert not np.array_equal(uninterrupted[1], uninterrupted[2])

@@ -85,37 +85,76 @@ def _batches(ds, batch_size, preprocessing, num_classes):
     return ds.prefetch(AUTOTUNE)
 
 
-def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False):
-    """Shuffled batches of arrays held in memory, gathered a whole batch at a time.
+def epoch_keys(seed, epochs=None, first_epoch=0):
+    """One int64 key per epoch; every random choice of an epoch derives from its key.
 
-    Only the indices are shuffled (seeded, a new order every epoch); each
-    batch is then one `tf.gather` from the image tensor. Per-element
-    dataset work (shuffle buffers of images, then `batch`) costs about as
-    much as the augmentation itself on small images, so this is what lets
-    the batched pipeline outrun a per-image one (`benchmarks/pipeline.py`).
+    With `epochs`, the keys are the epoch numbers `first_epoch..epochs-1`:
+    epoch e always has the same order and augmentation, whether the run got
+    there in one go or was killed and resumed at e (the run's `--seed`
+    enters through the stateless ops). Without, each pass over the dataset
+    draws a fresh key from `Dataset.random(seed, rerandomize_each_iteration=True)`,
+    for callers that iterate the dataset once per epoch.
+    """
+    if epochs is not None:
+        return tf.data.Dataset.range(first_epoch, epochs)
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+
+
+def _batch_seed(seed, key, batch_index):
+    """The stateless seed of one batch: fold_in((seed, epoch key), batch index)."""
+    base = tf.stack([tf.constant(seed, tf.int64), tf.cast(key, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, batch_index)
+
+
+def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False, epochs=None, first_epoch=0):
+    """Shuffled batches of arrays held in memory: (images, labels, batch seed).
+
+    Only the indices are shuffled (a stateless permutation per epoch key,
+    see `epoch_keys`); each batch is then one `tf.gather` from the image
+    tensor. Per-element dataset work (shuffle buffers of images, then
+    `batch`) costs about as much as the augmentation itself on small
+    images, so this is what lets the batched pipeline outrun a per-image
+    one (`benchmarks/pipeline.py`).
     """
     images = tf.constant(images)
     labels = tf.constant(labels)
     n = int(images.shape[0])
-    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    order = order.batch(batch_size, drop_remainder=drop_remainder)
-    return order.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)), num_parallel_calls=AUTOTUNE)
+
+    def one_epoch(key):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(key, tf.int64)])
+        )
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda b, idx: (idx, _batch_seed(seed, key, b)))
+
+    ds = epoch_keys(seed, epochs, first_epoch).flat_map(one_epoch)
+    return ds.map(
+        lambda idx, s: (tf.gather(images, idx), tf.gather(labels, idx), s), num_parallel_calls=AUTOTUNE
+    )
 
 
-def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False):
-    """Shuffled batches of an (image, label) dataset too large to hold in memory."""
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False, epochs=None, first_epoch=0):
+    """Shuffled batches of an (image, label) dataset too large to hold in memory.
+
+    The shuffle buffer is seeded by the epoch key too, so epoch e's order
+    does not depend on how many epochs this process has already run.
+    """
+
+    def one_epoch(key):
+        epoch = ds.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(key, tf.int64))
+        batches = epoch.batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda b, xy: (xy[0], xy[1], _batch_seed(seed, key, b)))
+
+    return epoch_keys(seed, epochs, first_epoch).flat_map(one_epoch)
 
 
-def training_batches(batches, augmentation, preprocessing, num_classes, seed):
-    """Augment and normalise batches of (uint8 images, labels) for training.
+def training_batches(batches, augmentation, preprocessing, num_classes):
+    """Augment and normalise batches of (uint8 images, labels, batch seed) for training.
 
-    Each batch is paired with a fresh stateless seed from
-    `Dataset.random(seed, rerandomize_each_iteration=True)`, so the random
-    crops, flips, colour shifts and occlusions differ every epoch but are
-    fixed by `seed`, and every map can run on several threads (no random
-    state is shared between them).
+    Every random choice of a batch (crops, flips, colour shifts,
+    occlusions) derives from its stateless seed, so augmentation differs
+    every epoch but is fixed by `--seed` and the epoch, and every map can
+    run on several threads (no random state is shared between them).
 
     The element-wise chain (cast, colour shift, clip, normalise, occlusion)
     and the gathers of the `cifar` crop are compiled with XLA, which fuses
@@ -124,8 +163,7 @@ def training_batches(batches, augmentation, preprocessing, num_classes, seed):
     (`benchmarks/pipeline.py`). Resizing presets keep their resize
     uncompiled (crop_and_resize has no XLA kernel).
     """
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip((batches, seeds))
+    ds = batches
     jitter = augmentation.pca_layer()
     input_size = tuple(batches.element_spec[0].shape[1:3])
 
@@ -144,8 +182,7 @@ def training_batches(batches, augmentation, preprocessing, num_classes, seed):
         def transform(images, geo_seed, photo_seed):
             return compiled(augmentation.geometric(images, geo_seed), photo_seed)
 
-    def augment(batch, batch_seed):
-        images, labels = batch
+    def augment(images, labels, batch_seed):
         geo_seed, photo_seed = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 2))
         return transform(images, geo_seed, photo_seed), tf.one_hot(labels, num_classes)
 
@@ -201,7 +238,7 @@ def read_guard(source, fn, *args, **kwargs):
         raise DataError(source.describe_read_error(e)) from None
 
 
-def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None):
+def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None, epochs=None, first_epoch=0):
     """Build train/val/test pipelines for a run.
 
     Args:
@@ -214,6 +251,12 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None)
         pca: `fit_pca` result to reuse (a resumed run); None measures it
             on the training images, in the same pass as `stats`, when PCA
             jitter is on.
+        epochs, first_epoch: with `epochs`, `train` is one stream of the
+            epochs `first_epoch..epochs-1` (train it with
+            `steps_per_epoch`), each epoch's order and augmentation fixed
+            by the seed and its number, so a resumed run sees what an
+            uninterrupted one would. Without, every pass over `train` is a
+            new, seeded epoch.
     """
     info = source.info
     train_idx, val_idx = split_indices(info.num_train, data_config.val_split, data_config.limit_train, seed)
@@ -247,11 +290,11 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None)
     # than one batch still trains on one short batch.
     drop = n >= global_batch
     if in_memory:
-        batches = in_memory_batches(*train_raw, global_batch, seed, drop)
+        batches = in_memory_batches(*train_raw, global_batch, seed, drop, epochs, first_epoch)
     else:
         shuffle_buffer = int(min(n, max(1024, CACHE_BUDGET_BYTES // 8 // int(np.prod(info.image_shape)))))
-        batches = streamed_batches(train_raw, global_batch, seed, shuffle_buffer, drop)
-    train = training_batches(batches, augmentation, preprocessing, info.num_classes, seed)
+        batches = streamed_batches(train_raw, global_batch, seed, shuffle_buffer, drop, epochs, first_epoch)
+    train = training_batches(batches, augmentation, preprocessing, info.num_classes)
     val = _batches(val_raw, global_batch, preprocessing, info.num_classes)
     test = _batches(test_raw, global_batch, preprocessing, info.num_classes)
     test_tta = None
