@@ -8,6 +8,10 @@ A run directory holds:
     backup/           BackupAndRestore state while training (removed at the end)
     metrics.json      written last: its presence marks a finished run
     curves.png        loss and accuracy, train vs validation
+    confusion_matrix.png, confusion_matrix.csv
+                      test-set confusion matrix of the best model (true x predicted)
+    per_class_accuracy.csv
+                      test accuracy of each class (kerascnn.analysis.confusion)
 """
 
 import datetime
@@ -25,6 +29,9 @@ METRICS = "metrics.json"
 CURVES = "curves.png"
 BACKUP = "backup"
 TENSORBOARD = "tensorboard"
+CONFUSION_PNG = "confusion_matrix.png"
+CONFUSION_CSV = "confusion_matrix.csv"
+PER_CLASS_CSV = "per_class_accuracy.csv"
 
 
 def new_run_dir(model_name, root="runs"):

@@ -1,0 +1,198 @@
+"""Analysis subcommands: summary, receptive-field, visualize, compare.
+
+Registered on the main parser by `kerascnn.cli.build_parser()`. Like the
+other subcommands, a mistake by the user (unknown model, a shape the model
+cannot take, a path that is not a run directory) raises a `UserError`,
+which the CLI prints as one line with exit status 2; TensorFlow is imported
+only inside the handlers.
+"""
+
+import argparse
+import pathlib
+import sys
+
+from kerascnn.errors import UserError
+
+FORMATS = ("md", "csv", "json")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _input_shape(text):
+    """H,W,C; H,W (3 channels); or N (N x N x 3)."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W,C (e.g. 227,227,3), got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) == 2:
+        parts.append(3)
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive H,W,C (e.g. 227,227,3), got {text!r}")
+    return tuple(parts)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _model_flags(p):
+    g = p.add_argument_group("model")
+    g.add_argument("--input-shape", type=_input_shape, metavar="H,W,C",
+                   help="input size (default: the model's own, e.g. 224,224,3)")
+    g.add_argument("--num-classes", type=_positive_int, help="classes of the last layer (default: the model's own)")
+    g.add_argument("--width-multiplier", type=float, help="scale every layer's width (models that take it)")
+    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="batch normalisation (models that take it)")
+    return g
+
+
+def _options(args):
+    return {k: getattr(args, k, None) for k in ("width_multiplier", "batch_norm")}
+
+
+def add_parsers(sub):
+    """Add the analysis subcommands to the `sub` of the main parser."""
+    p = sub.add_parser(
+        "summary",
+        help="per-layer output shape, activation memory, parameters and MACs of a model",
+        description="One row per layer (inception and residual blocks listed layer by layer): output "
+        "shape, activation memory in KB (1024 B) at --dtype, parameters, MACs and FLOPs (= 2 x MACs) "
+        "for one image, with the model's totals. Exact counts from the layer configurations.",
+    )
+    p.add_argument("model", metavar="MODEL|RUN_DIR",
+                   help="registered model name (see `list`), or a run directory (its model, input and dtype)")
+    _model_flags(p)
+    p.add_argument("--dtype", choices=DTYPES,
+                   help="activation dtype for the memory column (default float32, or the run's precision)")
+    p.add_argument("--format", choices=FORMATS, default="md", help="md (default), csv or json on stdout")
+    p.set_defaults(handler=cmd_summary)
+
+    p = sub.add_parser(
+        "receptive-field",
+        help="receptive field size, jump and start of every layer of one or more models",
+        description="Receptive field (pixels), jump (effective stride) and start (centre of the first "
+        "unit's field) of every convolution and pooling, along the graph (largest over branches), and "
+        "the input pixels the last map's field covers.",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="registered model names")
+    _model_flags(p)
+    p.add_argument("--plot", metavar="PNG", help="also plot field size against depth for all models")
+    p.add_argument("--all-layers", action="store_true", help="list every layer, not only convolutions and poolings")
+    p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json on stdout")
+    p.set_defaults(handler=cmd_receptive_field)
+
+    p = sub.add_parser(
+        "visualize",
+        help="first-layer filters and per-block feature maps as PNG files",
+        description="Write filters.png (the first convolution's filters) and, with --image, one "
+        "features_NN_<layer>.png per block into --out. SOURCE is a run directory, an export "
+        "(saved_models/<model>/<version>) or a model name (built fresh, random weights).",
+    )
+    p.add_argument("source", metavar="RUN_DIR|EXPORT_DIR|MODEL")
+    p.add_argument("--image", help="image file for the feature maps (JPEG, PNG, BMP, GIF)")
+    p.add_argument("--out", default="viz", help="output folder (default viz)")
+    g = p.add_argument_group("fresh model (SOURCE is a model name)")
+    g.add_argument("--input-shape", type=_input_shape, metavar="H,W,C")
+    g.add_argument("--num-classes", type=_positive_int)
+    p.set_defaults(handler=cmd_visualize)
+
+    p = sub.add_parser(
+        "compare",
+        help="table, curves and bar charts of several finished runs",
+        description="Write comparison.md and comparison.csv (model, parameters, MACs, test accuracy, best "
+        "validation accuracy, seconds per epoch, epochs, overfitting gap), curves.png (all runs on shared "
+        "axes) and bars.png (test accuracy, time per epoch) into --out.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="report", help="output folder (default report)")
+    p.set_defaults(handler=cmd_compare)
+
+
+# --- handlers --------------------------------------------------------------
+
+
+def cmd_summary(args):
+    from kerascnn.analysis.build import build_model
+    from kerascnn.analysis.profile import format_profile, profile_model
+    from kerascnn.auxiliary import inference_model
+
+    name, shape, classes, options, dtype = args.model, args.input_shape, args.num_classes, _options(args), "float32"
+    if pathlib.Path(args.model).is_dir():
+        from kerascnn import rundir
+
+        config = rundir.read_json(rundir.require_run_dir(args.model) / rundir.CONFIG)
+        resolved = config.get("resolved", {})
+        name = config["model"]
+        shape = shape or tuple(resolved.get("image_shape") or ()) or None
+        classes = classes or resolved.get("num_classes")
+        options = {**config.get("model_options", {}), **{k: v for k, v in options.items() if v is not None}}
+        # Mixed precision computes (and stores) activations in the 16-bit type.
+        dtype = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(config.get("precision"), "float32")
+    # GoogLeNet's auxiliary classifiers are training-only (Szegedy et al. 2015, section 5):
+    # the profile is that of the network as it infers, like the papers' counts.
+    model = inference_model(build_model(name, shape, classes, **options))
+    sys.stdout.write(format_profile(profile_model(model, args.dtype or dtype), args.format))
+    return 0
+
+
+def cmd_receptive_field(args):
+    from kerascnn.analysis import tables
+    from kerascnn.analysis.build import build_model
+    from kerascnn.analysis.receptive_field import coverage_line, plot_fields, receptive_fields, table_rows
+    from kerascnn.registry import check_model_name
+
+    for name in args.models:  # every name checked before any model is built
+        check_model_name(name)
+    results = []
+    for name in args.models:
+        # The classifier sees the whole input; building without it saves most weights.
+        model = build_model(name, args.input_shape, args.num_classes, include_top=False, **_options(args))
+        image = tuple(model.inputs[0].shape)[1:3]
+        results.append((name, image, receptive_fields(model)))
+    if args.format == "json":
+        sys.stdout.write(tables.json_text([
+            {"model": n, "input": list(img), "layers": [r.to_dict() for r in rows]} for n, img, rows in results
+        ]))
+    else:
+        for name, image, rows in results:
+            print(f"## {name} at {image[0]}x{image[1]}\n")
+            sys.stdout.write(tables.markdown(
+                ("layer", "type", "depth", "output", "field", "jump", "start"), table_rows(rows, args.all_layers)
+            ))
+            print(f"\n{coverage_line(name, rows, image)}.\n")
+    if args.plot:
+        path = plot_fields([(n, rows) for n, _, rows in results], args.plot)
+        print(f"wrote {path}", file=sys.stderr if args.format == "json" else sys.stdout)
+    return 0
+
+
+def cmd_visualize(args):
+    from kerascnn.analysis.visualize import load_for_analysis, visualize
+    from kerascnn.predictor import decode_image_file
+
+    image = decode_image_file(args.image) if args.image else None  # readable before any work
+    loaded = load_for_analysis(args.source, args.input_shape, args.num_classes)
+    print(f"{loaded.description}")
+    for path in visualize(loaded, args.out, image):
+        print(f"wrote {path}")
+    if image is None:
+        print("no --image given: feature maps not drawn")
+    return 0
+
+
+def cmd_compare(args):
+    from kerascnn.analysis.compare import compare_runs
+
+    if len(set(args.run_dirs)) != len(args.run_dirs):
+        raise UserError("a run directory is named twice; name each run once")
+    rows, written = compare_runs(args.run_dirs, args.out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
