@@ -211,7 +211,7 @@ def test_image_folder_corrupt_image_is_named_after_iterating_fails(tmp_path):
     message = source.describe_read_error(caught.value)
     assert message == (
         f"corrupt image file {bad}: it cannot be decoded as JPEG, PNG, BMP or GIF; "
-        "remove or replace it"
+        "remove or replace it, or pass --skip-bad-images to leave out every such file"
     )
 
 

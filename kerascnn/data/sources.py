@@ -1,4 +1,4 @@
-"""Pick the data source for a run: `open_source(dataset, data_dir, image_size)`.
+"""Pick the data source for a run: `open_source(dataset, data_dir, image_size, ...)`.
 
 - `data_dir` given: a local folder or archive, detected by its layout:
   the CIFAR-10 binary version (`cifar-10-binary.tar.gz`, its
@@ -10,8 +10,10 @@
 `image_size` (height, width) reaches only the sources that resize each
 example as they read it (image folders, tensorflow-datasets sets without a
 fixed image size); fixed-size data is resized later, by the pipeline.
-The source modules are imported on demand so that, for example, a run on
-an image folder never imports tensorflow-datasets.
+`skip_bad_images` reaches only image folders, the one source that decodes
+file by file: undecodable files are left out (and logged in one line)
+instead of stopping the run. The source modules are imported on demand so
+that, for example, a run on an image folder never imports tensorflow-datasets.
 """
 
 import os
@@ -43,8 +45,11 @@ def _checked_image_size(image_size):
     return size
 
 
-def open_local(data_dir, image_size=None) -> DataSource:
-    """A CIFAR-10 binary archive/folder or an image folder, detected by layout."""
+def open_local(data_dir, image_size=None, skip_bad_images=False, log=print) -> DataSource:
+    """A CIFAR-10 binary archive/folder or an image folder, detected by layout.
+
+    `log` receives the one line about files `skip_bad_images` left out.
+    """
     from kerascnn.data import cifar_binary
 
     path = os.path.abspath(os.fspath(data_dir))
@@ -55,12 +60,21 @@ def open_local(data_dir, image_size=None) -> DataSource:
     if os.path.isdir(os.path.join(path, "train")):
         from kerascnn.data.image_folder import ImageFolderSource
 
-        return ImageFolderSource(path, image_size=image_size)
+        source = ImageFolderSource(path, image_size=image_size, skip_bad_images=skip_bad_images)
+        note = source.describe_skipped()
+        if note and log is not None:
+            log(note)
+        return source
     raise DataError(f"{path} is neither CIFAR-10 binary data nor an image folder: {LOCAL_LAYOUTS}")
 
 
-def open_source(dataset=None, data_dir=None, image_size=None) -> DataSource:
+def open_source(
+    dataset=None, data_dir=None, image_size=None, skip_bad_images=False, log=print
+) -> DataSource:
     """The source a run reads its examples from (see the module docstring).
+
+    `log` receives the one line about files `skip_bad_images` left out
+    (the full list is the source's `skipped_images`).
 
     Raises:
         ConfigError: both `dataset` and `data_dir` given, or a bad `image_size`.
@@ -73,7 +87,7 @@ def open_source(dataset=None, data_dir=None, image_size=None) -> DataSource:
         )
     image_size = _checked_image_size(image_size)
     if data_dir is not None:
-        return open_local(data_dir, image_size)
+        return open_local(data_dir, image_size, skip_bad_images, log)
     if dataset == "synthetic":
         from kerascnn.data.synthetic import SyntheticSource
 

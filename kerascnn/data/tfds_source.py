@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from kerascnn.data.image_folder import resize_uint8
 from kerascnn.data.source import DataSource, SourceInfo
-from kerascnn.data.source import checked_indices
+from kerascnn.data.source import checked_indices, checked_label
 from kerascnn.errors import DataError
 
 # tensorflow-datasets retries each URL 10 times with exponential backoff
@@ -293,7 +293,10 @@ class TfdsSource(DataSource):
             image = image[..., :3]  # drop alpha
         if self._resize_to is not None:
             image = resize_uint8(image, self._resize_to)
-        return tf.ensure_shape(image, self.info.image_shape), tf.cast(example["label"], tf.int32)
+        # tfds marks unlabelled examples with -1, which one_hot would turn
+        # into an all-zero target without a word; fail on it instead.
+        label = checked_label(tf.cast(example["label"], tf.int32), self.info.num_classes)
+        return tf.ensure_shape(image, self.info.image_shape), label
 
     def _read(self, split):
         # Images stay encoded until after any filtering, so examples that are
