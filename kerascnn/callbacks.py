@@ -1,8 +1,12 @@
 """Callbacks the training loop adds to Keras' own."""
 
 import csv
+import io
+import json
+import math
 import os
 import pathlib
+import tempfile
 import time
 
 import keras
@@ -34,6 +38,116 @@ def read_history(path):
             return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
     except FileNotFoundError:
         return []
+
+
+def write_history(path, rows):
+    """Write history rows as CSV atomically (temporary file, then rename).
+
+    `epoch` comes first, the other columns sorted; a crash while writing
+    leaves the previous complete file, never a half-written row.
+    """
+    path = pathlib.Path(path)
+    keys = sorted({k for row in rows for k in row} - {"epoch"})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["epoch", *keys], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (int(v) if k == "epoch" else repr(float(v))) for k, v in row.items()})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(buffer.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """history.csv, one row per finished epoch, rewritten atomically each epoch.
+
+    Replaces CSVLogger, whose appends can leave a partial last line when a
+    run is killed. Starts from the rows of earlier epochs (a resumed run,
+    cut to the epochs its backup holds).
+    """
+
+    def __init__(self, path, rows=()):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.rows = [dict(r) for r in rows]
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch}
+        row.update({k: float(v) for k, v in (logs or {}).items() if _is_number(v)})
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
+        write_history(self.path, self.rows)
+
+
+def _is_number(value):
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def backup_epoch(backup_dir):
+    """Epochs completed according to a BackupAndRestore folder (0 when none is usable)."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        try:
+            with open(pathlib.Path(backup_dir) / name) as f:
+                return int(json.load(f)["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that never backs up a diverged model.
+
+    When an epoch ends with a non-finite loss the previous backup is kept
+    (and not deleted when training stops), so `--resume` starts again from
+    the last good epoch. Keras' own
+    double checkpoint (`.bkp` copies) covers a kill while writing.
+    """
+
+    diverged = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = True
+            return
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if not self.diverged:  # a diverged run keeps its last good backup
+            super().on_train_end(logs)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite, and remembers where.
+
+    Unlike keras.callbacks.TerminateOnNaN it records the epoch and batch so
+    the run can end with a message that names them. Under mixed_float16 the
+    LossScaleOptimizer already skips steps whose gradients overflow; a
+    non-finite *loss* that persists is divergence, not a scaling hiccup.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = (self._epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
 
 
 def best_so_far(history, monitor=MONITOR):
@@ -89,6 +203,11 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
+        loss = (logs or {}).get("loss")
+        # A diverged model's NaN logits argmax to class 0, which can score
+        # above a weak earlier epoch: never let it replace a real checkpoint.
+        if loss is not None and not math.isfinite(float(loss)):
+            return
         if value is None or (self.best is not None and value <= self.best):
             return
         self.best = value

@@ -50,7 +50,8 @@ class DataConfig:
         limit_train: use only this many training examples (an int), or this
             fraction of them (a float in (0, 1]); None uses all.
         batch_size: per-replica batch; the global batch is this times the
-            number of replicas in sync.
+            number of replicas in sync. "auto" finds the largest power of
+            two that trains on the device (`kerascnn.batch_size`).
         augment: training augmentation preset (`AUGMENT_PRESETS`); None
             picks `cifar` up to 64 pixels and `alexnet` above.
         pad_mode: "reflect" or "zero" padding of the `cifar` preset's crop.
@@ -88,7 +89,8 @@ class DataConfig:
     def __post_init__(self):
         if self.dataset is not None and self.data_dir is not None:
             raise ConfigError("give either --dataset or --data-dir, not both")
-        _positive_int("batch_size", self.batch_size)
+        if self.batch_size != "auto":
+            _positive_int("batch_size", self.batch_size)
         if self.augment is not None and self.augment not in AUGMENT_PRESETS:
             raise ConfigError(
                 f"unknown augmentation preset {self.augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}"
@@ -213,6 +215,16 @@ class RunConfig:
         seed: seeds weights, the validation split, shuffling and dropout.
         devices: "auto" (all GPUs when several, else the default device),
             "cpu", "all", a GPU count ("2") or a list of GPU indices ("0,2").
+        cpu_replicas: split the CPU into this many logical devices and train
+            on them with MirroredStrategy (tests the multi-replica path
+            without GPUs).
+        sync_bn: synchronised batch norm: statistics over the global batch
+            rather than each replica's share.
+        scale_lr: "linear" multiplies the learning rate by the number of
+            replicas (Goyal et al. 2017); None leaves it as given.
+        workers, worker_index: a multi-worker cluster given on the command
+            line ("host:port,host:port", this process's index; worker 0 is
+            the chief) instead of TF_CONFIG.
         run_dir: where the run writes; None makes runs/<model>-<timestamp>.
         export: export a SavedModel to saved_models/ when training ends.
         export_dir: root of exports.
@@ -229,6 +241,11 @@ class RunConfig:
     jit: bool = False
     seed: int = 0
     devices: str = "auto"
+    cpu_replicas: int = None
+    sync_bn: bool = False
+    scale_lr: str = None
+    workers: str = None
+    worker_index: int = None
     run_dir: str = None
     export: bool = False
     export_dir: str = "saved_models"
@@ -242,6 +259,12 @@ class RunConfig:
             raise ConfigError(
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
+        if self.cpu_replicas is not None:
+            _positive_int("cpu_replicas", self.cpu_replicas)
+        if self.scale_lr not in (None, "none", "linear"):
+            raise ConfigError(f"scale_lr must be linear or none. Received: scale_lr={self.scale_lr}")
+        if (self.workers is None) != (self.worker_index is None):
+            raise ConfigError("--workers and --worker-index go together: give both or neither")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0. Received: seed={self.seed}")
         object.__setattr__(

@@ -8,6 +8,7 @@ the best checkpoint evaluated on the test split, metrics.json written last.
 """
 
 import dataclasses
+import os
 import pathlib
 import platform
 import shutil
@@ -20,24 +21,40 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn import callbacks as cb
+from kerascnn.analysis.confusion import write_class_report
 from kerascnn.auxiliary import inference_model, training_model
 from kerascnn import rundir
 from kerascnn.config import RunConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
 from kerascnn.data.sources import open_source
-from kerascnn.distribute import is_chief, select_strategy
-from kerascnn.errors import ConfigError
+from kerascnn.batch_size import OutOfMemory, find_batch_size, is_out_of_memory, out_of_memory_message
+from kerascnn.distribute import (
+    is_chief,
+    scaled_learning_rate,
+    select_strategy,
+    synchronize_batch_norm,
+    work_around_multiworker_build,
+    workers_tf_config,
+)
+from kerascnn.errors import ConfigError, UserError
 from kerascnn.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
 from kerascnn.plots import plot_curves
 from kerascnn.registry import check_model_name, create_model
 from kerascnn.tta import ten_crop_metrics
 
 
+class Diverged(UserError):
+    """The loss became NaN or infinite."""
+
+
 @dataclasses.dataclass
 class RunResult:
+    """What `fit` returns: where the run is, its metrics, the best model, the export."""
+
     run_dir: pathlib.Path
     metrics: dict
     export_dir: pathlib.Path = None
+    model: keras.Model = None
 
 
 def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=None):
@@ -107,33 +124,70 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
     else:
         run_dir = None
     check_model_name(config.model)
-    strategy, strategy_desc = select_strategy(config.devices)
+    if config.workers:
+        os.environ["TF_CONFIG"] = workers_tf_config(config.workers, config.worker_index)
+    strategy, strategy_desc = select_strategy(config.devices, config.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
-    global_batch = config.data.batch_size * replicas
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
 
-    source = open_source(config.data.dataset, config.data.data_dir, config.data.image_size)
+    source = open_source(
+        config.data.dataset, config.data.data_dir, config.data.image_size,
+        skip_bad_images=config.data.skip_bad_images,
+    )
     info = source.info
     stats = pca = None
+    first_epoch = 0
     if resume_dir is not None:
         stats = (tuple(config.resolved["mean"]), tuple(config.resolved["std"]))
         pca = config.resolved.get("augmentation", {}).get("pca")
-    data = make_datasets(source, config.data, global_batch, config.seed, stats, pca)
-    input_shape = (*data.preprocessing.image_size, 3)
+        # The backup, not history.csv, says which epochs are done: a kill
+        # between the two writes must neither skip nor repeat an epoch.
+        first_epoch = cb.backup_epoch(run_dir / rundir.BACKUP)
+    image_size = tuple(config.data.image_size or info.image_shape[:2])
+    input_shape = (*image_size, 3)
 
-    with strategy.scope():
-        network = create_model(
-            config.model, num_classes=info.num_classes, input_shape=input_shape, **config.model_options
-        )
-        network = with_l2_penalty(network, coupled_weight_decay(config.optim))
-        # Auxiliary classifiers (GoogLeNet) add their weighted losses in training only;
-        # `inference` shares the weights without them (checkpoints, parameter counts).
-        model = training_model(network)
-        inference = inference_model(network)
-        optimizer = build_optimizer(config.optim, data.steps_per_epoch, config.epochs)
-        compile_model(model, optimizer, config.optim.label_smoothing, config.jit, info.num_classes)
+    # Learning rate: as given, unless --scale-lr asks for the linear rule.
+    optim = dataclasses.replace(config.optim, lr=scaled_learning_rate(config.optim.lr, replicas, config.scale_lr))
+    if optim.lr != config.optim.lr:
+        log(f"--scale-lr linear: learning rate {config.optim.lr:g} x {replicas} replicas = {optim.lr:g}")
+
+    def build(steps_per_epoch):
+        """(network, training model, inference model), built and compiled in the strategy scope."""
+        with strategy.scope():
+            network = create_model(
+                config.model, num_classes=info.num_classes, input_shape=input_shape, **config.model_options
+            )
+            if config.sync_bn:
+                synchronize_batch_norm(network)
+            network = with_l2_penalty(network, coupled_weight_decay(optim))
+            # Auxiliary classifiers (GoogLeNet) add their weighted losses in training only;
+            # `inference` shares the weights without them (checkpoints, parameter counts).
+            model = training_model(network)
+            optimizer = build_optimizer(optim, steps_per_epoch, config.epochs)
+            compile_model(model, optimizer, optim.label_smoothing, config.jit, info.num_classes)
+        work_around_multiworker_build(model, strategy)
+        return network, model, inference_model(network)
+
+    batch_size = config.data.batch_size
+    if batch_size == "auto":
+        if resume_dir is not None:
+            batch_size = config.resolved["batch_size"]
+        else:
+            batch_size = find_batch_size(lambda: build(1)[1], input_shape, info.num_classes, strategy, log=log)
+            keras.utils.set_random_seed(config.seed)  # the search drew from the generators
+    global_batch = batch_size * replicas
+
+    data = make_datasets(
+        source, config.data, global_batch, config.seed, stats, pca, epochs=config.epochs, first_epoch=first_epoch
+    )
+    network, model, inference = build(data.steps_per_epoch)
+    sync_bn_layers = (
+        sum(isinstance(layer, keras.layers.BatchNormalization) for layer in network._flatten_layers())
+        if config.sync_bn
+        else 0
+    )
 
     if resume_dir is None:
         config = config.replace(
@@ -151,9 +205,15 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
                 "num_train": data.num_train,
                 "num_val": data.num_val,
                 "num_test": data.num_test,
+                "skipped_images": list(getattr(source, "skipped_images", ())),  # --skip-bad-images
                 "strategy": strategy_desc,
                 "replicas": replicas,
+                "batch_size": batch_size,
                 "global_batch": global_batch,
+                "lr": optim.lr,
+                "sync_bn_layers": sync_bn_layers,
+                # Keras wraps the optimizer in a LossScaleOptimizer under mixed_float16.
+                "loss_scale": type(model.optimizer).__name__ == "LossScaleOptimizer",
                 "steps_per_epoch": data.steps_per_epoch,
                 "params": int(inference.count_params()),
                 "versions": _versions(),
@@ -177,13 +237,16 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         config = config.replace(run_dir=str(run_dir))
         rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
 
-    history = cb.read_history(run_dir / rundir.HISTORY)
+    # Epochs the backup holds; rows of a later, unsaved epoch are dropped and redone.
+    history = [row for row in cb.read_history(run_dir / rundir.HISTORY) if int(row["epoch"]) < first_epoch]
     best_value, _ = cb.best_so_far(history)
+    stopper = cb.StopOnNonFinite()
     callbacks = [
         cb.EpochTimer(),
-        keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP), delete_checkpoint=True),
+        stopper,
+        cb.HistoryWriter(run_dir / rundir.HISTORY, history),
+        cb.SafeBackupAndRestore(str(run_dir / rundir.BACKUP), delete_checkpoint=True),
         cb.BestCheckpoint(run_dir / rundir.BEST, inference, initial_best=best_value),
-        keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=resume_dir is not None),
         keras.callbacks.TensorBoard(str(run_dir / rundir.TENSORBOARD), profile_batch=0, write_graph=False),
     ]
     if config.optim.schedule == "plateau":
@@ -208,26 +271,47 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         f"{info.name}: {data.num_train} train / {data.num_val} val / {data.num_test} test images "
         f"at {input_shape[0]}x{input_shape[1]}, {info.num_classes} classes"
     )
-    log(f"{strategy_desc}, global batch {global_batch}, {config.precision}; run directory {run_dir}")
+    log(
+        f"{strategy_desc}: {replicas} replica{'s' if replicas > 1 else ''} x batch {batch_size} = global batch "
+        f"{global_batch}, {config.precision}, lr {optim.lr:g}"
+        f"{f', synchronised batch norm ({sync_bn_layers} layers)' if config.sync_bn else ''}; run directory {run_dir}"
+    )
     log(f"augmentation: {data.augmentation.describe()}")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     try:
-        read_guard(
-            source,
-            model.fit,
-            data.train,
-            validation_data=data.val,
-            epochs=config.epochs,
-            shuffle=False,  # the pipeline shuffles, seeded, every epoch
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+        try:
+            read_guard(
+                source,
+                model.fit,
+                data.train,  # one stream of the remaining epochs, each seeded by its number
+                validation_data=data.val,
+                epochs=config.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=data.steps_per_epoch,
+                shuffle=False,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+        except Exception as e:
+            if is_out_of_memory(e):
+                raise OutOfMemory(out_of_memory_message(config.model, input_shape, batch_size, replicas)) from None
+            raise
+        if stopper.where is not None:
+            epoch, batch, value = stopper.where
+            raise Diverged(
+                f"the loss became {value} at epoch {epoch}, batch {batch}; training stopped. "
+                f"{run_dir / rundir.BEST} (the best epoch so far) and the backup of the last good epoch are kept; "
+                "start a new run with a lower --lr, --clip-norm or float32 precision"
+            )
         history = cb.read_history(run_dir / rundir.HISTORY)
         with strategy.scope():
             best = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
             compile_model(best, build_optimizer(config.optim, data.steps_per_epoch, config.epochs))
+            work_around_multiworker_build(best, strategy)
         test = read_guard(source, best.evaluate, data.test, verbose=0, return_dict=True)
+        if chief:  # confusion_matrix.png/.csv, per_class_accuracy.csv
+            read_guard(source, write_class_report, best, data.test, info.class_names, run_dir, config.model)
         metrics = _metrics(history, test, best)
         if data.test_tta is not None:
             tta = read_guard(source, ten_crop_metrics, best, data.test_tta)
@@ -235,7 +319,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         if chief:
             plot_curves(history, run_dir / rundir.CURVES, title=f"{config.model} on {info.name}")
             rundir.write_json(run_dir / rundir.METRICS, metrics)
-        result = RunResult(run_dir, metrics)
+        result = RunResult(run_dir, metrics, model=best)
         tta_note = f", ten-patch {metrics['test_tta_accuracy']:.4f}" if data.test_tta is not None else ""
         log(
             f"test accuracy {metrics['test_accuracy']:.4f}{tta_note} (cross-entropy {metrics['test_loss']:.4f}); "

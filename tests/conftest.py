@@ -13,6 +13,17 @@ import tarfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
+
+# Two logical CPU devices for the multi-replica tests (MirroredStrategy on a
+# machine without GPUs). TensorFlow accepts this only before its runtime
+# starts, so it happens here, before any test runs an op; single-device
+# code keeps using /cpu:0 and the shared thread pools.
+REPLICA_CPUS = 2
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration() for _ in range(REPLICA_CPUS)],
+)
 
 CIFAR10_CLASSES = (
     "airplane",

@@ -116,6 +116,10 @@ def assert_user_error(capsys, argv, fragment, workdir):
         (["fit", "vgg11", "--random-erasing", "1.5"], "random_erasing"),
         (["fit", "vgg11", "--cutout", "-3"], "cutout"),
         (["fit", "vgg11", "--pca-sigma", "-1"], "pca_sigma"),
+        (["fit", "vgg11", "--cpu-replicas", "0"], "cpu_replicas"),
+        (["fit", "vgg11", "--batch-size", "huge"], "--batch-size"),
+        (["fit", "vgg11", "--workers", "localhost:1,localhost:2"], "--worker-index"),
+        (["fit", "vgg11", "--dataset", "synthetic", "--workers", "a:1", "--worker-index", "0"], "--workers"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, workdir):

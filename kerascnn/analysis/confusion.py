@@ -14,6 +14,7 @@ import csv
 import io
 
 import numpy as np
+import tensorflow as tf
 
 from kerascnn.analysis.files import save_figure, write_text
 from kerascnn.rundir import CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV
@@ -24,8 +25,12 @@ ANNOTATE_UP_TO = 20
 def confusion_matrix(model, dataset, num_classes):
     """Counts [num_classes, num_classes] over a batched dataset of (images, one-hot labels)."""
     counts = np.zeros((num_classes, num_classes), np.int64)
+    # A plain compiled forward pass, not predict_on_batch: under a
+    # multi-worker strategy predict is a collective op (it gathers every
+    # worker's batch), which only the chief runs here.
+    forward = tf.function(lambda x: model(x, training=False))
     for images, labels in dataset:
-        logits = model.predict_on_batch(images)  # the compiled predict step, inference mode
+        logits = forward(images)
         if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first
             logits = logits[0]
         predicted = np.argmax(np.asarray(logits), axis=-1)

@@ -82,7 +82,7 @@ def _batches(ds, batch_size, preprocessing, num_classes):
         lambda x, y: (preprocessing(x), tf.one_hot(y, num_classes)),
         num_parallel_calls=AUTOTUNE,
     )
-    return ds.prefetch(AUTOTUNE)
+    return _shard_by_data(ds.prefetch(AUTOTUNE))
 
 
 def epoch_keys(seed, epochs=None, first_epoch=0):
@@ -186,7 +186,19 @@ def training_batches(batches, augmentation, preprocessing, num_classes):
         geo_seed, photo_seed = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 2))
         return transform(images, geo_seed, photo_seed), tf.one_hot(labels, num_classes)
 
-    return ds.map(augment, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return _shard_by_data(ds.map(augment, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
+
+
+def _shard_by_data(ds):
+    """Multi-worker runs split every batch between workers (AutoShardPolicy.DATA).
+
+    The data come from memory or from one stream, not from a set of files
+    that workers could divide, so tf.distribute's default (try files, then
+    fall back to data, with a warning) would end up here anyway.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def _to_arrays(ds):

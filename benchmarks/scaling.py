@@ -1,0 +1,90 @@
+"""Images per second at 1 and 2 replicas (MirroredStrategy), and the ratio.
+
+    python benchmarks/scaling.py [vgg16_bn resnet18] [--global-batch 128] [--steps 3] [--repeats 3] [--gpus]
+
+Each model trains on the product's pipeline (real CIFAR-10 from
+$KERASCNN_CIFAR10_DIR, else the synthetic set), SGD, float32, at the same
+global batch under each strategy: one device, then two replicas of half the
+batch each, so the ratio is the pure cost or gain of replication.
+
+Without `--gpus` the replicas are two logical CPU devices (`--cpu-replicas`):
+they share this machine's cores, so the ratio measures the overhead of the
+mirrored code path (splitting batches, all-reducing gradients), not a
+speed-up. With `--gpus` they are the first two GPUs.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
+from kerascnn.data.pipeline import make_datasets  # noqa: E402
+from kerascnn.data.sources import open_source  # noqa: E402
+from kerascnn.distribute import select_strategy, split_cpu  # noqa: E402
+from kerascnn.optim import build_optimizer, with_l2_penalty  # noqa: E402
+from kerascnn.registry import create_model  # noqa: E402
+from kerascnn.train import compile_model  # noqa: E402
+
+
+def images_per_second(name, source, strategy, global_batch, steps, repeats):
+    keras.utils.set_random_seed(0)
+    data = make_datasets(source, DataConfig(limit_train=global_batch * 10), global_batch, seed=0)
+    with strategy.scope():
+        model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
+        model = with_l2_penalty(model, 5e-4)
+        compile_model(model, build_optimizer(OptimConfig(), data.steps_per_epoch, 30), num_classes=10)
+    train = data.train.repeat()
+    model.fit(train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+        times.append((time.perf_counter() - start) / steps)
+    return global_batch / statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", default=["vgg16_bn", "resnet18"])
+    parser.add_argument("--global-batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gpus", action="store_true", help="replicas on GPUs instead of logical CPU devices")
+    args = parser.parse_args()
+
+    if not args.gpus:
+        split_cpu(2)  # before TensorFlow's runtime starts
+    cifar = os.environ.get("KERASCNN_CIFAR10_DIR")
+    source = open_source(data_dir=cifar) if cifar else open_source(dataset="synthetic")
+    if args.gpus:
+        strategies = [select_strategy("1"), select_strategy("2")]
+    else:
+        strategies = [select_strategy("cpu"), select_strategy("auto", cpu_replicas=2)]
+    print(
+        f"data: {source.info.name}; global batch {args.global_batch}; {os.cpu_count()} CPU cores; "
+        f"TensorFlow {tf.__version__}; replicas on {'GPUs' if args.gpus else 'logical CPU devices'}"
+    )
+    print(f"| model | 1 replica (images/s) | 2 replicas (images/s) | ratio 2/1 |")
+    print("|---|---|---|---|")
+    for name in args.models:
+        rates = [
+            images_per_second(name, source, strategy, args.global_batch, args.steps, args.repeats)
+            for strategy, _ in strategies
+        ]
+        print(f"| {name} | {rates[0]:.1f} | {rates[1]:.1f} | {rates[1] / rates[0]:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Runs that survive being killed, diverging, running out of memory."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerascnn import batch_size as auto_batch
+from kerascnn import callbacks as cb
+from kerascnn import rundir
+from kerascnn.config import RunConfig
+from kerascnn.errors import UserError
+from kerascnn.train import fit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Three epochs of a small VGG on generated data, with everything a resume
+# must restore: momentum, a cosine schedule, early-stopping state, and
+# per-epoch augmentation (crop, flip, PCA jitter). No dropout, whose masks
+# come from a random state that is not part of the checkpoint.
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    from kerascnn.quiet import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    import keras
+    from kerascnn.config import RunConfig
+    from kerascnn.train import fit
+
+    class KillMidEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    config = RunConfig.from_flags(
+        "vgg8", dataset="synthetic", limit_train=256, batch_size=32, epochs=3, patience=5,
+        pca_jitter=True, seed=5, run_dir=sys.argv[1],
+        model_options={{"width_multiplier": 0.25, "dropout": 0.0}},
+    )
+    fit(config, verbose=0, extra_callbacks=[KillMidEpoch()] if sys.argv[2] == "kill" else [])
+    """
+)
+
+
+def _run(args, cwd, timeout=300):
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def _weights(path):
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.format(root=ROOT))
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+
+    run = _run([str(script), str(killed), "kill"], tmp_path)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    assert not (killed / rundir.METRICS).exists()
+    assert cb.backup_epoch(killed / rundir.BACKUP) == 1  # epoch 0 done, epoch 1 cut at batch 4
+    assert [int(r["epoch"]) for r in cb.read_history(killed / rundir.HISTORY)] == [0]
+
+    resumed = _run([os.path.join(ROOT, "main.py"), "fit", "--resume", str(killed)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _run([str(script), str(reference), "full"], tmp_path).returncode == 0
+
+    history = cb.read_history(killed / rundir.HISTORY)
+    assert [int(r["epoch"]) for r in history] == [0, 1, 2]  # no gap, no duplicate
+    assert json.loads((killed / rundir.METRICS).read_text())["epochs_run"] == 3
+    assert not (killed / rundir.BACKUP).exists()
+    # Same weights, optimizer state, schedule position and data order as a run
+    # that was never interrupted: the same numbers, epoch by epoch.
+    expected = cb.read_history(reference / rundir.HISTORY)
+    for got, want in zip(history, expected):
+        for key in ("loss", "accuracy", "val_accuracy", "learning_rate"):
+            assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (key, got["epoch"])
+    for a, b in zip(_weights(killed / rundir.BEST), _weights(reference / rundir.BEST)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def tiny(tmp_path, **flags):
+    settings = dict(
+        dataset="synthetic", limit_train=128, batch_size=32, epochs=3, schedule="constant",
+        run_dir=str(tmp_path / "run"), model_options={"width_multiplier": 0.125},
+    )
+    settings.update(flags)
+    return RunConfig.from_flags("vgg8", **settings)
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets every weight to NaN after a given batch of a given epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 1:
+            for w in self.model.weights:
+                if "float" in str(w.dtype):
+                    w.assign(tf.fill(w.shape, float("nan")))
+
+
+def test_a_diverging_run_stops_naming_epoch_and_batch_and_keeps_the_good_checkpoint(tmp_path):
+    with pytest.raises(UserError, match=r"loss became nan at epoch 2, batch 3") as error:
+        fit(tiny(tmp_path), log=lambda *_: None, verbose=0, extra_callbacks=[PoisonWeights()])
+    assert isinstance(error.value, UserError)
+    run = tmp_path / "run"
+    assert not (run / rundir.METRICS).exists()
+    assert all(np.all(np.isfinite(w)) for w in _weights(run / rundir.BEST))
+    assert cb.backup_epoch(run / rundir.BACKUP) == 1  # the diverged epoch was not backed up
+
+
+class OutOfMemoryAtFirstBatch(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [32,64,32,32]")
+
+
+def test_out_of_memory_is_one_clear_line(tmp_path):
+    with pytest.raises(auto_batch.OutOfMemory) as error:
+        fit(tiny(tmp_path), log=lambda *_: None, verbose=0, extra_callbacks=[OutOfMemoryAtFirstBatch()])
+    message = str(error.value)
+    assert "vgg8 at 32x32 with batch 32" in message and "--batch-size 16" in message
+    assert "mixed_float16" in message and "\n" not in message
+
+
+def test_batch_size_auto_takes_the_largest_power_of_two_that_fits(tmp_path, monkeypatch):
+    tried = []
+
+    def fake_step(build, input_shape, num_classes, batch, strategy):
+        tried.append(batch)
+        return batch <= 64
+
+    monkeypatch.setattr(auto_batch, "try_step", fake_step)
+    result = fit(tiny(tmp_path, batch_size="auto", epochs=1), log=lambda *_: None, verbose=0)
+    resolved = json.loads((result.run_dir / rundir.CONFIG).read_text())["resolved"]
+    assert tried == [1024, 512, 256, 128, 64]
+    assert resolved["batch_size"] == 64 and resolved["global_batch"] == 64
+
+
+def test_try_step_runs_a_real_step_and_reports_memory_errors():
+    strategy = tf.distribute.get_strategy()
+
+    def build():
+        inputs = keras.Input((8, 8, 3))
+        model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+        model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+        return model
+
+    def build_too_big():
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM")
+
+    assert auto_batch.try_step(build, (8, 8, 3), 3, 4, strategy)
+    assert not auto_batch.try_step(build_too_big, (8, 8, 3), 3, 4, strategy)
+
+
+def test_history_is_rewritten_atomically(tmp_path):
+    path = tmp_path / "history.csv"
+    cb.write_history(path, [{"epoch": 0, "loss": 1.5}, {"epoch": 1, "loss": 1.25, "accuracy": 0.5}])
+    rows = cb.read_history(path)
+    assert rows == [{"epoch": 0.0, "loss": 1.5}, {"epoch": 1.0, "loss": 1.25, "accuracy": 0.5}]
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no temporary left behind
+    assert math.isnan(cb.read_history(_write_nan(tmp_path))[0]["loss"])
+
+
+def _write_nan(tmp_path):
+    path = tmp_path / "nan.csv"
+    cb.write_history(path, [{"epoch": 0, "loss": float("nan")}])
+    return path
