@@ -76,7 +76,7 @@ def main():
         f"data: {source.info.name}; global batch {args.global_batch}; {os.cpu_count()} CPU cores; "
         f"TensorFlow {tf.__version__}; replicas on {'GPUs' if args.gpus else 'logical CPU devices'}"
     )
-    print(f"| model | 1 replica (images/s) | 2 replicas (images/s) | ratio 2/1 |")
+    print("| model | 1 replica (images/s) | 2 replicas (images/s) | ratio 2/1 |")
     print("|---|---|---|---|")
     for name in args.models:
         rates = [

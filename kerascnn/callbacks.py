@@ -6,10 +6,11 @@ import json
 import math
 import os
 import pathlib
-import tempfile
 import time
 
 import keras
+
+from kerascnn.atomic import write_text
 
 MONITOR = "val_accuracy"
 
@@ -53,15 +54,7 @@ def write_history(path, rows):
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (int(v) if k == "epoch" else repr(float(v))) for k, v in row.items()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, buffer.getvalue())
 
 
 class HistoryWriter(keras.callbacks.Callback):

@@ -5,6 +5,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from kerascnn.atomic import save_figure  # noqa: E402
+
 
 def plot_curves(history, path, title=""):
     """Cross-entropy and accuracy per epoch, train vs validation, side by side.
@@ -26,5 +28,4 @@ def plot_curves(history, path, title=""):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)  # atomic: a killed run never leaves half a PNG

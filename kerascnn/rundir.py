@@ -16,10 +16,9 @@ A run directory holds:
 
 import datetime
 import json
-import os
 import pathlib
-import tempfile
 
+from kerascnn.atomic import write_text
 from kerascnn.errors import DataError
 
 CONFIG = "config.json"
@@ -51,17 +50,7 @@ def new_run_dir(model_name, root="runs"):
 
 def write_json(path, obj):
     """Write JSON atomically: to a temporary file in the same folder, then rename."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a run's files are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def read_json(path):

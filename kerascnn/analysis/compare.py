@@ -19,7 +19,7 @@ import pathlib
 
 from kerascnn import rundir
 from kerascnn.analysis import tables
-from kerascnn.analysis.files import save_figure, write_text
+from kerascnn.atomic import save_figure, write_text
 from kerascnn.errors import UserError
 
 COMPARISON_MD = "comparison.md"

@@ -26,7 +26,7 @@ import re
 import keras
 import numpy as np
 
-from kerascnn.analysis.files import save_figure
+from kerascnn.atomic import save_figure
 from kerascnn.analysis.graph import spatial_shape, walk
 from kerascnn.errors import DataError, UserError
 

@@ -1,7 +1,8 @@
 """Atomic writes of text and figures: a temporary name in the same folder, then os.replace.
 
-A reader (or a run killed half-way) never sees a half-written file, as with
-`kerascnn.rundir.write_json`.
+A reader (or a run killed half-way) never sees a half-written file. Every
+file a run, an analysis or a search writes goes through here (JSON through
+`kerascnn.rundir.write_json`, history through `kerascnn.callbacks.write_history`).
 """
 
 import os
