@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from kerascnn.cli_analysis import add_parsers as add_analysis_parsers
+from tuning.cli import add_parsers as add_tuning_parsers
 from kerascnn.errors import UserError
 
 EPILOG = "Data: CIFAR-10 from tensorflow-datasets unless --dataset or --data-dir says otherwise."
@@ -31,6 +33,15 @@ def _image_size(text):
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected positive N or H,W, got {text!r}")
     return tuple(parts)
+
+
+def _batch_size(text):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
 
 
 def _count_or_fraction(text):
@@ -62,10 +73,21 @@ def _fit_parser(sub):
     p.add_argument("model", nargs="?", help="registered model name (see `list`)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved settings")
     g = _add_data_flags(p)
+    g.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        default=None,
+        help="leave out image files of --data-dir that cannot be decoded (counted and named "
+        "in config.json) instead of stopping",
+    )
     g.add_argument("--image-size", type=_image_size, help="resize to N (square) or H,W; 224 for the paper models")
     g.add_argument("--val-split", type=float, help="fraction of train held out for validation (default 0.1)")
     g.add_argument("--limit-train", type=_count_or_fraction, help="use N training images, or a fraction such as 0.05")
-    g.add_argument("--batch-size", type=int, help="per-replica batch size (default 128)")
+    g.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        help="per-replica batch size (default 128), or auto: the largest power of two that trains on the device",
+    )
     g = p.add_argument_group("augmentation (training data only)")
     g.add_argument(
         "--augment",
@@ -113,6 +135,17 @@ def _fit_parser(sub):
     g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None, help="compile with XLA (default off)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--devices", help="auto (default), cpu, all, a GPU count, or GPU indices such as 0,1")
+    g.add_argument(
+        "--cpu-replicas", type=int, metavar="N", help="split the CPU into N devices and train mirrored on them"
+    )
+    g.add_argument(
+        "--sync-bn", action="store_true", default=None, help="batch-norm statistics over the global batch"
+    )
+    g.add_argument(
+        "--scale-lr", choices=["linear", "none"], help="linear: multiply --lr by the replica count (default none)"
+    )
+    g.add_argument("--workers", metavar="HOST:PORT,...", help="multi-worker cluster (instead of TF_CONFIG)")
+    g.add_argument("--worker-index", type=int, metavar="I", help="this process's place in --workers (0 = chief)")
     g.add_argument("--run-dir", help="write the run here instead of runs/<model>-<timestamp>")
     g.add_argument("--export", action="store_true", default=None, help="export a SavedModel when training ends")
     g.add_argument("--export-dir", help="root of exports (default saved_models)")
@@ -167,6 +200,8 @@ def build_parser():
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=cmd_predict)
+    add_analysis_parsers(sub)  # summary, receptive-field, visualize, compare
+    add_tuning_parsers(sub)  # tune, tune-report
     return parser
 
 

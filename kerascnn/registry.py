@@ -45,6 +45,16 @@ def model_arguments(name):
     return set(inspect.signature(_MODELS[name]).parameters)
 
 
+def model_defaults(name):
+    """Default value of each keyword argument of the builder of `name` (its baseline)."""
+    _ensure_loaded()
+    return {
+        k: p.default
+        for k, p in inspect.signature(_MODELS[name]).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
 def check_model_name(name):
     """Raise `ConfigError` listing the valid names when `name` is unknown."""
     _ensure_loaded()

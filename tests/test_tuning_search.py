@@ -1,0 +1,115 @@
+"""Real (tiny) searches: trials.csv, summary, plots, HParams, export, and resume after a kill."""
+
+import csv
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from kerascnn.cli import main
+from kerascnn.config import RunConfig
+from tuning import searchdir
+from tuning.plots import PLOT_NAMES
+from tuning.search import SearchRequest, run_search
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# vgg8 at 1/8 width on 64 generated 32x32 images, one epoch: a trial takes seconds.
+TINY = ["--dataset", "synthetic", "--limit-train", "64", "--epochs", "1", "--width-multiplier", "0.125"]
+
+
+def read_trials(folder):
+    with open(pathlib.Path(folder) / searchdir.TRIALS_CSV, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def extras(folder, trial_id):
+    return json.loads((pathlib.Path(folder) / "search" / f"trial_{trial_id}" / searchdir.EXTRAS).read_text())
+
+
+def test_a_tiny_grid_search_writes_trials_csv_summary_plots_hparams_and_exports(tmp_path):
+    base = RunConfig.from_flags(
+        "vgg8", dataset="synthetic", limit_train=64, epochs=1, patience=1,
+        model_options={"width_multiplier": 0.125}, export_dir=str(tmp_path / "exports"),
+    )
+    folder = tmp_path / "tune"
+    request = SearchRequest(base, space="seed-grid", tuner="grid", max_trials=3, results_dir=str(folder), export=True)
+    rows = run_search(request, log=lambda *_: None, verbose=0)
+
+    assert len(rows) == 3
+    table = read_trials(folder)
+    assert [r["trial_id"] for r in table] == ["0", "1", "2"]
+    assert {r["status"] for r in table} == {"COMPLETED"}
+    for r in table:
+        # Every hyperparameter, the flat settings and the measurements.
+        assert r["hp:optimizer"] == r["optimizer"] == "sgd" and r["hp:lr_sgd"] == "0.01"
+        assert r["regularization"] in ("batch_norm", "dropout") and r["width_multiplier"] == "0.125"
+        assert r["epochs_run"] == "1"
+        for column in ("best_train_accuracy", "best_val_accuracy", "test_accuracy"):
+            assert 0.0 <= float(r[column]) <= 1.0
+        assert float(r["wall_seconds"]) > 0 and float(r["seconds_per_epoch"]) > 0
+    # Grid order: the last hyperparameter (regularisation) varies fastest.
+    assert [r["regularization"] for r in table[:2]] == ["dropout", "batch_norm"]
+    assert table[2]["val_split"] == "0.1"
+
+    for name in PLOT_NAMES:
+        png = folder / searchdir.PLOTS / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (folder / searchdir.SUMMARY).read_text()
+    assert "## Best trials" in summary and "accuracy_vs_lr.png" in summary
+    # TensorBoard's HParams plugin data, one run folder per trial.
+    events = list((folder / searchdir.TENSORBOARD).rglob("*tfevents*"))
+    assert any(b"hparams" in p.read_bytes() for p in events)
+    # The best trial, exported like `fit --export`.
+    export = tmp_path / "exports" / "vgg8" / "1"
+    manifest = json.loads((export / "kerascnn.json").read_text())
+    assert manifest["run_config"]["resolved"]["tuning_trial"] in {"0", "1", "2"}
+    assert (export / "saved_model.pb").exists()
+
+    # tune-report rebuilds everything from the files alone.
+    (folder / searchdir.TRIALS_CSV).unlink()
+    assert main(["tune-report", str(folder)]) == 0
+    assert read_trials(folder) == table
+
+
+def test_a_search_killed_after_its_first_trial_resumes_without_redoing_it(tmp_path):
+    folder = tmp_path / "tune"
+    argv = [sys.executable, "main.py", "tune", "vgg8", *TINY, "--max-trials", "3", "--results-dir", str(folder)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        # trials.csv is rewritten once the oracle has saved a finished trial.
+        while time.monotonic() < deadline and first.poll() is None:
+            if (folder / searchdir.TRIALS_CSV).exists() and any(
+                r["status"] == "COMPLETED" for r in read_trials(folder)
+            ):
+                break
+            time.sleep(0.2)
+        assert first.poll() is None, "the search ended before it could be killed"
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    killed = read_trials(folder)
+    done_before = [r["trial_id"] for r in killed if r["status"] == "COMPLETED"]
+    assert len(done_before) == 1
+    first_trial = extras(folder, done_before[0])
+
+    second = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err[-2000:]
+    assert "resuming grid search" in out
+    table = read_trials(folder)
+    assert len(table) == 3 and {r["status"] for r in table} == {"COMPLETED"}
+    # The finished trial was not redone: its record is the first process's, untouched.
+    assert extras(folder, done_before[0]) == first_trial
+    assert first_trial["pid"] == first.pid
+    others = [extras(folder, r["trial_id"]) for r in table if r["trial_id"] not in done_before]
+    assert {e["pid"] for e in others} == {second.pid}
+    # Three distinct grid points, in the grid's order.
+    assert len({(r["val_split"], r["regularization"]) for r in table}) == 3
+
