@@ -307,12 +307,16 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None,
         shuffle_buffer = int(min(n, max(1024, CACHE_BUDGET_BYTES // 8 // int(np.prod(info.image_shape)))))
         batches = streamed_batches(train_raw, global_batch, seed, shuffle_buffer, drop, epochs, first_epoch)
     train = training_batches(batches, augmentation, preprocessing, info.num_classes)
+    steps = n // global_batch if drop else 1
+    # flat_map hides the length; state it, so Keras knows an epoch's steps
+    # up front instead of finding out by running dry (with a warning).
+    epochs_in_stream = 1 if epochs is None else epochs - first_epoch
+    train = train.apply(tf.data.experimental.assert_cardinality(steps * epochs_in_stream))
     val = _batches(val_raw, global_batch, preprocessing, info.num_classes)
     test = _batches(test_raw, global_batch, preprocessing, info.num_classes)
     test_tta = None
     if data_config.tta:
         test_tta = ten_crop_batches(test_raw, max(1, global_batch // 10), augmentation, preprocessing, info.num_classes)
-    steps = n // global_batch if drop else 1
     return Datasets(
         train, val, test, preprocessing, augmentation, test_tta, n, len(val_idx), info.num_test, steps
     )
