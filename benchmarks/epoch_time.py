@@ -58,15 +58,22 @@ def matmul_gflops(n=4096, repeats=5):
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def time_model(name, source, batch_size, steps, repeats, jit=False):
+def time_model(name, source, batch_size, steps, repeats, jit=False, strategy=None):
+    """(median seconds per training step, achieved GFLOP/s) of `name` at global `batch_size`.
+
+    The model is built and compiled inside `strategy` (the default one when
+    None), so `benchmarks/scaling.py` times replicated training the same way.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
     data = make_datasets(source, DataConfig(batch_size=batch_size, limit_train=batch_size * 10), batch_size, seed=0)
     optim = OptimConfig()
-    model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
-    network = with_l2_penalty(model, optim.weight_decay)
-    model = training_model(network)
-    compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30), jit=jit,
-                  num_classes=source.info.num_classes)
+    with strategy.scope():
+        model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
+        network = with_l2_penalty(model, optim.weight_decay)
+        model = training_model(network)
+        compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30), jit=jit,
+                      num_classes=source.info.num_classes)
     train = data.train.repeat()
     model.fit(train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     step_times = []

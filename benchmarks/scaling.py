@@ -15,44 +15,26 @@ speed-up. With `--gpus` they are the first two GPUs.
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
 
 from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
-from kerascnn.data.pipeline import make_datasets  # noqa: E402
+from epoch_time import time_model  # noqa: E402
 from kerascnn.data.sources import open_source  # noqa: E402
 from kerascnn.distribute import select_strategy, split_cpu  # noqa: E402
-from kerascnn.optim import build_optimizer, with_l2_penalty  # noqa: E402
-from kerascnn.registry import create_model  # noqa: E402
-from kerascnn.train import compile_model  # noqa: E402
 
 
 def images_per_second(name, source, strategy, global_batch, steps, repeats):
-    keras.utils.set_random_seed(0)
-    data = make_datasets(source, DataConfig(limit_train=global_batch * 10), global_batch, seed=0)
-    with strategy.scope():
-        model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
-        model = with_l2_penalty(model, 5e-4)
-        compile_model(model, build_optimizer(OptimConfig(), data.steps_per_epoch, 30), num_classes=10)
-    train = data.train.repeat()
-    model.fit(train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        times.append((time.perf_counter() - start) / steps)
-    return global_batch / statistics.median(times)
+    step, _ = time_model(name, source, global_batch, steps, repeats, strategy=strategy)
+    return global_batch / step
 
 
 def main():
