@@ -44,6 +44,7 @@ def try_step(build_and_compile, input_shape, num_classes, batch_size, strategy):
     y = np.zeros((global_batch, num_classes), np.float32)
     y[:, 0] = 1.0
     dataset = tf.data.Dataset.from_tensors((x, y))
+    policy = keras.mixed_precision.global_policy()
     try:
         with strategy.scope():
             model = build_and_compile()
@@ -54,7 +55,10 @@ def try_step(build_and_compile, input_shape, num_classes, batch_size, strategy):
             return False
         raise
     finally:
+        # clear_session frees the failed attempt, but also resets Keras'
+        # global state, the mixed-precision policy included: put it back.
         keras.backend.clear_session(free_memory=True)
+        keras.mixed_precision.set_global_policy(policy)
         gc.collect()
 
 

@@ -168,6 +168,24 @@ def test_try_step_runs_a_real_step_and_reports_memory_errors():
     assert not auto_batch.try_step(build_too_big, (8, 8, 3), 3, 4, strategy)
 
 
+def test_try_step_keeps_the_mixed_precision_policy():
+    """clear_session resets Keras' global state; the search must not drop --precision."""
+    strategy = tf.distribute.get_strategy()
+
+    def build():
+        inputs = keras.Input((4, 4, 3))
+        model = keras.Model(inputs, keras.layers.Dense(3, dtype="float32")(keras.layers.Flatten()(inputs)))
+        model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+        return model
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        assert auto_batch.try_step(build, (4, 4, 3), 3, 2, strategy)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_history_is_rewritten_atomically(tmp_path):
     path = tmp_path / "history.csv"
     cb.write_history(path, [{"epoch": 0, "loss": 1.5}, {"epoch": 1, "loss": 1.25, "accuracy": 0.5}])
