@@ -34,13 +34,10 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerascnn.analysis.macs import forward_macs  # noqa: E402
-from kerascnn.auxiliary import inference_model, training_model  # noqa: E402
 from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
 from kerascnn.data.pipeline import make_datasets  # noqa: E402
 from kerascnn.data.sources import open_source  # noqa: E402
-from kerascnn.optim import build_optimizer, with_l2_penalty  # noqa: E402
-from kerascnn.registry import create_model  # noqa: E402
-from kerascnn.train import compile_model  # noqa: E402
+from kerascnn.train import build_models  # noqa: E402
 
 CIFAR_TRAIN_AFTER_SPLIT = 45_000
 
@@ -67,13 +64,10 @@ def time_model(name, source, batch_size, steps, repeats, jit=False, strategy=Non
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
     data = make_datasets(source, DataConfig(batch_size=batch_size, limit_train=batch_size * 10), batch_size, seed=0)
-    optim = OptimConfig()
     with strategy.scope():
-        model = create_model(name, num_classes=source.info.num_classes, input_shape=(32, 32, 3))
-        network = with_l2_penalty(model, optim.weight_decay)
-        model = training_model(network)
-        compile_model(model, build_optimizer(optim, data.steps_per_epoch, 30), jit=jit,
-                      num_classes=source.info.num_classes)
+        network, model, inference = build_models(
+            name, source.info.num_classes, (32, 32, 3), {}, OptimConfig(), data.steps_per_epoch, 30, jit
+        )
     train = data.train.repeat()
     model.fit(train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     step_times = []
@@ -82,7 +76,7 @@ def time_model(name, source, batch_size, steps, repeats, jit=False, strategy=Non
         model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         step_times.append((time.perf_counter() - start) / steps)
     step = statistics.median(step_times)
-    train_flops = 3 * 2 * forward_macs(inference_model(network)) * batch_size
+    train_flops = 3 * 2 * forward_macs(inference) * batch_size
     return step, train_flops / step / 1e9
 
 

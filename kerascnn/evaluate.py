@@ -1,11 +1,10 @@
 """Accuracy of an export or a run on a data set's test split."""
 
-import numpy as np
-
 from kerascnn.data.pipeline import read_guard
 from kerascnn.data.sources import open_source
 from kerascnn.errors import DataError
 from kerascnn.predictor import load_predictor
+from kerascnn.scoring import ProbabilityScores
 
 
 def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None):
@@ -31,25 +30,12 @@ def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None):
         test = test.take(limit)
 
     def run():
-        count = correct = correct5 = 0
-        nll = 0.0
+        scores = ProbabilityScores()
         for images, labels in test.batch(batch_size).as_numpy_iterator():
-            probs = predictor.probabilities(images)
-            count += len(labels)
-            correct += int(np.sum(np.argmax(probs, axis=1) == labels))
-            top5 = np.argsort(-probs, axis=1)[:, :5]
-            correct5 += int(np.sum(np.any(top5 == labels[:, None], axis=1)))
-            nll += float(-np.sum(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
-        return count, correct, correct5, nll
+            scores.add(predictor.probabilities(images), labels)
+        return scores
 
-    count, correct, correct5, nll = read_guard(source, run)
-    if count == 0:
+    scores = read_guard(source, run)
+    if scores.count == 0:
         raise DataError(f"the test split of {source.info.name} is empty")
-    return {
-        "images": count,
-        "accuracy": correct / count,
-        "top5_accuracy": correct5 / count,
-        "cross_entropy": nll / count,
-        "data": source.info.name,
-        "model": str(path),
-    }
+    return {**scores.result(), "data": source.info.name, "model": str(path)}

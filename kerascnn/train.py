@@ -78,6 +78,23 @@ def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=
     return model
 
 
+def build_models(name, num_classes, input_shape, model_options, optim, steps_per_epoch, epochs, jit=False):
+    """(network, training model, inference model) of a registered model, ready to fit.
+
+    The network gets the optimizer's coupled L2 penalty; the training model
+    adds auxiliary-classifier losses (GoogLeNet) and is compiled with the
+    project's loss and metrics; the inference model shares the weights
+    without the auxiliary heads (checkpoints, exports, parameter counts).
+    Call inside the strategy's scope.
+    """
+    network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
+    network = with_l2_penalty(network, coupled_weight_decay(optim))
+    model = training_model(network)
+    optimizer = build_optimizer(optim, steps_per_epoch, epochs)
+    compile_model(model, optimizer, optim.label_smoothing, jit, num_classes)
+    return network, model, inference_model(network)
+
+
 def _git_commit():
     try:
         out = subprocess.run(
@@ -156,19 +173,12 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
     def build(steps_per_epoch):
         """(network, training model, inference model), built and compiled in the strategy scope."""
         with strategy.scope():
-            network = create_model(
-                config.model, num_classes=info.num_classes, input_shape=input_shape, **config.model_options
+            built = build_models(
+                config.model, info.num_classes, input_shape, config.model_options, optim,
+                steps_per_epoch, config.epochs, config.jit,
             )
-            if config.sync_bn:
-                synchronize_batch_norm(network)
-            network = with_l2_penalty(network, coupled_weight_decay(optim))
-            # Auxiliary classifiers (GoogLeNet) add their weighted losses in training only;
-            # `inference` shares the weights without them (checkpoints, parameter counts).
-            model = training_model(network)
-            optimizer = build_optimizer(optim, steps_per_epoch, config.epochs)
-            compile_model(model, optimizer, optim.label_smoothing, config.jit, info.num_classes)
-        work_around_multiworker_build(model, strategy)
-        return network, model, inference_model(network)
+        work_around_multiworker_build(built[1], strategy)
+        return built
 
     batch_size = config.data.batch_size
     if batch_size == "auto":
@@ -183,11 +193,8 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         source, config.data, global_batch, config.seed, stats, pca, epochs=config.epochs, first_epoch=first_epoch
     )
     network, model, inference = build(data.steps_per_epoch)
-    sync_bn_layers = (
-        sum(isinstance(layer, keras.layers.BatchNormalization) for layer in network._flatten_layers())
-        if config.sync_bn
-        else 0
-    )
+    # Read when the layers are first called in training, so setting it now is enough.
+    sync_bn_layers = synchronize_batch_norm(network) if config.sync_bn else 0
 
     if resume_dir is None:
         config = config.replace(

@@ -9,6 +9,8 @@ predictions made by the network's softmax layer on the ten patches."
 import numpy as np
 import tensorflow as tf
 
+from kerascnn.scoring import ProbabilityScores
+
 
 def ten_crop_metrics(model, dataset):
     """Accuracy, top-5 accuracy and cross-entropy of the averaged softmax of ten patches.
@@ -31,19 +33,7 @@ def ten_crop_metrics(model, dataset):
         probs = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
         return tf.reduce_mean(tf.reshape(probs, [shape[0], shape[1], -1]), axis=0)
 
-    count = correct = correct5 = 0
-    nll = 0.0
+    scores = ProbabilityScores()
     for views, onehot in dataset:
-        probs = averaged_probabilities(views).numpy()
-        labels = np.argmax(onehot.numpy(), axis=1)
-        count += len(labels)
-        correct += int(np.sum(np.argmax(probs, axis=1) == labels))
-        top5 = np.argsort(-probs, axis=1)[:, :5]
-        correct5 += int(np.sum(np.any(top5 == labels[:, None], axis=1)))
-        nll += float(-np.sum(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
-    return {
-        "accuracy": correct / count,
-        "top5_accuracy": correct5 / count,
-        "cross_entropy": nll / count,
-        "images": count,
-    }
+        scores.add(averaged_probabilities(views).numpy(), np.argmax(onehot.numpy(), axis=1))
+    return scores.result()

@@ -20,13 +20,12 @@ import dataclasses
 import keras
 import keras_tuner as kt
 
-from kerascnn.auxiliary import inference_model, training_model
+from kerascnn.auxiliary import inference_model
 from kerascnn.callbacks import EpochTimer
 from kerascnn.config import OptimConfig, RunConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
-from kerascnn.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
-from kerascnn.registry import create_model, model_defaults
-from kerascnn.train import compile_model
+from kerascnn.registry import model_defaults
+from kerascnn.train import build_models
 
 from tuning.spaces import Baseline
 
@@ -95,14 +94,11 @@ class CNNHyperModel(kt.HyperModel):
         # Every trial starts from the same initial weights for a given seed,
         # so trials differ by their hyperparameters, not by luck of the draw.
         keras.utils.set_random_seed(config.seed)
-        network = create_model(
-            config.model, num_classes=self.num_classes, input_shape=self.input_shape, **config.model_options
-        )
-        network = with_l2_penalty(network, coupled_weight_decay(config.optim))
-        model = training_model(network)
         # Spaces use a constant learning rate, so the schedule needs no step count.
-        optimizer = build_optimizer(config.optim, steps_per_epoch=1, epochs=config.epochs)
-        compile_model(model, optimizer, config.optim.label_smoothing, config.jit, self.num_classes)
+        _, model, _ = build_models(
+            config.model, self.num_classes, self.input_shape, config.model_options, config.optim,
+            steps_per_epoch=1, epochs=config.epochs, jit=config.jit,
+        )
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, **kwargs):

@@ -28,7 +28,8 @@ import math
 
 import tensorflow as tf
 
-PRESETS = ("none", "cifar", "alexnet", "inception")
+from kerascnn.config import AUGMENT_PRESETS as PRESETS  # one list, also validated by DataConfig
+
 SMALL_IMAGE_LIMIT = 64  # inputs up to this size default to the `cifar` preset
 CIFAR_PAD = 4
 # AlexNet trains on 224 crops of 256 images: the canvas is 8/7 of the crop.
