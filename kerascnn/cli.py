@@ -10,6 +10,7 @@ import json
 import sys
 
 from kerascnn.cli_analysis import add_parsers as add_analysis_parsers
+from kerascnn.cli_weights import add_parsers as add_weights_parsers
 from tuning.cli import add_parsers as add_tuning_parsers
 from kerascnn.errors import UserError
 
@@ -42,6 +43,13 @@ def _batch_size(text):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
+
+
+def _jit(text):
+    value = {"on": True, "true": True, "off": False, "false": False, "auto": "auto"}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on, off or auto, got {text!r}")
+    return value
 
 
 def _count_or_fraction(text):
@@ -131,12 +139,27 @@ def _fit_parser(sub):
     g = p.add_argument_group("run")
     g.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
     g.add_argument("--patience", type=int, help="stop after N epochs without better validation accuracy")
-    g.add_argument("--precision", help="float32 (default), mixed_float16, mixed_bfloat16")
-    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None, help="compile with XLA (default off)")
+    g.add_argument(
+        "--precision",
+        help="float32 (default), mixed_float16, mixed_bfloat16, or auto: mixed precision where this "
+        "machine gains from it (kerascnn.hardware), recorded in config.json",
+    )
+    g.add_argument(
+        "--jit", nargs="?", const=True, type=_jit, metavar="on|off|auto",
+        help="compile with XLA: --jit (on), --jit auto (where this machine gains), --no-jit (default off)",
+    )
+    g.add_argument("--no-jit", dest="jit", action="store_false", default=None, help=argparse.SUPPRESS)
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--devices", help="auto (default), cpu, all, a GPU count, or GPU indices such as 0,1")
     g.add_argument(
         "--cpu-replicas", type=int, metavar="N", help="split the CPU into N devices and train mirrored on them"
+    )
+    g.add_argument(
+        "--model-parallel",
+        action="store_true",
+        default=None,
+        help="alexnet only: its two towers on two devices, as on the paper's two GPUs (two GPUs, or "
+        "--cpu-replicas 2); one replica, the batch is not split",
     )
     g.add_argument(
         "--sync-bn", action="store_true", default=None, help="batch-norm statistics over the global batch"
@@ -149,6 +172,29 @@ def _fit_parser(sub):
     g.add_argument("--run-dir", help="write the run here instead of runs/<model>-<timestamp>")
     g.add_argument("--export", action="store_true", default=None, help="export a SavedModel when training ends")
     g.add_argument("--export-dir", help="root of exports (default saved_models)")
+    g = p.add_argument_group("pretrained weights and transfer learning")
+    g.add_argument(
+        "--weights",
+        metavar="imagenet|PATH",
+        help="start from weights: imagenet (keras.applications: vgg16, vgg19, resnet50/101/152; Caffe "
+        "normalisation, 224 px unless --image-size), a .keras or .weights.h5 file, or a RUN_DIR (its "
+        "best.keras); layers are matched by name, a classifier of another size is re-initialised",
+    )
+    g.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="VGG incremental depth (Simonyan & Zisserman 2015, 3.1): copy the first four conv and the three "
+        "FC layers of a shallower VGG run (e.g. fit vgg16 --init-from runs/vgg11-...)",
+    )
+    g.add_argument(
+        "--freeze-backbone",
+        type=int,
+        metavar="E",
+        help="train only the new layers (head) for the first E epochs, then all layers at --finetune-lr",
+    )
+    g.add_argument(
+        "--finetune-lr", type=float, help="learning rate once the backbone is unfrozen (default: a tenth of --lr)"
+    )
     p.set_defaults(handler=cmd_fit)
 
 
@@ -201,6 +247,7 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=cmd_predict)
     add_analysis_parsers(sub)  # summary, receptive-field, visualize, compare
+    add_weights_parsers(sub)  # import-weights
     add_tuning_parsers(sub)  # tune, tune-report
     return parser
 

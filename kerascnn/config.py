@@ -15,7 +15,7 @@ from kerascnn.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau", "cosine")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 # Augmentation presets (kerascnn.data.augment): None picks `cifar` for inputs
 # of 64 pixels or less and `alexnet` for larger ones.
 AUGMENT_PRESETS = ("none", "cifar", "alexnet", "inception")
@@ -210,14 +210,18 @@ class RunConfig:
         epochs: maximum number of epochs.
         patience: early stopping after this many epochs without a better
             validation accuracy; None trains all epochs.
-        precision: float32, mixed_float16 or mixed_bfloat16.
-        jit: compile the train step with XLA.
+        precision: float32, mixed_float16, mixed_bfloat16, or "auto" (what
+            `kerascnn.hardware` picks for this machine; `fit` records the
+            concrete value in config.json, and --resume reuses it).
+        jit: compile the train step with XLA: True, False or "auto" (as precision).
         seed: seeds weights, the validation split, shuffling and dropout.
         devices: "auto" (all GPUs when several, else the default device),
             "cpu", "all", a GPU count ("2") or a list of GPU indices ("0,2").
         cpu_replicas: split the CPU into this many logical devices and train
             on them with MirroredStrategy (tests the multi-replica path
             without GPUs).
+        model_parallel: AlexNet's two towers on two devices (two GPUs, or two
+            CPU devices with cpu_replicas=2), one replica; see `kerascnn.parallel`.
         sync_bn: synchronised batch norm: statistics over the global batch
             rather than each replica's share.
         scale_lr: "linear" multiplies the learning rate by the number of
@@ -228,6 +232,13 @@ class RunConfig:
         run_dir: where the run writes; None makes runs/<model>-<timestamp>.
         export: export a SavedModel to saved_models/ when training ends.
         export_dir: root of exports.
+        weights: start from pretrained weights: "imagenet" (keras.applications),
+            a .keras / .weights.h5 file or a run directory (`kerascnn.weights.plan`).
+        init_from: a shallower VGG run to initialise a deeper VGG from
+            (Simonyan & Zisserman 2015, section 3.1; `kerascnn.weights.incremental`).
+        freeze_backbone: train only the new layers for this many epochs, then
+            all layers at `finetune_lr` (`kerascnn.weights.finetune`); 0 = off.
+        finetune_lr: learning rate after the frozen epochs; None = lr / 10.
         resolved: facts measured when the run started (filled by `fit`).
     """
 
@@ -242,6 +253,7 @@ class RunConfig:
     seed: int = 0
     devices: str = "auto"
     cpu_replicas: int = None
+    model_parallel: bool = False
     sync_bn: bool = False
     scale_lr: str = None
     workers: str = None
@@ -249,6 +261,10 @@ class RunConfig:
     run_dir: str = None
     export: bool = False
     export_dir: str = "saved_models"
+    weights: str = None
+    init_from: str = None
+    freeze_backbone: int = 0
+    finetune_lr: float = None
     resolved: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -259,12 +275,25 @@ class RunConfig:
             raise ConfigError(
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
+        if self.jit not in (True, False, "auto"):
+            raise ConfigError(f"jit must be on, off or auto. Received: jit={self.jit}")
         if self.cpu_replicas is not None:
             _positive_int("cpu_replicas", self.cpu_replicas)
+        if self.model_parallel not in (True, False):
+            raise ConfigError(f"model_parallel must be true or false. Received: model_parallel={self.model_parallel}")
         if self.scale_lr not in (None, "none", "linear"):
             raise ConfigError(f"scale_lr must be linear or none. Received: scale_lr={self.scale_lr}")
         if (self.workers is None) != (self.worker_index is None):
             raise ConfigError("--workers and --worker-index go together: give both or neither")
+        if self.weights is not None and self.init_from is not None:
+            raise ConfigError("give either --weights or --init-from, not both")
+        fb = self.freeze_backbone
+        if isinstance(fb, bool) or not isinstance(fb, numbers.Integral) or fb < 0:
+            raise ConfigError(f"freeze_backbone must be a number of epochs >= 0. Received: freeze_backbone={fb}")
+        if fb and self.weights is None and self.init_from is None:
+            raise ConfigError("--freeze-backbone needs --weights or --init-from (the backbone to freeze)")
+        if self.finetune_lr is not None and (not isinstance(self.finetune_lr, numbers.Real) or self.finetune_lr <= 0):
+            raise ConfigError(f"finetune_lr must be a positive number. Received: finetune_lr={self.finetune_lr}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0. Received: seed={self.seed}")
         object.__setattr__(

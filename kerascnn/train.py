@@ -37,10 +37,13 @@ from kerascnn.distribute import (
     workers_tf_config,
 )
 from kerascnn.errors import ConfigError, UserError
+from kerascnn import hardware
+from kerascnn import parallel
 from kerascnn.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
 from kerascnn.plots import plot_curves
 from kerascnn.registry import check_model_name, create_model
 from kerascnn.tta import ten_crop_metrics
+from kerascnn.weights import plan as weights_plan
 
 
 class Diverged(UserError):
@@ -73,12 +76,14 @@ def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
         metrics=metrics,
-        jit_compile=bool(jit),
+        jit_compile=hardware.concrete_jit(jit),
     )
     return model
 
 
-def build_models(name, num_classes, input_shape, model_options, optim, steps_per_epoch, epochs, jit=False):
+def build_models(
+    name, num_classes, input_shape, model_options, optim, steps_per_epoch, epochs, jit=False, placement=None
+):
     """(network, training model, inference model) of a registered model, ready to fit.
 
     The network gets the optimizer's coupled L2 penalty; the training model
@@ -89,6 +94,8 @@ def build_models(name, num_classes, input_shape, model_options, optim, steps_per
     """
     network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
     network = with_l2_penalty(network, coupled_weight_decay(optim))
+    if placement is not None:  # --model-parallel: the same network, its towers on two devices
+        network = placement.parallelize(network)
     model = training_model(network)
     optimizer = build_optimizer(optim, steps_per_epoch, epochs)
     compile_model(model, optimizer, optim.label_smoothing, jit, num_classes)
@@ -141,9 +148,19 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
     else:
         run_dir = None
     check_model_name(config.model)
+    # --weights / --init-from: the weights' own options, image size and normalisation.
+    config, transfer = weights_plan.resolve(config, resumed=resume_dir is not None)
+    # --model-parallel: AlexNet's towers on two devices, one replica (splits the CPU for --cpu-replicas 2).
+    config, placement = parallel.plan(config)
+    # --precision / --jit auto: concrete values for this machine, recorded in
+    # config.json; a resumed run's config.json already holds concrete ones.
+    config, auto_reasons = hardware.resolve(config)
     if config.workers:
         os.environ["TF_CONFIG"] = workers_tf_config(config.workers, config.worker_index)
-    strategy, strategy_desc = select_strategy(config.devices, config.cpu_replicas)
+    if placement is not None:
+        strategy, strategy_desc = placement.strategy()
+    else:
+        strategy, strategy_desc = select_strategy(config.devices, config.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
 
     keras.utils.set_random_seed(config.seed)
@@ -154,10 +171,14 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         skip_bad_images=config.data.skip_bad_images,
     )
     info = source.info
-    stats = pca = None
+    stats, pca = transfer.stats, None
     first_epoch = 0
     if resume_dir is not None:
-        stats = (tuple(config.resolved["mean"]), tuple(config.resolved["std"]))
+        stats = (
+            tuple(config.resolved["mean"]),
+            tuple(config.resolved["std"]),
+            config.resolved.get("preprocessing", {}).get("channel_order", "rgb"),
+        )
         pca = config.resolved.get("augmentation", {}).get("pca")
         # The backup, not history.csv, says which epochs are done: a kill
         # between the two writes must neither skip nor repeat an epoch.
@@ -175,7 +196,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         with strategy.scope():
             built = build_models(
                 config.model, info.num_classes, input_shape, config.model_options, optim,
-                steps_per_epoch, config.epochs, config.jit,
+                steps_per_epoch, config.epochs, config.jit, placement=placement,
             )
         work_around_multiworker_build(built[1], strategy)
         return built
@@ -193,6 +214,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         source, config.data, global_batch, config.seed, stats, pca, epochs=config.epochs, first_epoch=first_epoch
     )
     network, model, inference = build(data.steps_per_epoch)
+    transfer_record = transfer.apply(network, config, optim.lr, first_epoch, log)
     # Read when the layers are first called in training, so setting it now is enough.
     sync_bn_layers = synchronize_batch_norm(network) if config.sync_bn else 0
 
@@ -219,6 +241,9 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
                 "global_batch": global_batch,
                 "lr": optim.lr,
                 "sync_bn_layers": sync_bn_layers,
+                "model_parallel": placement.record() if placement is not None else None,  # device of each block
+                "auto": auto_reasons,  # why --precision / --jit auto chose what `precision` / `jit` say
+                "transfer": transfer_record,  # --weights / --init-from: layers loaded, phases
                 # Keras wraps the optimizer in a LossScaleOptimizer under mixed_float16.
                 "loss_scale": type(model.optimizer).__name__ == "LossScaleOptimizer",
                 "steps_per_epoch": data.steps_per_epoch,
@@ -253,7 +278,10 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
         stopper,
         cb.HistoryWriter(run_dir / rundir.HISTORY, history),
         cb.SafeBackupAndRestore(str(run_dir / rundir.BACKUP), delete_checkpoint=True),
-        cb.BestCheckpoint(run_dir / rundir.BEST, inference, initial_best=best_value),
+        # A model-parallel run saves its single-device equivalent (kerascnn.parallel).
+        cb.BestCheckpoint(
+            run_dir / rundir.BEST, placement.checkpoint_model() if placement else inference, initial_best=best_value
+        ),
         keras.callbacks.TensorBoard(str(run_dir / rundir.TENSORBOARD), profile_batch=0, write_graph=False),
     ]
     if config.optim.schedule == "plateau":
@@ -271,6 +299,8 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
             cb.ResumableEarlyStopping(history, monitor=cb.MONITOR, mode="max", patience=config.patience)
         )
 
+    # Before the history writer, which records its `backbone_frozen` column.
+    callbacks[:0] = transfer.callbacks(network, model, config, data.steps_per_epoch, optim.lr)
     callbacks.extend(extra_callbacks)
     log(
         f"{'resuming' if resume_dir else 'training'} {config.model} "

@@ -30,6 +30,8 @@ def test_paper_alexnet_layout_two_towers_lrn_before_pooling():
     norm = model.get_layer("norm1")
     assert isinstance(norm, LocalResponseNormalization)
     assert (norm.size, norm.k, norm.alpha, norm.beta) == (5, 2.0, 1e-4, 0.75)
+    # Each tower (GPU) normalises its own half of the maps: 48 + 48, then 128 + 128.
+    assert model.get_layer("norm1").groups == model.get_layer("norm2").groups == 2
 
 
 def test_one_tower_and_no_lrn_options():
@@ -38,6 +40,10 @@ def test_one_tower_and_no_lrn_options():
     assert not any(isinstance(l, LocalResponseNormalization) for l in model.layers)
     with pytest.raises(ConfigError):
         create_model("alexnet", towers=3)
+    # One tower: one LRN window over all channels, as in the other variants.
+    one = create_model("alexnet", towers=1, num_classes=10, input_shape=(67, 67, 3))
+    assert one.get_layer("norm1").groups == one.get_layer("norm2").groups == 1
+    assert create_model("zfnet", num_classes=10, input_shape=(67, 67, 3)).get_layer("norm1").groups == 1
 
 
 def test_paper_initialisation_biases_one_in_conv2_conv4_conv5_and_hidden_fc():

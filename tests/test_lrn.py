@@ -28,6 +28,20 @@ def test_matches_the_formula_including_edge_channels(size):
     np.testing.assert_allclose(got, numpy_lrn(a, size, 1e-3, 0.5, 1.0), rtol=1e-5)
 
 
+def test_groups_normalise_each_group_alone_as_each_gpu_of_the_paper():
+    # 2 groups of 6: the window of channel 5 stops at channel 5, that of 6 starts at 6.
+    a = np.random.default_rng(7).uniform(0, 200, (2, 3, 3, 12)).astype(np.float32)
+    got = LocalResponseNormalization(groups=2)(a).numpy()
+    expected = np.concatenate([numpy_lrn(a[..., :6]), numpy_lrn(a[..., 6:])], axis=-1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # ...which differs from one window over all 12 channels exactly at the boundary.
+    whole = numpy_lrn(a)
+    differs = ~np.isclose(got, whole, rtol=1e-6).all(axis=(0, 1, 2))
+    assert list(np.flatnonzero(differs)) == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="Received: groups=5"):
+        LocalResponseNormalization(groups=5)(a)
+
+
 def test_gradient_matches_finite_differences():
     a = tf.constant(np.random.default_rng(0).uniform(0, 100, (1, 1, 1, 6)), tf.float64)
     layer = LocalResponseNormalization(alpha=1e-3)
@@ -57,16 +71,19 @@ def test_low_precision_inputs_keep_their_dtype_without_overflow(dtype):
 
 def test_keras_round_trip(tmp_path):
     inputs = keras.Input((4, 4, 6))
-    model = keras.Model(inputs, LocalResponseNormalization(size=3, alpha=2e-4, beta=0.6, k=1.5, name="norm1")(inputs))
+    lrn = LocalResponseNormalization(size=3, alpha=2e-4, beta=0.6, k=1.5, groups=2, name="norm1")
+    model = keras.Model(inputs, lrn(inputs))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     layer = loaded.get_layer("norm1")
-    assert (layer.size, layer.alpha, layer.beta, layer.k) == (3, 2e-4, 0.6, 1.5)
+    assert (layer.size, layer.alpha, layer.beta, layer.k, layer.groups) == (3, 2e-4, 0.6, 1.5, 2)
     a = np.random.default_rng(1).uniform(0, 50, (2, 4, 4, 6)).astype(np.float32)
     np.testing.assert_allclose(loaded(a).numpy(), model(a).numpy())
 
 
-@pytest.mark.parametrize("kwargs", [{"size": 0}, {"size": 2.5}, {"alpha": -1.0}, {"beta": -0.1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"size": 0}, {"size": 2.5}, {"alpha": -1.0}, {"beta": -0.1}, {"groups": 0}, {"groups": 1.5}]
+)
 def test_bad_arguments_are_rejected_with_the_received_value(kwargs):
     with pytest.raises(ValueError, match="Received"):
         LocalResponseNormalization(**kwargs)

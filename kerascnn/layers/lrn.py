@@ -17,6 +17,17 @@ class LocalResponseNormalization(keras.layers.Layer):
     holds `2 * (n // 2) + 1` channels centred on `c` (5 for n=5; an even n=4
     also sums 5), clipped at the first and last channel.
 
+    With `groups=G` the N channels are G consecutive groups of N/G (the
+    paper's two GPUs: 48 + 48 kernel maps after conv1, 128 + 128 after
+    conv2) and the window is clipped at the edges of the group of `c`:
+
+        g = c // (N/G),  lo = max(g * N/G, c - n//2),  hi = min((g+1) * N/G - 1, c + n//2)
+        b[c] = a[c] / (k + alpha * sum_{c'=lo}^{hi} a[c']^2) ** beta
+
+    which is what each GPU of the paper computes: the sum runs over "n
+    'adjacent' kernel maps at the same spatial position", and a GPU holds
+    only its own half of the maps. groups=1 is the formula above.
+
     Two other conventions, for anyone porting weights or numbers:
     - PyTorch's `nn.LocalResponseNorm(size, alpha, beta, k)` divides alpha by
       the size: its `alpha=1e-4, size=5` equals this layer's `alpha=2e-5`.
@@ -35,9 +46,11 @@ class LocalResponseNormalization(keras.layers.Layer):
         alpha: scale of the sum of squares.
         beta: exponent.
         k: additive constant (the paper's k, TensorFlow's bias).
+        groups: number of consecutive channel groups normalised separately
+            (2 for the two-tower AlexNet); must divide the channel count.
     """
 
-    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0, **kwargs):
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=1, **kwargs):
         super().__init__(**kwargs)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive integer. Received: size={size}")
@@ -47,13 +60,31 @@ class LocalResponseNormalization(keras.layers.Layer):
             raise ValueError(f"beta must be >= 0. Received: beta={beta}")
         if k <= 0 and alpha == 0:
             raise ValueError(f"k must be positive when alpha is 0. Received: k={k}")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"groups must be a positive integer. Received: groups={groups}")
+        self.groups = groups
         self.size = size
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.k = float(k)
 
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % self.groups:
+            raise ValueError(
+                f"groups must divide the {channels} input channels. Received: groups={self.groups}"
+            )
+
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
+        if self.groups == 1:
+            y = self._normalize(x)
+        else:
+            # Each group alone: its window never reaches a neighbouring group.
+            y = ops.concatenate([self._normalize(g) for g in ops.split(x, self.groups, axis=-1)], axis=-1)
+        return ops.cast(y, inputs.dtype)
+
+    def _normalize(self, x):
         radius = self.size // 2
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
@@ -63,7 +94,7 @@ class LocalResponseNormalization(keras.layers.Layer):
             )
         else:
             y = x / ops.power(self.k + self.alpha * self._window_sum(ops.square(x), radius), self.beta)
-        return ops.cast(y, inputs.dtype)
+        return y
 
     @staticmethod
     def _window_sum(squares, radius):
@@ -76,4 +107,5 @@ class LocalResponseNormalization(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
+        return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k,
+                "groups": self.groups}

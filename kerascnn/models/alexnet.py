@@ -6,7 +6,10 @@
   map with an 11x11/4 filter), conv 96 11x11/4, 256 5x5, 384 3x3, 384 3x3,
   256 3x3; conv2, conv4 and conv5 see only the half of the previous layer on
   their own GPU (the two towers, `groups=2`); ReLU; Local Response
-  Normalization after conv1 and conv2, before pooling (section 3.3);
+  Normalization after conv1 and conv2, before pooling (section 3.3), over
+  each tower's own half of the maps (LRN `groups=2`), as each GPU computed
+  it; `fit alexnet --model-parallel` puts the towers on two devices
+  (`kerascnn.parallel`);
   overlapping 3x3/2 max pooling (section 3.4) after both normalisations and
   conv5; FC 4096-4096 with dropout 0.5 (section 4.2). 60,965,224 parameters
   with 1000 classes.
@@ -149,7 +152,9 @@ def AlexNetFamily(
         use_lrn: Local Response Normalization where the variant has it
             (paper constants n=5, k=2, alpha=1e-4, beta=0.75).
         towers: 2 splits the grouped layers into two towers (`groups=2`), as
-            on the paper's two GPUs; 1 connects every channel.
+            on the paper's two GPUs, and normalises each tower's half of the
+            maps separately (LRN `groups=2`); 1 connects every channel.
+            `kerascnn.parallel` places the two towers on two devices.
         init: "paper" (N(0, 0.01) weights, biases of 1 in conv2, conv4, conv5
             and the FC hidden layers) or "he_normal".
     """
@@ -172,12 +177,14 @@ def AlexNetFamily(
             kernel_initializer=kernel_init, bias_initializer=bias_init,
         )
         lrn = use_lrn and spec.norm is not None
+        # Two towers: each GPU of the paper normalises over its own half of
+        # the kernel maps, so no window crosses the tower boundary.
         if lrn and spec.norm == "before":
-            x = LocalResponseNormalization(name=f"norm{i}")(x)
+            x = LocalResponseNormalization(groups=towers, name=f"norm{i}")(x)
         if spec.pool:
             x = overlapping_max_pool(x, f"pool{i}", padding=spec.pool)
         if lrn and spec.norm == "after":
-            x = LocalResponseNormalization(name=f"norm{i}")(x)
+            x = LocalResponseNormalization(groups=towers, name=f"norm{i}")(x)
 
     if not include_top:
         return keras.Model(inputs, global_pool(x, pooling), name=name)
