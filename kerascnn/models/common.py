@@ -25,9 +25,9 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
-def batch_normalization(x, name):
+def batch_normalization(x, name, epsilon=BN_EPSILON):
     """Batch normalisation (Ioffe & Szegedy 2015) with torchvision's constants."""
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=epsilon, name=name)(x)
 
 
 def check_common_args(num_classes, input_shape, dropout, include_top):

@@ -76,6 +76,21 @@ Departures and choices, each for a stated reason:
   0.05, with and without auxiliary heads); fan-in starts at 2.44 and
   reaches 58% (lr 0.05) and 78% (lr 0.05, auxiliary heads) test accuracy.
 
+`layout="torchvision"` (with `batch_norm=True`) builds the network
+torchvision's `googlenet` holds (torchvision/models/googlenet.py), so that its
+weights import one to one (`import-weights torchvision googlenet`): batch
+norm with epsilon 0.001 after every convolution (its BasicConv2d), a 3x3
+kernel in the "5x5" branch (a bug kept for its pretrained weights,
+pytorch/vision#906), and a 2x2/2 max pooling before inception 5a (its
+`maxpool4`) instead of Table 1's 3x3/2. Its ceil-mode poolings equal the
+"same" poolings here at 224x224. Without auxiliary heads it has
+torchvision's 6,624,904 trainable parameters at 224/1000. The auxiliary
+heads, when asked for, stay the paper's (5x5/3 average pooling);
+torchvision's pool adaptively to 4x4, so its `aux1.*`/`aux2.*` weights are
+not imported and the import builds `aux_logits=False`. torchvision's
+`transform_input` is not built in: it only undoes the ImageNet
+normalisation, which the weights file records instead (mean = std = 127.5).
+
 `googlenet_cifar` keeps 32x32 inputs at a useful resolution: the stem is
 one 3x3/1 convolution with 192 filters (no pooling, no LRN), as in the
 widely used CIFAR GoogLeNet of kuangliu/pytorch-cifar, followed by the same
@@ -86,6 +101,7 @@ here the modules are the paper's (real 5x5) and `dropout` keeps its 0.4.
 """
 
 import collections
+import functools
 
 import keras
 
@@ -129,13 +145,16 @@ CONV_INIT = keras.initializers.VarianceScaling(
 )
 
 STEMS = ("paper", "cifar")
+LAYOUTS = ("paper", "torchvision")
+# torchvision's BasicConv2d: BatchNorm2d(eps=0.001).
+TORCHVISION_BN_EPSILON = 1e-3
 AUX_POOL_SIZE, AUX_POOL_STRIDE = 5, 3
 AUX_FILTERS = 128
 AUX_UNITS = 1024
 AUX_DROPOUT = 0.7  # section 5: "a dropout layer with 70% ratio of dropped outputs"
 
 
-def _conv(x, filters, kernel, name, batch_norm, strides=1, padding="same"):
+def _conv(x, filters, kernel, name, batch_norm, strides=1, padding="same", bn_epsilon=None):
     """Convolution then ReLU, or convolution (no bias), batch norm, ReLU."""
     x = keras.layers.Conv2D(
         filters,
@@ -148,37 +167,39 @@ def _conv(x, filters, kernel, name, batch_norm, strides=1, padding="same"):
         name=name,
     )(x)
     if batch_norm:
-        x = batch_normalization(x, f"{name}_bn")
+        epsilon = {} if bn_epsilon is None else {"epsilon": bn_epsilon}
+        x = batch_normalization(x, f"{name}_bn", **epsilon)
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x
 
 
-def _max_pool(x, name):
+def _max_pool(x, name, size=3):
     """Table 1's 3x3/2 max pooling, "same" padding (see the module docstring)."""
-    return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
+    return keras.layers.MaxPooling2D(size, strides=2, padding="same", name=name)(x)
 
 
-def inception_module(x, spec, batch_norm):
+def inception_module(x, spec, batch_norm, branch5_kernel=5, bn_epsilon=None):
     """One inception module (section 4, Figure 2(b)) with Table 1's widths."""
     prefix = f"inception_{spec.name}"
-    branch1 = _conv(x, spec.n1x1, 1, f"{prefix}_1x1", batch_norm)
-    branch3 = _conv(x, spec.n3x3_reduce, 1, f"{prefix}_3x3_reduce", batch_norm)
-    branch3 = _conv(branch3, spec.n3x3, 3, f"{prefix}_3x3", batch_norm)
-    branch5 = _conv(x, spec.n5x5_reduce, 1, f"{prefix}_5x5_reduce", batch_norm)
-    branch5 = _conv(branch5, spec.n5x5, 5, f"{prefix}_5x5", batch_norm)  # a real 5x5
+    conv = functools.partial(_conv, batch_norm=batch_norm, bn_epsilon=bn_epsilon)
+    branch1 = conv(x, spec.n1x1, 1, f"{prefix}_1x1")
+    branch3 = conv(x, spec.n3x3_reduce, 1, f"{prefix}_3x3_reduce")
+    branch3 = conv(branch3, spec.n3x3, 3, f"{prefix}_3x3")
+    branch5 = conv(x, spec.n5x5_reduce, 1, f"{prefix}_5x5_reduce")
+    branch5 = conv(branch5, spec.n5x5, branch5_kernel, f"{prefix}_5x5")  # a real 5x5 unless torchvision
     pool = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{prefix}_pool")(x)
-    pool = _conv(pool, spec.pool_proj, 1, f"{prefix}_pool_proj", batch_norm)
+    pool = conv(pool, spec.pool_proj, 1, f"{prefix}_pool_proj")
     return keras.layers.Concatenate(name=f"{prefix}_output")([branch1, branch3, branch5, pool])
 
 
-def auxiliary_classifier(x, num_classes, prefix, batch_norm):
+def auxiliary_classifier(x, num_classes, prefix, batch_norm, bn_epsilon=None):
     """An auxiliary classifier of section 5; returns its logits (float32)."""
     h, w = x.shape[1:3]
     padding = "same" if min(h, w) < AUX_POOL_SIZE else "valid"
     x = keras.layers.AveragePooling2D(
         AUX_POOL_SIZE, strides=AUX_POOL_STRIDE, padding=padding, name=f"{prefix}_pool"
     )(x)
-    x = _conv(x, AUX_FILTERS, 1, f"{prefix}_conv", batch_norm)
+    x = _conv(x, AUX_FILTERS, 1, f"{prefix}_conv", batch_norm, bn_epsilon=bn_epsilon)
     x = keras.layers.Flatten(name=f"{prefix}_flatten")(x)
     x = keras.layers.Dense(
         AUX_UNITS, activation="relu", kernel_initializer=DENSE_INIT, name=f"{prefix}_fc"
@@ -205,6 +226,7 @@ def GoogLeNet(
     stem="paper",
     pooling=None,
     name="googlenet",
+    layout="paper",
 ):
     """Build GoogLeNet with the Functional API; outputs logits.
 
@@ -224,12 +246,24 @@ def GoogLeNet(
             filters, no pooling, no LRN).
         pooling: None, "avg" or "max"; applied when `include_top=False`.
         name: model name (the registry name for registered variants).
+        layout: "paper", or "torchvision" (needs `batch_norm=True`): BN
+            epsilon 0.001, 3x3 kernels in the "5x5" branches
+            (pytorch/vision#906) and a 2x2/2 pool4, the layout of
+            torchvision's `googlenet` and its weights (see the module
+            docstring; the auxiliary heads stay the paper's).
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
     _check_flag("batch_norm", batch_norm)
     _check_flag("aux_logits", aux_logits)
     if stem not in STEMS:
         raise ConfigError(f"stem must be one of {', '.join(STEMS)}. Received: stem={stem!r}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}. Received: layout={layout!r}")
+    if layout == "torchvision" and not batch_norm:
+        raise ConfigError("layout='torchvision' is the batch-normalised GoogLeNet: pass batch_norm=True")
+    torchvision = layout == "torchvision"
+    bn_epsilon = TORCHVISION_BN_EPSILON if torchvision else None
+    conv = functools.partial(_conv, batch_norm=batch_norm, bn_epsilon=bn_epsilon)
     aux_logits = aux_logits and include_top
     if aux_logits and any(d is None for d in input_shape[:2]):
         raise ConfigError(
@@ -240,25 +274,29 @@ def GoogLeNet(
     inputs = keras.Input(shape=input_shape, name="images")
     if stem == "paper":
         x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-        x = _conv(x, 64, 7, "conv1_7x7", batch_norm, strides=2, padding="valid")
+        x = conv(x, 64, 7, "conv1_7x7", strides=2, padding="valid")
         x = _max_pool(x, "pool1")
         if not batch_norm:
             x = LocalResponseNormalization(name="norm1")(x)
-        x = _conv(x, 64, 1, "conv2_reduce", batch_norm)
-        x = _conv(x, 192, 3, "conv2_3x3", batch_norm)
+        x = conv(x, 64, 1, "conv2_reduce")
+        x = conv(x, 192, 3, "conv2_3x3")
         if not batch_norm:
             x = LocalResponseNormalization(name="norm2")(x)
         x = _max_pool(x, "pool2")
     else:
-        x = _conv(inputs, 192, 3, "conv1_3x3", batch_norm)
+        x = conv(inputs, 192, 3, "conv1_3x3")
 
     aux_outputs = []
     for spec in INCEPTION_BLOCKS:
-        x = inception_module(x, spec, batch_norm)
+        x = inception_module(x, spec, batch_norm, 3 if torchvision else 5, bn_epsilon)
         if aux_logits and spec.name in AUX_AFTER:
-            aux_outputs.append(auxiliary_classifier(x, num_classes, AUX_AFTER[spec.name], batch_norm))
+            aux_outputs.append(
+                auxiliary_classifier(x, num_classes, AUX_AFTER[spec.name], batch_norm, bn_epsilon)
+            )
         if spec.name in POOL_AFTER:
-            x = _max_pool(x, POOL_AFTER[spec.name])
+            # torchvision's maxpool4 is MaxPool2d(2, stride=2, ceil_mode=True).
+            pool4_is_2x2 = torchvision and POOL_AFTER[spec.name] == "pool4"
+            x = _max_pool(x, POOL_AFTER[spec.name], 2 if pool4_is_2x2 else 3)
 
     if not include_top:
         return keras.Model(inputs, global_pool(x, pooling), name=name)
@@ -275,7 +313,7 @@ def GoogLeNet(
 @register_model
 def googlenet(
     num_classes=1000, input_shape=(224, 224, 3), include_top=True, dropout=0.4,
-    batch_norm=False, aux_logits=True, pooling=None, name="googlenet",
+    batch_norm=False, aux_logits=True, pooling=None, name="googlenet", layout="paper",
 ):
     """GoogLeNet / Inception v1 (Szegedy et al. 2015, Table 1), real 5x5 branches, auxiliary classifiers.
 
@@ -287,7 +325,7 @@ def googlenet(
     return GoogLeNet(
         num_classes=num_classes, input_shape=input_shape, include_top=include_top,
         dropout=dropout, batch_norm=batch_norm, aux_logits=aux_logits, stem="paper",
-        pooling=pooling, name=name,
+        pooling=pooling, name=name, layout=layout,
     )
 
 
