@@ -37,6 +37,12 @@ Departures, each for a stated reason:
 - Convolutions carry no bias (each is followed by batch normalisation, which
   cancels it, as in torchvision); batch normalisation uses torchvision's
   momentum 0.9 and epsilon 1e-5.
+- `downsample_on="1x1"`, `conv_bias=True` and `bn_epsilon=1.001e-5` give the
+  original ResNet v1 of the paper exactly as keras.applications builds
+  ResNet50/101/152 (stride on the first 1x1 convolution of a bottleneck,
+  biases on every convolution, Keras' epsilon), so its ImageNet weights load
+  layer by layer and give the same outputs; `fit --weights imagenet` selects
+  these options for the bottleneck networks (`kerascnn.weights.imagenet`).
 - Strided convolutions and the stem's max pooling are preceded by explicit
   symmetric zero padding (`*_pad` layers, as keras.applications does), so
   output sizes and pixel alignment equal torchvision's for every input size;
@@ -68,6 +74,8 @@ import keras
 
 from kerascnn.errors import ConfigError
 from kerascnn.models.common import (
+    BN_EPSILON,
+    BN_MOMENTUM,
     batch_normalization,
     CONV_INIT,
     check_common_args,
@@ -99,15 +107,25 @@ RESNET_VARIANTS = {
 CIFAR_STEM_UP_TO = 64
 
 STEMS = ("auto", "imagenet", "cifar")
+# The project's defaults: v1.5 bottlenecks, bias-free convolutions, torchvision's epsilon.
+_V1_DEFAULTS = {"downsample_on": "3x3", "conv_bias": False, "bn_epsilon": BN_EPSILON}
 SHORTCUTS = ("projection", "zero_pad")
 
 
-def _bn(x, name):
-    return batch_normalization(x, name)
+DOWNSAMPLE_ON = ("3x3", "1x1")
 
 
-def _conv(x, filters, kernel_size, strides, name):
-    """Bias-free convolution `{name}_conv`; symmetric `{name}_pad` when strided."""
+def _bn(x, name, epsilon=BN_EPSILON):
+    if epsilon == BN_EPSILON:
+        return batch_normalization(x, name)
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=epsilon, name=name)(x)
+
+
+def _conv(x, filters, kernel_size, strides, name, use_bias=False):
+    """Convolution `{name}_conv` (bias-free by default); symmetric `{name}_pad` when strided.
+
+    A strided 1x1 convolution needs no padding: "same" and "valid" agree.
+    """
     padding = "same"
     if strides > 1 and kernel_size > 1:
         x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
@@ -117,19 +135,20 @@ def _conv(x, filters, kernel_size, strides, name):
         kernel_size,
         strides=strides,
         padding=padding,
-        use_bias=False,
+        use_bias=use_bias,
         kernel_initializer=CONV_INIT,
         name=f"{name}_conv",
     )(x)
 
 
-def _stem(x, width, stem):
+def _stem(x, width, stem, v1=None):
     """`conv1`: conv-BN-ReLU, then 3x3/2 max pooling for the ImageNet stem."""
+    v1 = v1 or _V1_DEFAULTS
     if stem == "imagenet":
-        x = _conv(x, width, 7, 2, "conv1")
+        x = _conv(x, width, 7, 2, "conv1", v1["conv_bias"])
     else:
-        x = _conv(x, width, 3, 1, "conv1")
-    x = _bn(x, "conv1_bn")
+        x = _conv(x, width, 3, 1, "conv1", v1["conv_bias"])
+    x = _bn(x, "conv1_bn", v1["bn_epsilon"])
     x = keras.layers.ReLU(name="conv1_relu")(x)
     if stem == "imagenet":
         x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -158,29 +177,36 @@ def _zero_pad_shortcut(x, out_channels, strides, prefix):
     return x
 
 
-def _residual(x, block, width, strides, preact, prefix):
-    """The residual branch: basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1)."""
+def _residual(x, block, width, strides, preact, prefix, v1=None):
+    """The residual branch: basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1).
+
+    A bottleneck strides its 3x3 convolution (v1.5) or, with
+    `downsample_on="1x1"`, its first 1x1 convolution (the paper's v1).
+    """
+    v1 = v1 or _V1_DEFAULTS
     if block == "basic":
         kernels, strided, widths = (3, 3), 0, (width, width)
     else:
-        kernels, strided, widths = (1, 3, 1), 1, (width, width, width * EXPANSION["bottleneck"])
+        strided = 0 if v1["downsample_on"] == "1x1" else 1
+        kernels, widths = (1, 3, 1), (width, width, width * EXPANSION["bottleneck"])
     last = len(kernels) - 1
     for i, (kernel_size, filters) in enumerate(zip(kernels, widths)):
-        x = _conv(x, filters, kernel_size, strides if i == strided else 1, f"{prefix}_{i + 1}")
+        x = _conv(x, filters, kernel_size, strides if i == strided else 1, f"{prefix}_{i + 1}", v1["conv_bias"])
         if i < last or not preact:
-            x = _bn(x, f"{prefix}_{i + 1}_bn")
+            x = _bn(x, f"{prefix}_{i + 1}_bn", v1["bn_epsilon"])
         if i < last:
             x = keras.layers.ReLU(name=f"{prefix}_{i + 1}_relu")(x)
     return x
 
 
-def _block(x, block, width, strides, shortcut, preact, input_activated, prefix):
+def _block(x, block, width, strides, shortcut, preact, input_activated, prefix, v1=None):
     """One residual block named `{prefix}_*` (`conv3_block1_1_conv`, ...)."""
+    v1 = v1 or _V1_DEFAULTS
     out_channels = width * EXPANSION[block]
     reshapes = strides != 1 or x.shape[-1] != out_channels
     inputs = x
     if preact and not input_activated:
-        x = _bn(x, f"{prefix}_preact_bn")
+        x = _bn(x, f"{prefix}_preact_bn", v1["bn_epsilon"])
         x = keras.layers.ReLU(name=f"{prefix}_preact_relu")(x)
     # A shape-changing pre-activation block takes its shortcut from the
     # activated input (ECCV paper, authors' code); identities take the raw sum.
@@ -188,12 +214,12 @@ def _block(x, block, width, strides, shortcut, preact, input_activated, prefix):
     if not reshapes:
         short = inputs
     elif shortcut == "projection":
-        short = _conv(source, out_channels, 1, strides, f"{prefix}_0")
+        short = _conv(source, out_channels, 1, strides, f"{prefix}_0", v1["conv_bias"])
         if not preact:
-            short = _bn(short, f"{prefix}_0_bn")
+            short = _bn(short, f"{prefix}_0_bn", v1["bn_epsilon"])
     else:
         short = _zero_pad_shortcut(source, out_channels, strides, prefix)
-    x = _residual(x, block, width, strides, preact, prefix)
+    x = _residual(x, block, width, strides, preact, prefix, v1)
     x = keras.layers.Add(name=f"{prefix}_add")([short, x])
     if not preact:
         x = keras.layers.ReLU(name=f"{prefix}_out")(x)
@@ -243,6 +269,9 @@ def ResNet(
     preact=False,
     width_multiplier=1.0,
     pooling=None,
+    downsample_on="3x3",
+    conv_bias=False,
+    bn_epsilon=BN_EPSILON,
     name="resnet",
 ):
     """Build a ResNet with the Functional API; outputs logits.
@@ -274,17 +303,27 @@ def ResNet(
         preact: full pre-activation blocks (He et al., ECCV 2016).
         width_multiplier: scales every stage width (and the stem); 1.0 = paper.
         pooling: None, "avg" or "max"; applied when `include_top=False`.
+        downsample_on: which convolution of a bottleneck block strides:
+            "3x3" (v1.5, torchvision) or "1x1" (the paper's v1, Keras).
+        conv_bias: give every convolution a bias (keras.applications
+            ResNets have them; they are redundant before batch norm).
+        bn_epsilon: batch norm epsilon (1e-5 torchvision, 1.001e-5 Keras).
         name: model name (the registry name for registered variants).
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
     _check_resnet_args(block, stackwise_blocks, stage_widths, batch_norm, stem, shortcut, pooling)
+    if downsample_on not in DOWNSAMPLE_ON:
+        raise ConfigError(f"downsample_on must be '3x3' or '1x1'. Received: downsample_on={downsample_on!r}")
+    if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
+        raise ConfigError(f"bn_epsilon must be a positive number. Received: bn_epsilon={bn_epsilon}")
+    v1 = {"downsample_on": downsample_on, "conv_bias": bool(conv_bias), "bn_epsilon": float(bn_epsilon)}
     if stem == "auto":
         known = [d for d in input_shape[:2] if d is not None]
         stem = "cifar" if known and min(known) <= CIFAR_STEM_UP_TO else "imagenet"
     widths = [scaled_width(w, width_multiplier) for w in stage_widths]
 
     inputs = keras.Input(shape=input_shape, name="images")
-    x = _stem(inputs, widths[0], stem)
+    x = _stem(inputs, widths[0], stem, v1)
     for stage, (blocks, width) in enumerate(zip(stackwise_blocks, widths)):
         for i in range(blocks):
             x = _block(
@@ -297,9 +336,10 @@ def ResNet(
                 # The stem ends in BN-ReLU: the first block must not repeat it.
                 input_activated=stage == 0 and i == 0,
                 prefix=f"conv{stage + 2}_block{i + 1}",
+                v1=v1,
             )
     if preact:
-        x = _bn(x, "post_bn")
+        x = _bn(x, "post_bn", v1["bn_epsilon"])
         x = keras.layers.ReLU(name="post_relu")(x)
 
     if not include_top:
@@ -334,6 +374,9 @@ def _register_variant(name, block, stack, stage_widths, summary, preact=False):
         shortcut=defaults[3],
         width_multiplier=1.0,
         pooling=None,
+        downsample_on="3x3",
+        conv_bias=False,
+        bn_epsilon=BN_EPSILON,
         name=name,
     ):
         return ResNet(
@@ -350,6 +393,9 @@ def _register_variant(name, block, stack, stage_widths, summary, preact=False):
             preact=preact,
             width_multiplier=width_multiplier,
             pooling=pooling,
+            downsample_on=downsample_on,
+            conv_bias=conv_bias,
+            bn_epsilon=bn_epsilon,
             name=name,
         )
 

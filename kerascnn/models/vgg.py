@@ -130,8 +130,19 @@ def VGG(
     return keras.Model(inputs, classifier_logits(x, num_classes), name=name)
 
 
+# Every registered VGG: name -> (convolutions per stage, batch_norm). Used by
+# `kerascnn.weights.incremental` to tell which runs are shallower VGGs.
+VGG_VARIANTS = {}
+
+
+def conv_layer_names(stackwise_convs):
+    """Names of the convolutions of a configuration, input to output (`block1_conv1`, ...)."""
+    return [f"block{stage}_conv{i}" for stage, convs in enumerate(stackwise_convs, start=1) for i in range(1, convs + 1)]
+
+
 def _register_variant(name, stack, batch_norm, summary):
     """Register one named VGG configuration as a small builder function."""
+    VGG_VARIANTS[name] = (tuple(stack), batch_norm)
 
     def builder(
         num_classes=1000,
