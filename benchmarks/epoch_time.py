@@ -19,12 +19,11 @@ size), the usual estimate; the forward count is exact, from the layer shapes.
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
 
 from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
 
@@ -38,21 +37,9 @@ from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
 from kerascnn.data.pipeline import make_datasets  # noqa: E402
 from kerascnn.data.sources import open_source  # noqa: E402
 from kerascnn.train import build_models  # noqa: E402
+from timing import matmul_gflops, median_seconds  # noqa: E402, F401  (matmul_gflops: re-exported)
 
 CIFAR_TRAIN_AFTER_SPLIT = 45_000
-
-
-def matmul_gflops(n=4096, repeats=5):
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    matmul().numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul().numpy()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def time_model(name, source, batch_size, steps, repeats, jit=False, strategy=None):
@@ -69,13 +56,10 @@ def time_model(name, source, batch_size, steps, repeats, jit=False, strategy=Non
             name, source.info.num_classes, (32, 32, 3), {}, OptimConfig(), data.steps_per_epoch, 30, jit
         )
     train = data.train.repeat()
-    model.fit(train, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
-    step_times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        step_times.append((time.perf_counter() - start) / steps)
-    step = statistics.median(step_times)
+    model.fit(train, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # trace
+    step = median_seconds(
+        lambda: model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False), repeats
+    ) / steps  # one more warm-up fit, then `repeats` timings
     train_flops = 3 * 2 * forward_macs(inference) * batch_size
     return step, train_flops / step / 1e9
 

@@ -1,0 +1,69 @@
+"""benchmarks/throughput.py and the PyTorch reference: a well-formed table, equal architectures.
+
+Timings are never asserted: only that the script runs and reports every figure.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+torch = pytest.importorskip("torch", reason="the PyTorch reference needs the bench extra (torch)")
+
+import throughput  # noqa: E402
+import torch_reference  # noqa: E402
+
+from kerascnn.registry import create_model  # noqa: E402
+
+ROW_KEYS = {
+    "model", "framework", "precision", "jit", "train_images_per_s", "infer_images_per_s",
+    "forward_gflops_per_image", "train_fraction_of_peak", "infer_fraction_of_peak",
+}
+
+
+@pytest.mark.parametrize("name", sorted(torch_reference.MODELS))
+def test_torch_reference_has_kerascnn_parameter_count(name):
+    keras_model = create_model(name, num_classes=10, input_shape=(32, 32, 3), **throughput.MODEL_OPTIONS.get(name, {}))
+    trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
+    assert torch_reference.param_count(torch_reference.create(name)) == trainable
+
+
+def test_torch_reference_trains_and_infers():
+    trainer = torch_reference.Trainer("resnet18", batch_size=2, infer_batch_size=3)
+    assert trainer.train_steps(1) > 0
+    assert trainer.infer(1).shape == (3, 10)
+
+
+def test_quick_run_prints_a_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "throughput.json"
+    throughput.main(
+        ["resnet20", "--quick", "--precision", "float32", "mixed_bfloat16", "--jit", "off", "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    table = [line for line in printed.splitlines() if line.startswith("| resnet20 ")]
+    assert len(table) == 2 and all(line.count("|") == 12 for line in table)
+    assert "peak" in printed and "3 x forward" in printed
+    result = json.loads(out.read_text())
+    assert set(result["peaks_gflops"]) == {"float32", "bfloat16"} and min(result["peaks_gflops"].values()) > 0
+    rows = result["rows"]
+    assert [(r["precision"], r["jit"]) for r in rows] == [("float32", False), ("mixed_bfloat16", False)]
+    for row in rows:
+        assert set(row) >= ROW_KEYS
+        assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
+        assert row["forward_gflops_per_image"] == pytest.approx(rows[0]["forward_gflops_per_image"])
+        assert len(row["train_seconds"]) == 2  # --quick: two timings
+
+
+def test_quick_run_with_torch_reports_ratios(tmp_path, capsys):
+    rows = throughput.main(["resnet18", "--quick", "--torch", "--image-size", "16", "--json", str(tmp_path / "t.json")])
+    assert [r["framework"] for r in rows] == ["kerascnn", "pytorch"]
+    keras_row, torch_row = rows
+    assert keras_row["train_vs_pytorch"] == pytest.approx(
+        keras_row["train_images_per_s"] / torch_row["train_images_per_s"]
+    )
+    assert "infer_vs_pytorch" in keras_row and "train_vs_pytorch" not in torch_row
+    assert "| resnet18 | pytorch | float32 |" in capsys.readouterr().out
