@@ -76,7 +76,7 @@ def _on_off(text):
 
 
 def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_size, steps, seed=0):
-    """(train_run, infer_run, forward MACs per image) of kerascnn `name` as `fit` builds it."""
+    """(train_run, infer_run, forward MACs per image, trainable parameters) of kerascnn `name` as `fit` builds it."""
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(precision)
     try:
@@ -107,7 +107,8 @@ def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_si
     def infer_run():
         inference.predict_on_batch(x_infer)
 
-    return train_run, infer_run, forward_macs(inference)
+    params = sum(int(np.prod(w.shape)) for w in inference.trainable_weights)
+    return train_run, infer_run, forward_macs(inference), params
 
 
 def torch_candidate(name, batch_size, infer_batch_size, image_size, steps):
@@ -123,25 +124,18 @@ def label(precision, jit):
 
 def bench_model(name, args, peaks):
     """Rows of the table for one model: every kerascnn candidate, then PyTorch."""
-    train_runs, infer_runs, macs = {}, {}, None
+    train_runs, infer_runs, macs, keras_params = {}, {}, None, None
     settings = {}
     for precision in args.precision:
         for jit in args.jit:
             key = label(precision, jit)
-            train_runs[key], infer_runs[key], macs = keras_candidate(
+            train_runs[key], infer_runs[key], macs, keras_params = keras_candidate(
                 name, precision, jit, args.batch_size, args.infer_batch_size, args.image_size, args.steps
             )
             settings[key] = (precision, jit)
     if args.torch:
         train_runs[TORCH], infer_runs[TORCH], torch_params = torch_candidate(
             name, args.batch_size, args.infer_batch_size, args.image_size, args.steps
-        )
-        keras_params = sum(
-            int(np.prod(w.shape))
-            for w in build_models(
-                name, NUM_CLASSES, (args.image_size, args.image_size, 3), MODEL_OPTIONS.get(name, {}),
-                OptimConfig(), 1, 1,
-            )[2].trainable_weights
         )
         assert keras_params == torch_params, f"{name}: kerascnn {keras_params} != PyTorch {torch_params} parameters"
     train_s = interleaved(train_runs, args.repeats)

@@ -84,6 +84,38 @@ def _gpu_names():
     return [d.name for d in tf.config.list_logical_devices("GPU")]
 
 
+def chosen_gpus(devices, gpus=None):
+    """The GPU device names `--devices` names: "all", a count "N" or indices "0,2".
+
+    ConfigError when the count or an index exceeds the visible GPUs or the
+    text is none of these; `gpus` defaults to the visible ones.
+    """
+    gpus = _gpu_names() if gpus is None else gpus
+    devices = str(devices).strip().lower()
+    if devices == "all":
+        chosen = gpus
+    elif devices.isdigit():
+        count = int(devices)
+        if count < 1 or count > len(gpus):
+            raise ConfigError(
+                f"--devices {devices} asks for {count} GPUs but {len(gpus)} are visible; "
+                "use --devices cpu, all, a count or GPU indices such as 0,1"
+            )
+        chosen = gpus[:count]
+    else:
+        try:
+            indices = [int(i) for i in devices.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--devices must be auto, cpu, all, a GPU count or GPU indices such as 0,1. Received: {devices}"
+            ) from None
+        bad = [i for i in indices if not 0 <= i < len(gpus)]
+        if bad:
+            raise ConfigError(f"--devices names GPU {bad[0]} but {len(gpus)} GPUs are visible")
+        chosen = [gpus[i] for i in indices]
+    return chosen
+
+
 def select_strategy(devices="auto", cpu_replicas=None):
     """Return `(strategy, description)`.
 
@@ -125,27 +157,7 @@ def select_strategy(devices="auto", cpu_replicas=None):
         return tf.distribute.get_strategy(), f"default strategy (1 {where})"
     if devices == "cpu":
         return tf.distribute.OneDeviceStrategy("/cpu:0"), "OneDeviceStrategy (CPU)"
-    if devices == "all":
-        chosen = gpus
-    elif devices.isdigit():
-        count = int(devices)
-        if count < 1 or count > len(gpus):
-            raise ConfigError(
-                f"--devices {devices} asks for {count} GPUs but {len(gpus)} are visible; "
-                "use --devices cpu, all, a count or GPU indices such as 0,1"
-            )
-        chosen = gpus[:count]
-    else:
-        try:
-            indices = [int(i) for i in devices.split(",")]
-        except ValueError:
-            raise ConfigError(
-                f"--devices must be auto, cpu, all, a GPU count or GPU indices such as 0,1. Received: {devices}"
-            ) from None
-        bad = [i for i in indices if not 0 <= i < len(gpus)]
-        if bad:
-            raise ConfigError(f"--devices names GPU {bad[0]} but {len(gpus)} GPUs are visible")
-        chosen = [gpus[i] for i in indices]
+    chosen = chosen_gpus(devices, gpus)
     if not chosen:
         raise ConfigError(f"--devices {devices} needs a GPU and none is visible; use --devices cpu")
     if len(chosen) == 1:

@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kerascnn.distribute import split_cpu
+from kerascnn.distribute import chosen_gpus, split_cpu
 from kerascnn.errors import ConfigError
 from kerascnn.layers import LocalResponseNormalization
 
@@ -339,23 +339,16 @@ class ModelParallel:
 
 
 def _two_gpus(devices):
+    """The two GPUs of the towers: the first two for auto/all, else exactly the two `--devices` names."""
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     devices = str(devices).strip().lower()
-    if devices in ("auto", "all", "2"):
-        chosen = gpus[:TOWERS]
-    elif "," in devices:
-        try:
-            indices = [int(i) for i in devices.split(",")]
-        except ValueError:
-            raise ConfigError(f"--devices takes GPU indices such as 0,1. Received: devices={devices}") from None
-        if len(indices) != TOWERS or any(not 0 <= i < len(gpus) for i in indices):
-            raise ConfigError(
-                f"--model-parallel needs two visible GPU indices ({len(gpus)} GPUs visible). Received: devices={devices}"
-            )
-        chosen = [gpus[i] for i in indices]
-    else:
+    if devices == "cpu":
         chosen = []
-    if len(chosen) < TOWERS:
+    elif devices in ("auto", "all"):
+        chosen = gpus[:TOWERS]
+    else:
+        chosen = chosen_gpus(devices, gpus)
+    if len(chosen) != TOWERS:
         raise ConfigError(
             f"--model-parallel needs two devices: two GPUs ({len(gpus)} visible, --devices {devices}) "
             "or two CPU devices with --cpu-replicas 2"

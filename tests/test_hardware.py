@@ -11,6 +11,7 @@ from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
 from kerascnn.hardware import Hardware, auto_jit, auto_precision
 from kerascnn.train import fit
+from interrupt import StopAfter
 
 H100 = Hardware(gpus=((9, 0),), cpu_flags=frozenset({"avx512f"}))
 A100 = Hardware(gpus=((8, 0),))
@@ -60,11 +61,6 @@ def test_config_and_cli_accept_auto():
     assert build_parser().parse_args(["fit", "vgg11"]).jit is None
 
 
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        raise KeyboardInterrupt
-
-
 class RecordPolicy(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -89,7 +85,7 @@ def test_config_json_records_the_resolved_value_and_resume_reuses_it(tmp_path, m
     monkeypatch.setattr(hardware, "describe", lambda: SAPPHIRE_RAPIDS)
     first = RecordPolicy()
     with pytest.raises(KeyboardInterrupt):
-        fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[first, StopAfterFirstEpoch()])
+        fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[first, StopAfter(0)])
     saved = json.loads((tmp_path / "run" / rundir.CONFIG).read_text())
     assert (saved["precision"], saved["jit"]) == ("mixed_bfloat16", False)
     assert "AMX" in saved["resolved"]["auto"]["precision"]

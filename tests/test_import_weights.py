@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")  # a test dependency (pyproject [test]); never skipped in CI
+import torch  # a test dependency (pyproject [test]): a missing one fails here, never skips
 
 import torchvision_layouts  # noqa: E402
 

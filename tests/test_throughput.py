@@ -12,7 +12,8 @@ import pytest
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 
-torch = pytest.importorskip("torch", reason="the PyTorch reference needs the bench extra (torch)")
+# PyTorch is a test dependency (pyproject [test]): a missing one fails here, never skips.
+import torch  # noqa: E402,F401
 
 import throughput  # noqa: E402
 import torch_reference  # noqa: E402

@@ -11,6 +11,7 @@ from kerascnn import rundir
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
 from kerascnn.train import fit
+from interrupt import StopAfter
 
 
 def tiny_config(tmp_path, **flags):
@@ -60,18 +61,6 @@ def test_one_epoch_on_synthetic_data_lowers_the_loss_and_fills_the_run_dir(tmp_p
     assert (run / rundir.BEST).exists() and (run / rundir.CURVES).stat().st_size > 0
     assert any((run / rundir.TENSORBOARD).rglob("*tfevents*"))
     assert not (run / rundir.BACKUP).exists()  # removed once training finished
-
-
-class StopAfter(keras.callbacks.Callback):
-    """Simulates a crash (Ctrl-C) at the end of a given epoch."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.registry import create_model
 from kerascnn.train import fit
 from kerascnn.weights import imagenet, save_weights_file, transfer
+from interrupt import StopAfter
 
 QUIET = dict(log=lambda *_: None, verbose=0)
 SMALL = ["--dataset", "synthetic", "--limit-train", "64", "--val-split", "0.02", "--batch-size", "32",
@@ -164,16 +165,6 @@ def test_a_backbone_mismatch_is_one_line_and_writes_nothing(tmp_path, capsys, vg
     assert "holds weights of vgg11_bn, not vgg13_bn" in line and not run.exists()
     line = _one_line_error(capsys, ["fit", "vgg8", "--weights", str(tmp_path / "nope.keras"), *SMALL])
     assert "does not exist" in line
-
-
-class StopAfter(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 class Snapshots(keras.callbacks.Callback):

@@ -25,20 +25,14 @@ import dataclasses
 import os
 
 from kerascnn.errors import ConfigError, DataError
+from kerascnn.weights.transfer import layer_arrays
 
 # Module attribute so tests can point downloads at an address that refuses.
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 # RGB order; `channel_order="bgr"` reverses after normalising (see Preprocessing).
 CAFFE_NORMALIZATION = {"mean": [123.68, 116.779, 103.939], "std": [1.0, 1.0, 1.0], "channel_order": "bgr"}
-# torchvision's ImageNet statistics, 0-255 scale (for reference and for imported weights).
-TORCHVISION_NORMALIZATION = {
-    "mean": [0.485 * 255, 0.456 * 255, 0.406 * 255],
-    "std": [0.229 * 255, 0.224 * 255, 0.225 * 255],
-    "channel_order": "rgb",
-}
 IMAGE_SIZE = (224, 224)
-NUM_CLASSES = 1000
 
 _RESNET_V1 = {"downsample_on": "1x1", "conv_bias": True, "bn_epsilon": 1.001e-5, "stem": "imagenet", "shortcut": "projection"}
 
@@ -168,7 +162,7 @@ def read(model, top, path):
     except Exception as e:  # a truncated or foreign file
         reason = " ".join(str(e).split())[:200]
         raise DataError(f"cannot read {path} as Keras' {spec.application} weights ({reason}); delete it and retry") from None
-    return {layer.name: [w.numpy() for w in layer.weights] for layer in reference.layers if layer.weights}
+    return layer_arrays(reference)
 
 
 def describe(model, top):
