@@ -177,6 +177,67 @@ class Trainer:
         return out.numpy()
 
 
+class Worker:
+    """A `Trainer` in its own Python process, driven one timed call at a time.
+
+    Why a process: timed in the same process as TensorFlow, the reference
+    ran up to 25% slower than alone (measured: vgg16_bn training 80 against
+    101 images/s, alexnet_cifar 123 against 159; benchmarks/NOTES.md, 9):
+    two thread pools, allocators and oneDNN caches in one address space.
+    Each framework in its own process, taking turns, is the fair setting.
+    The child imports only PyTorch; `train_steps` and `infer` send one line
+    and return when the child answers that the work is done (a pipe round
+    trip is well under a millisecond, against steps of 0.1-3 s).
+    """
+
+    def __init__(self, name, batch_size, infer_batch_size, image_size=32, seed=0):
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--serve", name,
+             str(batch_size), str(infer_batch_size), str(image_size), str(seed)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        hello = self._reply()
+        self.params, self.num_threads, self.version = int(hello[0]), int(hello[1]), hello[2]
+
+    def _reply(self):
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the PyTorch reference process ended (exit status {self._process.wait()})")
+        return line.split()
+
+    def _call(self, verb, count):
+        self._process.stdin.write(f"{verb} {count}\n")
+        return self._reply()
+
+    def train_steps(self, steps):
+        return float(self._call("train", steps)[0])
+
+    def infer(self, batches):
+        return tuple(int(n) for n in self._call("infer", batches))
+
+    def close(self):
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            self._process.wait()
+
+
+def serve(name, batch_size, infer_batch_size, image_size, seed):
+    """The child side of `Worker`: a Trainer answering `train N` / `infer N` lines on stdin."""
+    import sys
+
+    trainer = Trainer(name, int(batch_size), int(infer_batch_size), int(image_size), int(seed))
+    print(param_count(trainer.model), torch.get_num_threads(), torch.__version__, flush=True)
+    for line in sys.stdin:
+        verb, count = line.split()
+        if verb == "train":
+            print(trainer.train_steps(int(count)), flush=True)
+        else:
+            print(*trainer.infer(int(count)).shape, flush=True)
+
+
 def main():
     from kerascnn.quiet import import_tensorflow_quietly
 
@@ -194,6 +255,9 @@ def main():
 if __name__ == "__main__":
     import sys
 
+    if sys.argv[1:2] == ["--serve"]:
+        serve(*sys.argv[2:])
+        sys.exit(0)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     main()

@@ -39,6 +39,18 @@ def test_torch_reference_trains_and_infers():
     assert trainer.infer(1).shape == (3, 10)
 
 
+def test_torch_worker_runs_the_reference_in_its_own_process():
+    worker = torch_reference.Worker("resnet18", batch_size=2, infer_batch_size=3)
+    try:
+        assert worker.params == torch_reference.param_count(torch_reference.create("resnet18"))
+        assert worker.num_threads >= 1 and worker.version
+        assert worker.train_steps(1) > 0
+        assert worker.infer(1) == (3, 10)
+    finally:
+        worker.close()
+    assert worker._process.returncode == 0
+
+
 def test_quick_run_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "throughput.json"
     throughput.main(
@@ -67,4 +79,8 @@ def test_quick_run_with_torch_reports_ratios(tmp_path, capsys):
         keras_row["train_images_per_s"] / torch_row["train_images_per_s"]
     )
     assert "infer_vs_pytorch" in keras_row and "train_vs_pytorch" not in torch_row
-    assert "| resnet18 | pytorch | float32 |" in capsys.readouterr().out
+    assert torch_row["train_ceiling_vs_pytorch"] == pytest.approx(1 / torch_row["train_fraction_of_peak"])
+    printed = capsys.readouterr().out
+    assert "| resnet18 | pytorch | float32 |" in printed and "in its own process" in printed
+    torch_line = next(line for line in printed.splitlines() if line.startswith("| resnet18 | pytorch "))
+    assert f"(<= {torch_row['train_ceiling_vs_pytorch']:.2f}x)" in torch_line
