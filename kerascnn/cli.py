@@ -141,12 +141,12 @@ def _fit_parser(sub):
     g.add_argument("--patience", type=int, help="stop after N epochs without better validation accuracy")
     g.add_argument(
         "--precision",
-        help="float32 (default), mixed_float16, mixed_bfloat16, or auto: mixed precision where this "
-        "machine gains from it (kerascnn.hardware), recorded in config.json",
+        help="auto (default): mixed precision where this machine gains from it (kerascnn.hardware), "
+        "float32 elsewhere, recorded in config.json; or float32, mixed_float16, mixed_bfloat16",
     )
     g.add_argument(
         "--jit", nargs="?", const=True, type=_jit, metavar="on|off|auto",
-        help="compile with XLA: --jit (on), --jit auto (where this machine gains), --no-jit (default off)",
+        help="compile with XLA: --jit (on), --no-jit (off), --jit auto (default: on for GPUs, off on CPUs)",
     )
     g.add_argument("--no-jit", dest="jit", action="store_false", default=None, help=argparse.SUPPRESS)
     g.add_argument("--seed", type=int, help="random seed (default 0)")

@@ -210,10 +210,13 @@ class RunConfig:
         epochs: maximum number of epochs.
         patience: early stopping after this many epochs without a better
             validation accuracy; None trains all epochs.
-        precision: float32, mixed_float16, mixed_bfloat16, or "auto" (what
-            `kerascnn.hardware` picks for this machine; `fit` records the
-            concrete value in config.json, and --resume reuses it).
-        jit: compile the train step with XLA: True, False or "auto" (as precision).
+        precision: float32, mixed_float16, mixed_bfloat16, or "auto", the
+            default: what `kerascnn.hardware` picks for this machine (mixed
+            precision where it has fast low-precision units, float32
+            elsewhere); `fit` records the concrete value in config.json, and
+            --resume reuses it. Give float32 for bit-for-bit float32 runs.
+        jit: compile the train step with XLA: True, False or "auto", the
+            default (on for GPUs, off on CPUs, as `kerascnn.hardware` says).
         seed: seeds weights, the validation split, shuffling and dropout.
         devices: "auto" (all GPUs when several, else the default device),
             "cpu", "all", a GPU count ("2") or a list of GPU indices ("0,2").
@@ -248,8 +251,8 @@ class RunConfig:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     epochs: int = 30
     patience: int = None
-    precision: str = "float32"
-    jit: bool = False
+    precision: str = "auto"
+    jit: bool = "auto"
     seed: int = 0
     devices: str = "auto"
     cpu_replicas: int = None

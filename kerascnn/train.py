@@ -143,6 +143,18 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
 
     Returns a `RunResult` with the run directory and its metrics.
     """
+    # The run sets Keras' global mixed-precision policy (`--precision`);
+    # put the caller's back, so models built after `fit` returns (by a
+    # notebook, a tuner, the next test) are not silently bfloat16.
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _fit(config, resume_dir, log, verbose, extra_callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _fit(config, resume_dir, log, verbose, extra_callbacks):
+    """`fit` without restoring the global policy."""
     if resume_dir is not None:
         run_dir, config = _load_for_resume(resume_dir)
     else:

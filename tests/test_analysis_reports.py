@@ -216,4 +216,6 @@ def test_summary_of_a_run_dir_uses_its_model_input_and_dtype(run_dir, capsys):
     profile = json.loads(capsys.readouterr().out)
     metrics = json.loads((run_dir / rundir.METRICS).read_text())
     assert profile["model"] == "vgg11" and profile["input_shape"] == [32, 32, 3]
-    assert profile["dtype"] == "float32" and profile["total"]["params"] == metrics["params"]
+    precision = json.loads((run_dir / rundir.CONFIG).read_text())["precision"]  # `auto` resolved for this machine
+    dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(precision, "float32")
+    assert profile["dtype"] == dtype and profile["total"]["params"] == metrics["params"]

@@ -13,13 +13,18 @@ from kerascnn.train import compile_model, fit
 
 
 def tiny_aux(num_classes=10, input_shape=(32, 32, 3), name="tiny_aux"):
-    """A small network with outputs [main, aux1, aux2], like GoogLeNet's."""
+    """A small network with outputs [main, aux1, aux2], like GoogLeNet's.
+
+    Its logits are float32 under mixed precision, as every registered model's
+    (`models.common.classifier_logits`): the top-5 metric needs float32.
+    """
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    main = keras.layers.Dense(num_classes, name="predictions")(x)
-    aux1 = keras.layers.Dense(num_classes, name="aux1_predictions")(x)
-    aux2 = keras.layers.Dense(num_classes, name="aux2_predictions")(keras.layers.Dense(16, name="aux2_fc")(x))
+    main = keras.layers.Dense(num_classes, dtype="float32", name="predictions")(x)
+    aux1 = keras.layers.Dense(num_classes, dtype="float32", name="aux1_predictions")(x)
+    aux2_fc = keras.layers.Dense(16, name="aux2_fc")(x)
+    aux2 = keras.layers.Dense(num_classes, dtype="float32", name="aux2_predictions")(aux2_fc)
     return keras.Model(inputs, [main, aux1, aux2], name=name)
 
 

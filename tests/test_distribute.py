@@ -32,6 +32,9 @@ def train(tmp_path, name, replicas, batch_norm=False, **flags):
         run_dir=str(tmp_path / name),
         # No dropout: its masks are drawn per replica, so they differ by design.
         model_options={"width_multiplier": 0.25, "dropout": 0.0, "batch_norm": batch_norm},
+        # float32: one and two replicas sum gradients in a different order, which
+        # float32 rounding hides (1e-4) and bfloat16 (`auto` on some CPUs) does not.
+        precision="float32",
         **flags,
     )
     result = fit(config, log=lambda *_: None, verbose=0)

@@ -51,6 +51,15 @@ def test_resolve_keeps_explicit_settings_and_reads_no_hardware(monkeypatch):
     assert set(reasons) == {"precision", "jit"}
 
 
+def test_auto_is_the_default_and_resolves_per_machine():
+    config = RunConfig(model="vgg11")
+    assert (config.precision, config.jit) == ("auto", "auto")
+    on_cpu, _ = hardware.resolve(config, hw=PLAIN_CPU)
+    assert (on_cpu.precision, on_cpu.jit) == ("float32", False)
+    on_t4, _ = hardware.resolve(config, hw=T4)
+    assert (on_t4.precision, on_t4.jit) == ("mixed_float16", True)
+
+
 def test_config_and_cli_accept_auto():
     with pytest.raises(ConfigError, match="jit"):
         RunConfig(model="vgg11", jit="sometimes")
