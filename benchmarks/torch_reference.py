@@ -1,6 +1,7 @@
 """The PyTorch reference: kerascnn's CIFAR models written in plain, idiomatic PyTorch.
 
     python benchmarks/torch_reference.py     # parameter counts against kerascnn's
+    python benchmarks/torch_reference.py --time alexnet_cifar vgg16_bn resnet18   # PyTorch alone
 
 Layer for layer the same networks as kerascnn builds at 32x32 with 10
 classes, so `benchmarks/throughput.py --torch` compares the frameworks, not
@@ -238,6 +239,29 @@ def serve(name, batch_size, infer_batch_size, image_size, seed):
             print(*trainer.infer(int(count)).shape, flush=True)
 
 
+def time_alone(names, repeats=5, batch_size=128, infer_batch_size=512):
+    """PyTorch's own images/s with nothing else running: the best case for the reference.
+
+    `throughput.py --torch` measures the ratio in one run, taking turns with
+    kerascnn; this is the cross-check that the reference was not slowed by
+    that company (medians of `repeats` after one warm-up, `timing.timings`).
+    """
+    import statistics
+
+    from timing import timings
+
+    rates = {}
+    for name in names:
+        trainer = Trainer(name, batch_size, infer_batch_size)
+        train = statistics.median(timings(lambda: trainer.train_steps(1), repeats))
+        infer = statistics.median(timings(lambda: trainer.infer(1), repeats))
+        rates[name] = (batch_size / train, infer_batch_size / infer)
+        print(f"{name}: train {rates[name][0]:.1f} images/s (batch {batch_size}), "
+              f"inference {rates[name][1]:.1f} images/s (batch {infer_batch_size}); "
+              f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    return rates
+
+
 def main():
     from kerascnn.quiet import import_tensorflow_quietly
 
@@ -257,6 +281,10 @@ if __name__ == "__main__":
 
     if sys.argv[1:2] == ["--serve"]:
         serve(*sys.argv[2:])
+        sys.exit(0)
+    if sys.argv[1:2] == ["--time"]:  # --time MODEL... : the reference alone (no TensorFlow imported)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        time_alone(sys.argv[2:] or list(MODELS))
         sys.exit(0)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))

@@ -51,6 +51,13 @@ def test_torch_worker_runs_the_reference_in_its_own_process():
     assert worker._process.returncode == 0
 
 
+def test_torch_reference_alone_reports_its_rates(capsys):
+    rates = torch_reference.time_alone(["resnet18"], repeats=1, batch_size=2, infer_batch_size=2)
+    train, infer = rates["resnet18"]
+    assert train > 0 and infer > 0
+    assert "resnet18: train" in capsys.readouterr().out
+
+
 def test_quick_run_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "throughput.json"
     throughput.main(

@@ -100,6 +100,7 @@ def test_a_cached_imagenet_file_is_used_without_network(tmp_path, monkeypatch):
     config = RunConfig.from_flags(
         "vgg16", dataset="synthetic", limit_train=64, val_split=0.02, batch_size=32, epochs=1, image_size=(32, 32),
         schedule="constant", augment="none", weights="imagenet", freeze_backbone=1, run_dir=str(tmp_path / "run"),
+        precision="float32",  # the features are compared with Keras' float32 VGG16 to 1e-3
     )
     result = fit(config, **QUIET)
     saved = json.loads((result.run_dir / rundir.CONFIG).read_text())
