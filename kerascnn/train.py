@@ -325,6 +325,10 @@ def _fit(config, resume_dir, log, verbose, extra_callbacks):
         f"{global_batch}, {config.precision}, lr {optim.lr:g}"
         f"{f', synchronised batch norm ({sync_bn_layers} layers)' if config.sync_bn else ''}; run directory {run_dir}"
     )
+    for setting, reason in auto_reasons.items():
+        # `auto` is the default: say what it chose and why, and how to opt out.
+        value = config.precision if setting == "precision" else ("XLA on" if config.jit else "XLA off")
+        log(f"--{setting} auto: {value} ({reason}); give --{setting} to choose")
     log(f"augmentation: {data.augmentation.describe()}")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
