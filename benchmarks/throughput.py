@@ -20,8 +20,9 @@ With `--torch` the same architecture in plain eager PyTorch
 (`benchmarks/torch_reference.py`: same layers, parameter counts asserted
 equal, same optimizer, loss and batch sizes, NCHW, all CPU threads; float32,
 inference under `torch.no_grad()` in eval mode) is timed in its own process
-(`torch_reference.Worker`; sharing TensorFlow's process slowed it by up to
-25%), taking turns with the kerascnn candidates, and the ratio
+(`torch_reference.Worker`; in one run, sharing TensorFlow's process had
+been up to 25% slower, NOTES.md 9), taking turns with the kerascnn
+candidates, and the ratio
 kerascnn / PyTorch is printed for training and for inference. In the
 PyTorch rows that column shows the ceiling instead, `(<= Nx)`: the float32
 peak over PyTorch's rate, the ratio a program running at 100% of the

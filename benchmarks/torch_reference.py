@@ -181,11 +181,14 @@ class Trainer:
 class Worker:
     """A `Trainer` in its own Python process, driven one timed call at a time.
 
-    Why a process: timed in the same process as TensorFlow, the reference
-    ran up to 25% slower than alone (measured: vgg16_bn training 80 against
-    101 images/s, alexnet_cifar 123 against 159; benchmarks/NOTES.md, 9):
-    two thread pools, allocators and oneDNN caches in one address space.
-    Each framework in its own process, taking turns, is the fair setting.
+    Why a process: in one run the reference timed inside TensorFlow's process
+    was up to 25% slower than alone (vgg16_bn training 80 against 101
+    images/s, alexnet_cifar 123 against 159; benchmarks/NOTES.md, 9). Later
+    checks did not reproduce that in-process, and the reference scatters
+    that much between runs in its own process too, so the cause is open;
+    but each framework in its own process, taking turns, removes one
+    possible unfairness (two thread pools, allocators and oneDNN caches in
+    one address space) whatever the cause.
     The child imports only PyTorch; `train_steps` and `infer` send one line
     and return when the child answers that the work is done (a pipe round
     trip is well under a millisecond, against steps of 0.1-3 s).

@@ -25,9 +25,9 @@ The rules, with the measurements behind them in `benchmarks/NOTES.md`
   Measured on a 2-thread AMD EPYC with avx512_bf16 (NOTES.md): the bfloat16
   matmul peak is 1.75-1.8x float32's, training 1.1-1.55x (1.35-1.5x on a
   quiet host) and inference about 1.7x faster for alexnet_cifar, vgg16_bn
-  and resnet18 (NOTES.md, 9), and
-  the accuracy of short CIFAR-10 runs of alexnet_cifar and resnet20
-  unchanged within noise (7, 10). `auto` is the default of `fit`.
+  and resnet18 (NOTES.md, 9), and the accuracy of short CIFAR-10 runs of
+  alexnet_cifar and resnet20 unchanged within noise (7, 10). `auto` is the
+  default of `fit`.
 - CPU without bfloat16 instructions: float32 (bfloat16 would be emulated,
   slower than float32).
 - XLA (`jit`): on for GPUs (it fuses batch norm, ReLU, additions and the
