@@ -2,7 +2,7 @@
 
 import sys
 
-from kerascnn.cli import main
+from kerascnn.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

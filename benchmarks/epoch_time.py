@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
@@ -35,8 +35,8 @@ import tensorflow as tf  # noqa: E402
 from kerascnn.analysis.macs import forward_macs  # noqa: E402
 from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
 from kerascnn.data.pipeline import make_datasets  # noqa: E402
-from kerascnn.data.sources import open_source  # noqa: E402
-from kerascnn.train import build_models  # noqa: E402
+from kerascnn.data.choose_source import open_source  # noqa: E402
+from kerascnn.training.fit import build_models  # noqa: E402
 from timing import matmul_gflops, median_seconds  # noqa: E402, F401  (matmul_gflops: re-exported)
 
 CIFAR_TRAIN_AFTER_SPLIT = 45_000

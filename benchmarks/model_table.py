@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
@@ -23,12 +23,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerascnn.analysis.macs import forward_macs  # noqa: E402
-from kerascnn.auxiliary import inference_model  # noqa: E402
-from kerascnn.registry import _MODELS, create_model, list_models  # noqa: E402
+from kerascnn.models.auxiliary import inference_model  # noqa: E402
+from kerascnn.models import create_model, list_models, registered_builder  # noqa: E402
 
 
 def defaults(name):
-    params = inspect.signature(_MODELS[name]).parameters
+    params = inspect.signature(registered_builder(name)).parameters
     return params["input_shape"].default, params["num_classes"].default
 
 

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
@@ -40,7 +40,7 @@ from epoch_time import time_model  # noqa: E402
 from kerascnn.data.augment import CIFAR_PAD, Augmentation  # noqa: E402
 from kerascnn.data.pipeline import in_memory_batches, training_batches  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
-from kerascnn.data.sources import open_source  # noqa: E402
+from kerascnn.data.choose_source import open_source  # noqa: E402
 from kerascnn.data.statistics import pca_of, pixel_moments  # noqa: E402
 
 BATCH = 128

@@ -21,15 +21,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
 import tensorflow as tf  # noqa: E402
 
 from epoch_time import time_model  # noqa: E402
-from kerascnn.data.sources import open_source  # noqa: E402
-from kerascnn.distribute import select_strategy, split_cpu  # noqa: E402
+from kerascnn.data.choose_source import open_source  # noqa: E402
+from kerascnn.runtime.strategies import select_strategy, split_cpu  # noqa: E402
 
 
 def images_per_second(name, source, strategy, global_batch, steps, repeats):

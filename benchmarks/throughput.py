@@ -6,7 +6,7 @@
         [--torch] [--repeats 5] [--steps 2] [--quick] [--json OUT]
 
 For each model, every precision x XLA setting asked for is built and
-compiled exactly as `fit` does (`kerascnn.train.build_models`: the model,
+compiled exactly as `fit` does (`kerascnn.training.fit.build_models`: the model,
 its L2 weight decay, SGD with momentum 0.9, cross-entropy on logits, the
 metrics) and fed one fixed synthetic batch from memory, so the figure is
 the training step itself (the product's input pipeline is timed by
@@ -55,7 +55,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from kerascnn.quiet import import_tensorflow_quietly  # noqa: E402
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
@@ -65,7 +65,7 @@ import tensorflow as tf  # noqa: E402
 
 from kerascnn.analysis.macs import forward_macs  # noqa: E402
 from kerascnn.config import OptimConfig  # noqa: E402
-from kerascnn.train import build_models  # noqa: E402
+from kerascnn.training.fit import build_models  # noqa: E402
 from timing import interleaved, matmul_gflops  # noqa: E402
 
 # The kerascnn options the PyTorch reference reproduces (other settings: each model's defaults).

@@ -266,10 +266,10 @@ def time_alone(names, repeats=5, batch_size=128, infer_batch_size=512):
 
 
 def main():
-    from kerascnn.quiet import import_tensorflow_quietly
+    from kerascnn.runtime.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from kerascnn.registry import create_model
+    from kerascnn.models import create_model
 
     for name in MODELS:
         keras_model = create_model(name, num_classes=NUM_CLASSES, input_shape=(32, 32, 3), **KERASCNN_OPTIONS[name])

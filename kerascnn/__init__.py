@@ -14,9 +14,9 @@ _PUBLIC = {
     "register_model": "kerascnn.registry",
     "model_description": "kerascnn.registry",
     "RunConfig": "kerascnn.config",
-    "fit": "kerascnn.train",
-    "export_model": "kerascnn.export",
-    "load_predictor": "kerascnn.predictor",
+    "fit": "kerascnn.training.fit",
+    "export_model": "kerascnn.serving.export",
+    "load_predictor": "kerascnn.serving.predictor",
     "UserError": "kerascnn.errors",
 }
 

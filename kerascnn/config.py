@@ -51,7 +51,7 @@ class DataConfig:
             fraction of them (a float in (0, 1]); None uses all.
         batch_size: per-replica batch; the global batch is this times the
             number of replicas in sync. "auto" finds the largest power of
-            two that trains on the device (`kerascnn.batch_size`).
+            two that trains on the device (`kerascnn.runtime.batch_size`).
         augment: training augmentation preset (`AUGMENT_PRESETS`); None
             picks `cifar` up to 64 pixels and `alexnet` above.
         pad_mode: "reflect" or "zero" padding of the `cifar` preset's crop.
@@ -138,7 +138,7 @@ class OptimConfig:
         lr: peak learning rate; None takes `DEFAULT_LR[optimizer]`.
         momentum: SGD momentum (0.9 in both papers).
         nesterov: Nesterov momentum for SGD.
-        weight_decay: L2 penalty (0.0005 in both papers); see `kerascnn.optim`
+        weight_decay: L2 penalty (0.0005 in both papers); see `kerascnn.training.optim`
             for how it is applied per optimizer.
         schedule: constant, step (times `lr_decay` every `step_epochs`),
             plateau (times `lr_decay` when validation accuracy stalls for
@@ -211,12 +211,12 @@ class RunConfig:
         patience: early stopping after this many epochs without a better
             validation accuracy; None trains all epochs.
         precision: float32, mixed_float16, mixed_bfloat16, or "auto", the
-            default: what `kerascnn.hardware` picks for this machine (mixed
+            default: what `kerascnn.runtime.hardware` picks for this machine (mixed
             precision where it has fast low-precision units, float32
             elsewhere); `fit` records the concrete value in config.json, and
             --resume reuses it. Give float32 for bit-for-bit float32 runs.
         jit: compile the train step with XLA: True, False or "auto", the
-            default (on for GPUs, off on CPUs, as `kerascnn.hardware` says).
+            default (on for GPUs, off on CPUs, as `kerascnn.runtime.hardware` says).
         seed: seeds weights, the validation split, shuffling and dropout.
         devices: "auto" (all GPUs when several, else the default device),
             "cpu", "all", a GPU count ("2") or a list of GPU indices ("0,2").
@@ -224,7 +224,7 @@ class RunConfig:
             on them with MirroredStrategy (tests the multi-replica path
             without GPUs).
         model_parallel: AlexNet's two towers on two devices (two GPUs, or two
-            CPU devices with cpu_replicas=2), one replica; see `kerascnn.parallel`.
+            CPU devices with cpu_replicas=2), one replica; see `kerascnn.runtime.model_parallel`.
         sync_bn: synchronised batch norm: statistics over the global batch
             rather than each replica's share.
         scale_lr: "linear" multiplies the learning rate by the number of

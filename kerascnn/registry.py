@@ -2,6 +2,12 @@
 
 Follows the timm / keras-hub pattern: each public variant is a small function
 decorated with `@register_model`; `create_model(name, **kwargs)` builds it.
+
+This module is the table alone and imports no model, so the model families
+(`kerascnn.models`) can register into it without an import cycle. Look
+models up through `kerascnn.models` (or `kerascnn.create_model`), which
+imports every family first; called here directly, the lookups see only the
+families imported so far.
 """
 
 import difflib
@@ -21,33 +27,24 @@ def register_model(builder):
     return builder
 
 
-def _ensure_loaded():
-    # Importing the model families runs their @register_model decorators.
-    import kerascnn.models  # noqa: F401
-
-
 def list_models():
     """Names of every registered model, sorted."""
-    _ensure_loaded()
     return sorted(_MODELS)
 
 
 def model_description(name):
     """First line of the builder's docstring: a one-line description."""
-    _ensure_loaded()
     doc = inspect.getdoc(_MODELS[name]) or ""
     return doc.splitlines()[0] if doc else ""
 
 
 def model_arguments(name):
     """Keyword arguments the builder of `name` accepts."""
-    _ensure_loaded()
     return set(inspect.signature(_MODELS[name]).parameters)
 
 
 def model_defaults(name):
     """Default value of each keyword argument of the builder of `name` (its baseline)."""
-    _ensure_loaded()
     return {
         k: p.default
         for k, p in inspect.signature(_MODELS[name]).parameters.items()
@@ -57,7 +54,6 @@ def model_defaults(name):
 
 def check_model_name(name):
     """Raise `ConfigError` listing the valid names when `name` is unknown."""
-    _ensure_loaded()
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -82,3 +78,9 @@ def create_model(name, **kwargs):
             f"it takes: {', '.join(sorted(model_arguments(name)))}"
         )
     return _MODELS[name](**kwargs)
+
+
+def registered_builder(name):
+    """The builder function registered as `name` (its signature lists the model's options)."""
+    check_model_name(name)
+    return _MODELS[name]

@@ -4,7 +4,7 @@ import pytest
 
 from kerascnn.errors import ConfigError
 from kerascnn.layers import LocalResponseNormalization
-from kerascnn.registry import create_model
+from kerascnn.models import create_model
 
 
 def spatial(model, name):

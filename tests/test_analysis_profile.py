@@ -12,7 +12,7 @@ import pytest
 
 from kerascnn.analysis.macs import forward_macs
 from kerascnn.analysis.profile import format_profile, profile_model
-from kerascnn.registry import create_model
+from kerascnn.models import create_model
 
 
 def conv_out(n, k, s, pad_total=0):

@@ -15,7 +15,7 @@ from kerascnn.analysis.receptive_field import (
     plot_fields,
     receptive_fields,
 )
-from kerascnn.registry import create_model
+from kerascnn.models import create_model
 
 
 def by_name(rows):

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerascnn import rundir
+from kerascnn.storage import rundir
 from kerascnn.analysis.compare import compare_runs
 from kerascnn.analysis.confusion import confusion_matrix, write_class_report
-from kerascnn.cli import main
+from kerascnn.cli.main import main
 from kerascnn.config import RunConfig
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """One real, tiny training run (1 epoch of a thin VGG on 128 synthetic images)."""
-    from kerascnn.train import fit
+    from kerascnn.training.fit import fit
 
     root = tmp_path_factory.mktemp("runs")
     config = RunConfig.from_flags(
@@ -173,7 +173,7 @@ def test_bad_flags_and_images(capsys, tmp_path):
 
 
 def test_visualize_an_export_uses_its_model_and_preprocessing(tmp_path):
-    from kerascnn import export
+    from kerascnn.serving import export
     from kerascnn.analysis.visualize import load_for_analysis, visualize
 
     inputs = keras.Input((16, 16, 3))

@@ -13,7 +13,7 @@ from conftest import cifar_records, class_colour, make_cifar_binary, make_image_
 
 from kerascnn.data.cifar_binary import CifarBinarySource
 from kerascnn.data.image_folder import ImageFolderSource
-from kerascnn.data.sources import open_source
+from kerascnn.data.choose_source import open_source
 from kerascnn.data.synthetic import SyntheticSource
 from kerascnn.data.tfds_source import TfdsSource
 from kerascnn.errors import ConfigError, DataError

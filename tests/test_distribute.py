@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from kerascnn.config import RunConfig
-from kerascnn.distribute import scaled_learning_rate, select_strategy, workers_tf_config
+from kerascnn.runtime.strategies import scaled_learning_rate, select_strategy, workers_tf_config
 from kerascnn.errors import ConfigError
-from kerascnn.train import fit
+from kerascnn.training.fit import fit
 
 GLOBAL_BATCH = 32
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerascnn import export
+from kerascnn.serving import export
 from kerascnn.config import RunConfig
-from kerascnn.predictor import load_predictor, load_run
-from kerascnn.train import fit
+from kerascnn.serving.predictor import load_predictor, load_run
+from kerascnn.training.fit import fit
 
 
 @pytest.fixture(scope="module")

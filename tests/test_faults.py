@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerascnn import batch_size as auto_batch
-from kerascnn import callbacks as cb
-from kerascnn import rundir
+from kerascnn.runtime import batch_size as auto_batch
+from kerascnn.training import callbacks as cb
+from kerascnn.storage import rundir
 from kerascnn.config import RunConfig
 from kerascnn.errors import UserError
-from kerascnn.train import fit
+from kerascnn.training.fit import fit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,11 +30,11 @@ SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    from kerascnn.quiet import import_tensorflow_quietly
+    from kerascnn.runtime.quiet import import_tensorflow_quietly
     import_tensorflow_quietly()
     import keras
     from kerascnn.config import RunConfig
-    from kerascnn.train import fit
+    from kerascnn.training.fit import fit
 
     class KillMidEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

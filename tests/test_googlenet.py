@@ -7,7 +7,7 @@ import pytest
 from kerascnn.errors import ConfigError
 from kerascnn.layers import LocalResponseNormalization
 from kerascnn.models.googlenet import INCEPTION_BLOCKS
-from kerascnn.registry import create_model
+from kerascnn.models import create_model
 
 BLOCKS = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
 # Table 1, "depth"-wise output sizes of each inception module.

@@ -5,12 +5,13 @@ import json
 import keras
 import pytest
 
-from kerascnn import hardware, rundir
-from kerascnn.cli import build_parser
+from kerascnn.runtime import hardware
+from kerascnn.storage import rundir
+from kerascnn.cli.main import build_parser
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
-from kerascnn.hardware import Hardware, auto_jit, auto_precision
-from kerascnn.train import fit
+from kerascnn.runtime.hardware import Hardware, auto_jit, auto_precision
+from kerascnn.training.fit import fit
 from interrupt import StopAfter
 
 H100 = Hardware(gpus=((9, 0),), cpu_flags=frozenset({"avx512f"}))

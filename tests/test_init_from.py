@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn import rundir
-from kerascnn.cli import main
+from kerascnn.storage import rundir
+from kerascnn.cli.main import main
 from kerascnn.config import RunConfig
-from kerascnn.train import fit
+from kerascnn.training.fit import fit
 from kerascnn.weights.incremental import layers_to_copy
 
 SMALL = dict(dataset="synthetic", limit_train=64, val_split=0.02, batch_size=32, epochs=1, schedule="constant",

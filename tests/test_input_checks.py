@@ -11,11 +11,11 @@ from conftest import cifar_records, make_cifar_binary, make_image_folder
 from PIL import Image
 from test_cli import run_cli
 
-from kerascnn.cli import main
+from kerascnn.cli.main import main
 from kerascnn.data.image_folder import ImageFolderSource
 from kerascnn.data.pipeline import read_guard
-from kerascnn.data.source import ArraySource, DataSource, SourceInfo, checked_label
-from kerascnn.data.sources import open_source
+from kerascnn.data.contract import ArraySource, DataSource, SourceInfo, checked_label
+from kerascnn.data.choose_source import open_source
 from kerascnn.errors import DataError
 
 

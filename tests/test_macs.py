@@ -1,7 +1,7 @@
 import keras
 
 from kerascnn.analysis.macs import forward_macs
-from kerascnn.registry import create_model
+from kerascnn.models import create_model
 
 
 def test_hand_counted_small_network():

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerascnn import parallel
-from kerascnn.cli import main
+from kerascnn.runtime import model_parallel as parallel
+from kerascnn.cli.main import main
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
-from kerascnn.optim import with_l2_penalty
-from kerascnn.registry import create_model
-from kerascnn.train import compile_model, fit
+from kerascnn.training.optim import with_l2_penalty
+from kerascnn.models import create_model
+from kerascnn.training.fit import compile_model, fit
 
 DEVICES = ("/cpu:0", "/cpu:1")
 SHAPE = (32, 32, 3)  # the smallest input the AlexNet builders take: 20M parameters, mostly fc7
@@ -186,7 +186,7 @@ def test_fit_model_parallel_writes_a_single_device_checkpoint_that_evaluates(tmp
     best = keras.saving.load_model(result.run_dir / "best.keras", compile=False)
     assert best.name == "alexnet" and not any(isinstance(l, parallel.OnDevice) for l in best.layers)
     assert best.get_layer("norm1").groups == 2
-    from kerascnn.evaluate import evaluate
+    from kerascnn.serving.evaluate import evaluate
 
     scores = evaluate(result.run_dir, None, None, 64, 64)
     assert scores["images"] == 64 and 0.0 <= scores["accuracy"] <= 1.0

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn.auxiliary import inference_model, training_model
+from kerascnn.models.auxiliary import inference_model, training_model
 from kerascnn.errors import ConfigError
-from kerascnn.registry import create_model, list_models
+from kerascnn.models import create_model, list_models
 
 
 @pytest.mark.parametrize("name", list_models())

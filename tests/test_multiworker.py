@@ -14,11 +14,11 @@ WORKER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {root!r})
-    from kerascnn.quiet import import_tensorflow_quietly
+    from kerascnn.runtime.quiet import import_tensorflow_quietly
     import_tensorflow_quietly()
     import numpy as np
     from kerascnn.config import RunConfig
-    from kerascnn.train import fit
+    from kerascnn.training.fit import fit
 
     index, workers, run_dir, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     config = RunConfig.from_flags(

@@ -4,8 +4,8 @@ import tensorflow as tf
 
 from kerascnn.config import OptimConfig
 from kerascnn.errors import ConfigError
-from kerascnn.optim import build_optimizer, learning_rate, with_l2_penalty
-from kerascnn.registry import create_model
+from kerascnn.training.optim import build_optimizer, learning_rate, with_l2_penalty
+from kerascnn.models import create_model
 
 
 def test_l2_penalty_adds_weight_decay_times_w_to_kernel_gradients():

@@ -5,7 +5,7 @@ from kerascnn.config import DataConfig
 from kerascnn.data.pipeline import make_datasets, split_indices
 from kerascnn.data.statistics import channel_stats
 from kerascnn.data.preprocessing import Preprocessing
-from kerascnn.data.source import DataSource, SourceInfo
+from kerascnn.data.contract import DataSource, SourceInfo
 
 
 class ArraySource(DataSource):

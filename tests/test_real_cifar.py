@@ -14,7 +14,7 @@ import tarfile
 import pytest
 
 from kerascnn.config import RunConfig
-from kerascnn.train import fit
+from kerascnn.training.fit import fit
 
 ARCHIVE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 

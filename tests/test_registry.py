@@ -1,7 +1,7 @@
 import pytest
 
 from kerascnn.errors import ConfigError
-from kerascnn.registry import create_model, list_models, model_description
+from kerascnn.models import create_model, list_models, model_description
 
 VGG_NAMES = [f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")]
 

@@ -6,7 +6,7 @@ import pytest
 
 from kerascnn.errors import ConfigError
 from kerascnn.models.resnet import ResNet
-from kerascnn.registry import create_model, model_description
+from kerascnn.models import create_model, model_description
 
 RESNET_NAMES = [
     "resnet18",

@@ -18,7 +18,7 @@ import torch  # noqa: E402,F401
 import throughput  # noqa: E402
 import torch_reference  # noqa: E402
 
-from kerascnn.registry import create_model  # noqa: E402
+from kerascnn.models import create_model  # noqa: E402
 
 ROW_KEYS = {
     "model", "framework", "precision", "jit", "train_images_per_s", "infer_images_per_s",

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn import rundir
+from kerascnn.storage import rundir
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
-from kerascnn.train import fit
+from kerascnn.training.fit import fit
 from interrupt import StopAfter
 
 

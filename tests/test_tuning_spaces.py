@@ -7,9 +7,9 @@ import keras
 import keras_tuner as kt
 import pytest
 
-from kerascnn.cli import main
+from kerascnn.cli.main import main
 from kerascnn.errors import ConfigError
-from kerascnn.registry import model_defaults
+from kerascnn.models import model_defaults
 from tuning import searchdir
 from tuning.spaces import SPACES, Baseline, enumerate_grid, seed_grid, wide
 

@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn import rundir
-from kerascnn.cli import main
+from kerascnn.storage import rundir
+from kerascnn.cli.main import main
 from kerascnn.config import RunConfig
 from kerascnn.data.preprocessing import Preprocessing
-from kerascnn.registry import create_model
-from kerascnn.train import fit
+from kerascnn.models import create_model
+from kerascnn.training.fit import fit
 from kerascnn.weights import imagenet, save_weights_file, transfer
 from interrupt import StopAfter
 

@@ -1,7 +1,7 @@
 """The `tune` and `tune-report` subcommands.
 
-`add_parsers(sub)` is called from `kerascnn.cli.build_parser`. Handlers raise
-`UserError` for bad input (one line on stderr, exit 2, from `kerascnn.cli.main`)
+`add_parsers(sub)` is called from `kerascnn.cli.main.build_parser`. Handlers raise
+`UserError` for bad input (one line on stderr, exit 2, from `kerascnn.cli.main.main`)
 and import TensorFlow/KerasTuner only once the flags are known to be valid.
 """
 
@@ -14,7 +14,7 @@ TUNER_HELP = "grid (default), random, bayesian or hyperband"
 
 
 def add_parsers(sub):
-    from kerascnn.cli import EPILOG, _add_data_flags, _count_or_fraction, _image_size
+    from kerascnn.cli.main import EPILOG, _add_data_flags, _count_or_fraction, _image_size
 
     p = sub.add_parser(
         "tune",
@@ -96,7 +96,7 @@ def request_from_args(args):
     )
     request.check()
     if args.width_multiplier is not None:
-        from kerascnn.registry import model_arguments
+        from kerascnn.models import model_arguments
 
         if "width_multiplier" not in model_arguments(args.model):
             raise UserError(f"model {args.model} has no width multiplier; drop --width-multiplier")

@@ -3,7 +3,7 @@
 `build(hp)` asks the search space for one trial's settings, validates them
 as a `RunConfig` (the same checks as `fit`), builds the registered model with
 the chosen options and compiles it with the chosen optimizer, exactly as
-`kerascnn.train.fit` does (L2 penalty, auxiliary heads, loss and metrics).
+`kerascnn.training.fit.fit` does (L2 penalty, auxiliary heads, loss and metrics).
 `fit(hp, model, ...)` makes that trial's datasets (its batch size and its
 train/validation split) and trains.
 
@@ -20,12 +20,12 @@ import dataclasses
 import keras
 import keras_tuner as kt
 
-from kerascnn.auxiliary import inference_model
-from kerascnn.callbacks import EpochTimer
+from kerascnn.models.auxiliary import inference_model
+from kerascnn.training.callbacks import EpochTimer
 from kerascnn.config import OptimConfig, RunConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
-from kerascnn.registry import model_defaults
-from kerascnn.train import build_models
+from kerascnn.models import model_defaults
+from kerascnn.training.fit import build_models
 
 from tuning.spaces import Baseline
 

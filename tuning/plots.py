@@ -18,7 +18,7 @@ temporary name and renamed, so a reader never sees half a PNG.
 
 import pathlib
 
-from kerascnn.atomic import save_figure
+from kerascnn.storage.atomic import save_figure
 from tuning.results import completed
 
 PLOT_NAMES = (

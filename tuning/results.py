@@ -12,7 +12,7 @@ import json
 import math
 import pathlib
 
-from kerascnn.atomic import write_text
+from kerascnn.storage.atomic import write_text
 from tuning import searchdir
 
 # Columns after the hyperparameters; `settings` are the flat description of

@@ -18,7 +18,7 @@ import sys
 
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
-from kerascnn.registry import check_model_name, model_defaults
+from kerascnn.models import check_model_name, model_defaults
 
 from tuning import searchdir
 from tuning.spaces import Baseline, enumerate_grid, get_space
@@ -123,7 +123,7 @@ def run_search(request, log=print, verbose=None):
     request.check()
     role = searchdir.distributed_role()
     base = request.base
-    from kerascnn.data.sources import open_source
+    from kerascnn.data.choose_source import open_source
 
     # Open the data before the folder is touched: a wrong path fails here.
     source = open_source(base.data.dataset, base.data.data_dir, base.data.image_size)
@@ -207,7 +207,7 @@ def export_best(tuner, hypermodel, base):
     trials = tuner.oracle.get_best_trials(1)
     if not trials:
         return None
-    from kerascnn.export import export_model
+    from kerascnn.serving.export import export_model
 
     from tuning.hypermodel import inference_network
 

@@ -23,7 +23,7 @@ import pathlib
 import shutil
 import time
 
-from kerascnn import rundir
+from kerascnn.storage import rundir
 from kerascnn.errors import ConfigError
 
 IDENTITY = "search.json"

@@ -21,7 +21,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.tuners.gridsearch import LinkedList
 
-from kerascnn import rundir
+from kerascnn.storage import rundir
 from kerascnn.data.pipeline import read_guard
 from kerascnn.errors import ConfigError, UserError
 

@@ -9,7 +9,7 @@ one failed and why, as one line for the CLI.
 import sys
 
 from kerascnn.errors import ConfigError
-from kerascnn.registry import create_model
+from kerascnn.models import create_model
 
 
 def _failing_layer(tb):

@@ -1,7 +1,7 @@
 """Comparison of finished runs: one table, the curves on shared axes, bar charts.
 
 For each run directory (config.json, metrics.json, history.csv, see
-`kerascnn.rundir`):
+`kerascnn.storage.rundir`):
 
     model, parameters      config / metrics.json (`count_params` of the inference model)
     MACs                   multiply-accumulates per image, `kerascnn.analysis.profile`,
@@ -17,9 +17,9 @@ epoch, on shared axes) and bars.png (test accuracy and seconds per epoch).
 
 import pathlib
 
-from kerascnn import rundir
+from kerascnn.storage import rundir
 from kerascnn.analysis import tables
-from kerascnn.atomic import save_figure, write_text
+from kerascnn.storage.atomic import save_figure, write_text
 from kerascnn.errors import UserError
 
 COMPARISON_MD = "comparison.md"
@@ -42,8 +42,8 @@ def run_macs(config):
     import keras
 
     from kerascnn.analysis.profile import profile_model
-    from kerascnn.auxiliary import inference_model
-    from kerascnn.registry import create_model
+    from kerascnn.models.auxiliary import inference_model
+    from kerascnn.models import create_model
 
     resolved = config.get("resolved", {})
     try:
@@ -63,7 +63,7 @@ def run_macs(config):
 def read_run(path, macs_cache=None):
     """One comparison row (plus the run's history) from a finished run directory."""
     path = rundir.require_run_dir(path, need=(rundir.CONFIG, rundir.METRICS))
-    from kerascnn.callbacks import read_history
+    from kerascnn.training.callbacks import read_history
 
     config = rundir.read_json(path / rundir.CONFIG)
     metrics = rundir.read_json(path / rundir.METRICS)

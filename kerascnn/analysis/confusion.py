@@ -16,8 +16,8 @@ import io
 import numpy as np
 import tensorflow as tf
 
-from kerascnn.atomic import save_figure, write_text
-from kerascnn.rundir import CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV
+from kerascnn.storage.atomic import save_figure, write_text
+from kerascnn.storage.rundir import CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV
 # Above this many classes the cells are too small to print their values.
 ANNOTATE_UP_TO = 20
 

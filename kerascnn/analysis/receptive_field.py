@@ -315,7 +315,7 @@ def plot_fields(named_rows, path):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from kerascnn.atomic import save_figure
+    from kerascnn.storage.atomic import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, rows in named_rows:

@@ -26,7 +26,7 @@ import re
 import keras
 import numpy as np
 
-from kerascnn.atomic import save_figure
+from kerascnn.storage.atomic import save_figure
 from kerascnn.analysis.graph import spatial_shape, walk
 from kerascnn.errors import DataError, UserError
 
@@ -49,14 +49,15 @@ class Loaded:
 
 def load_for_analysis(spec, input_shape=None, num_classes=None):
     """A run directory, an export directory or a registered model name -> `Loaded`."""
-    from kerascnn import export, rundir
+    from kerascnn.serving import export
+    from kerascnn.storage import rundir
     from kerascnn.data.preprocessing import Preprocessing
-    from kerascnn.registry import list_models
+    from kerascnn.models import list_models
 
     path = pathlib.Path(spec)
     if path.is_dir():
         if (path / rundir.CONFIG).exists():
-            from kerascnn.predictor import load_run
+            from kerascnn.serving.predictor import load_run
 
             config, model, preprocessing = load_run(path)
             return Loaded(model, preprocessing, "run", f"run {path} ({config['model']}, best checkpoint)")
@@ -72,7 +73,7 @@ def load_for_analysis(spec, input_shape=None, num_classes=None):
     if spec not in list_models():
         if path.exists() or "/" in spec or "\\" in spec:
             raise DataError(f"{spec} is not a run directory, an export directory or a registered model name")
-        from kerascnn.registry import check_model_name
+        from kerascnn.models import check_model_name
 
         check_model_name(spec)  # raises with the list of names
     from kerascnn.analysis.build import build_model

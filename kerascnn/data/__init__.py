@@ -1,6 +1,6 @@
 """tf.data sources (tensorflow-datasets, image folder, CIFAR binary, synthetic) and pipelines.
 
-`kerascnn.data.sources.open_source` picks a source; `kerascnn.data.pipeline`
+`kerascnn.data.choose_source.open_source` picks a source; `kerascnn.data.pipeline`
 turns it into batched train/validation/test datasets; `kerascnn.data.augment`
 holds the batched training augmentations; `fit_pca` gives AlexNet's colour
 jitter its principal components.

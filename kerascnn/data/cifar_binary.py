@@ -28,8 +28,8 @@ import zlib
 
 import numpy as np
 
-from kerascnn.data.source import SourceInfo
-from kerascnn.data.source import ArraySource
+from kerascnn.data.contract import SourceInfo
+from kerascnn.data.contract import ArraySource
 from kerascnn.errors import DataError
 
 RECORD_BYTES = 3073

@@ -33,8 +33,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerascnn.data.source import DataSource, SourceInfo
-from kerascnn.data.source import checked_indices
+from kerascnn.data.contract import DataSource, SourceInfo
+from kerascnn.data.contract import checked_indices
 from kerascnn.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")

@@ -17,7 +17,7 @@ changing `num_test` does not change the training images.
 
 import numpy as np
 
-from kerascnn.data.source import ArraySource, SourceInfo
+from kerascnn.data.contract import ArraySource, SourceInfo
 from kerascnn.errors import ConfigError
 
 _GRID = 4  # pattern resolution: coarse enough to be smooth, fine enough to differ

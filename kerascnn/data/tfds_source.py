@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn.data.image_folder import resize_uint8
-from kerascnn.data.source import DataSource, SourceInfo
-from kerascnn.data.source import checked_indices, checked_label
+from kerascnn.data.contract import DataSource, SourceInfo
+from kerascnn.data.contract import checked_indices, checked_label
 from kerascnn.errors import DataError
 
 # tensorflow-datasets retries each URL 10 times with exponential backoff

@@ -9,7 +9,7 @@
   Normalization after conv1 and conv2, before pooling (section 3.3), over
   each tower's own half of the maps (LRN `groups=2`), as each GPU computed
   it; `fit alexnet --model-parallel` puts the towers on two devices
-  (`kerascnn.parallel`);
+  (`kerascnn.runtime.model_parallel`);
   overlapping 3x3/2 max pooling (section 3.4) after both normalisations and
   conv5; FC 4096-4096 with dropout 0.5 (section 4.2). 60,965,224 parameters
   with 1000 classes.
@@ -154,7 +154,7 @@ def AlexNetFamily(
         towers: 2 splits the grouped layers into two towers (`groups=2`), as
             on the paper's two GPUs, and normalises each tower's half of the
             maps separately (LRN `groups=2`); 1 connects every channel.
-            `kerascnn.parallel` places the two towers on two devices.
+            `kerascnn.runtime.model_parallel` places the two towers on two devices.
         init: "paper" (N(0, 0.01) weights, biases of 1 in conv2, conv4, conv5
             and the FC hidden layers) or "he_normal".
     """

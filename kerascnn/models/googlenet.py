@@ -29,7 +29,7 @@ Auxiliary classifiers (section 5), after inception 4a and 4d when
 convolution with 128 filters and ReLU, FC 1024 with ReLU, 70% dropout, and a
 linear `num_classes`-way layer. The paper adds their losses with weight 0.3
 during training and discards them at inference; that is the training code's
-job (`kerascnn.auxiliary`). With `aux_logits=True` the model has exactly
+job (`kerascnn.models.auxiliary`). With `aux_logits=True` the model has exactly
 three outputs, in this order: `[predictions, aux1_predictions,
 aux2_predictions]`; with `aux_logits=False`, one. Each auxiliary head adds
 3,188,840 (after 4a) and 3,190,888 (after 4d) parameters at 224/1000.

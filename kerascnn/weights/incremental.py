@@ -16,7 +16,7 @@ first four convolutions and its three FC layers, serves any shallower source
 batch normalisation (`block{s}_bn{i}`).
 """
 
-from kerascnn import rundir
+from kerascnn.storage import rundir
 from kerascnn.errors import ConfigError
 from kerascnn.models.vgg import VGG_VARIANTS, conv_layer_names
 from kerascnn.weights.transfer import read_keras_file

@@ -24,7 +24,7 @@ Sources of `--weights`:
 import dataclasses
 import pathlib
 
-from kerascnn import rundir
+from kerascnn.storage import rundir
 from kerascnn.errors import ConfigError
 from kerascnn.weights import finetune, imagenet, incremental, transfer
 from kerascnn.weights.archive import read_metadata

@@ -253,7 +253,7 @@ def build_from_state_dict(name, tensors):
     consumed: each tensor is removed as it is used. The first tensor that is
     missing, not used, or of the wrong shape raises `ConfigError` naming it.
     """
-    from kerascnn.registry import create_model
+    from kerascnn.models import create_model
 
     if name not in FAMILIES:
         raise ConfigError(f"no torchvision mapping for {name!r}; choose one of {', '.join(sorted(FAMILIES))}")

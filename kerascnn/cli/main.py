@@ -9,8 +9,8 @@ import argparse
 import json
 import sys
 
-from kerascnn.cli_analysis import add_parsers as add_analysis_parsers
-from kerascnn.cli_weights import add_parsers as add_weights_parsers
+from kerascnn.cli.analysis import add_parsers as add_analysis_parsers
+from kerascnn.cli.weights import add_parsers as add_weights_parsers
 from tuning.cli import add_parsers as add_tuning_parsers
 from kerascnn.errors import UserError
 
@@ -141,7 +141,7 @@ def _fit_parser(sub):
     g.add_argument("--patience", type=int, help="stop after N epochs without better validation accuracy")
     g.add_argument(
         "--precision",
-        help="auto (default): mixed precision where this machine gains from it (kerascnn.hardware), "
+        help="auto (default): mixed precision where this machine gains from it (kerascnn.runtime.hardware), "
         "float32 elsewhere, recorded in config.json; or float32, mixed_float16, mixed_bfloat16",
     )
     g.add_argument(
@@ -261,7 +261,7 @@ def _positive(name, value):
 
 
 def cmd_list(args):
-    from kerascnn.registry import list_models, model_description
+    from kerascnn.models import list_models, model_description
 
     names = list_models()
     width = max(len(n) for n in names)
@@ -287,7 +287,7 @@ def cmd_fit(args):
         flags["model_options"] = {k: flags.pop(k) for k in MODEL_FLAGS}
         config = RunConfig.from_flags(args.model, **flags)
 
-    from kerascnn.train import fit
+    from kerascnn.training.fit import fit
 
     fit(config, resume_dir=args.resume)
     return 0
@@ -298,7 +298,7 @@ def cmd_evaluate(args):
     _positive("limit", args.limit)
     if args.dataset and args.data_dir:
         raise UserError("give either --dataset or --data-dir, not both")
-    from kerascnn.evaluate import evaluate
+    from kerascnn.serving.evaluate import evaluate
 
     result = evaluate(args.path, args.dataset, args.data_dir, args.batch_size, args.limit)
     if args.json:
@@ -313,8 +313,8 @@ def cmd_evaluate(args):
 
 
 def cmd_export(args):
-    from kerascnn.export import export_model
-    from kerascnn.predictor import load_run
+    from kerascnn.serving.export import export_model
+    from kerascnn.serving.predictor import load_run
 
     config, model, preprocessing = load_run(args.run_dir)
     class_names = config["resolved"]["class_names"]
@@ -325,7 +325,7 @@ def cmd_export(args):
 
 def cmd_predict(args):
     _positive("top_k", args.top_k)
-    from kerascnn.predictor import decode_image_file, load_predictor, top_k
+    from kerascnn.serving.predictor import decode_image_file, load_predictor, top_k
 
     images = [decode_image_file(p) for p in args.images]  # all readable before any work
     predictor = load_predictor(args.path)
@@ -353,7 +353,7 @@ def main(argv=None):
         return 2
     command = f"kerascnn {args.command}"
     try:
-        from kerascnn.quiet import import_tensorflow_quietly
+        from kerascnn.runtime.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         return args.handler(args)
@@ -361,7 +361,7 @@ def main(argv=None):
         print(f"{command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        from kerascnn.export import ExportError
+        from kerascnn.serving.export import ExportError
 
         if not isinstance(e, ExportError):
             raise

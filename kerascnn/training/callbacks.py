@@ -10,7 +10,7 @@ import time
 
 import keras
 
-from kerascnn.atomic import write_text
+from kerascnn.storage.atomic import write_text
 
 MONITOR = "val_accuracy"
 

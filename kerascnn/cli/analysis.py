@@ -1,6 +1,6 @@
 """Analysis subcommands: summary, receptive-field, visualize, compare.
 
-Registered on the main parser by `kerascnn.cli.build_parser()`. Like the
+Registered on the main parser by `kerascnn.cli.main.build_parser()`. Like the
 other subcommands, a mistake by the user (unknown model, a shape the model
 cannot take, a path that is not a run directory) raises a `UserError`,
 which the CLI prints as one line with exit status 2; TensorFlow is imported
@@ -121,11 +121,11 @@ def add_parsers(sub):
 def cmd_summary(args):
     from kerascnn.analysis.build import build_model
     from kerascnn.analysis.profile import format_profile, profile_model
-    from kerascnn.auxiliary import inference_model
+    from kerascnn.models.auxiliary import inference_model
 
     name, shape, classes, options, dtype = args.model, args.input_shape, args.num_classes, _options(args), "float32"
     if pathlib.Path(args.model).is_dir():
-        from kerascnn import rundir
+        from kerascnn.storage import rundir
 
         config = rundir.read_json(rundir.require_run_dir(args.model) / rundir.CONFIG)
         resolved = config.get("resolved", {})
@@ -146,7 +146,7 @@ def cmd_receptive_field(args):
     from kerascnn.analysis import tables
     from kerascnn.analysis.build import build_model
     from kerascnn.analysis.receptive_field import coverage_line, plot_fields, receptive_fields, table_rows
-    from kerascnn.registry import check_model_name
+    from kerascnn.models import check_model_name
 
     for name in args.models:  # every name checked before any model is built
         check_model_name(name)
@@ -175,7 +175,7 @@ def cmd_receptive_field(args):
 
 def cmd_visualize(args):
     from kerascnn.analysis.visualize import load_for_analysis, visualize
-    from kerascnn.predictor import decode_image_file
+    from kerascnn.serving.predictor import decode_image_file
 
     image = decode_image_file(args.image) if args.image else None  # readable before any work
     loaded = load_for_analysis(args.source, args.input_shape, args.num_classes)

@@ -20,15 +20,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerascnn import callbacks as cb
+from kerascnn.training import callbacks as cb
 from kerascnn.analysis.confusion import write_class_report
-from kerascnn.auxiliary import inference_model, training_model
-from kerascnn import rundir
+from kerascnn.models.auxiliary import inference_model, training_model
+from kerascnn.storage import rundir
 from kerascnn.config import RunConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
-from kerascnn.data.sources import open_source
-from kerascnn.batch_size import OutOfMemory, find_batch_size, is_out_of_memory, out_of_memory_message
-from kerascnn.distribute import (
+from kerascnn.data.choose_source import open_source
+from kerascnn.runtime.batch_size import OutOfMemory, find_batch_size, is_out_of_memory, out_of_memory_message
+from kerascnn.runtime.strategies import (
     is_chief,
     scaled_learning_rate,
     select_strategy,
@@ -37,12 +37,12 @@ from kerascnn.distribute import (
     workers_tf_config,
 )
 from kerascnn.errors import ConfigError, UserError
-from kerascnn import hardware
-from kerascnn import parallel
-from kerascnn.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
-from kerascnn.plots import plot_curves
-from kerascnn.registry import check_model_name, create_model
-from kerascnn.tta import ten_crop_metrics
+from kerascnn.runtime import hardware
+from kerascnn.runtime import model_parallel as parallel
+from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
+from kerascnn.analysis.curves import plot_curves
+from kerascnn.models import check_model_name, create_model
+from kerascnn.serving.tta import ten_crop_metrics
 from kerascnn.weights import plan as weights_plan
 
 
@@ -290,7 +290,7 @@ def _fit(config, resume_dir, log, verbose, extra_callbacks):
         stopper,
         cb.HistoryWriter(run_dir / rundir.HISTORY, history),
         cb.SafeBackupAndRestore(str(run_dir / rundir.BACKUP), delete_checkpoint=True),
-        # A model-parallel run saves its single-device equivalent (kerascnn.parallel).
+        # A model-parallel run saves its single-device equivalent (kerascnn.runtime.model_parallel).
         cb.BestCheckpoint(
             run_dir / rundir.BEST, placement.checkpoint_model() if placement else inference, initial_best=best_value
         ),
@@ -380,7 +380,7 @@ def _fit(config, resume_dir, log, verbose, extra_callbacks):
             f"{metrics['seconds_per_epoch']:.1f} s/epoch"
         )
         if config.export and chief:
-            from kerascnn.export import export_model
+            from kerascnn.serving.export import export_model
 
             result.export_dir = export_model(
                 best, data.preprocessing, info.class_names, config.model, config.export_dir, config.to_dict()

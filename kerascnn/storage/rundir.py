@@ -18,7 +18,7 @@ import datetime
 import json
 import pathlib
 
-from kerascnn.atomic import write_text
+from kerascnn.storage.atomic import write_text
 from kerascnn.errors import DataError
 
 CONFIG = "config.json"

@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kerascnn.distribute import chosen_gpus, split_cpu
+from kerascnn.runtime.strategies import chosen_gpus, split_cpu
 from kerascnn.errors import ConfigError
 from kerascnn.layers import LocalResponseNormalization
 
@@ -334,7 +334,7 @@ class ModelParallel:
         return {
             "devices": list(self.devices),
             "blocks": placement(self.parallel),
-            "checkpoint": "single-device alexnet (kerascnn.parallel.to_single_device)",
+            "checkpoint": "single-device alexnet (kerascnn.runtime.model_parallel.to_single_device)",
         }
 
 

@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from kerascnn.atomic import save_figure  # noqa: E402
+from kerascnn.storage.atomic import save_figure  # noqa: E402
 
 
 def plot_curves(history, path, title=""):

@@ -9,7 +9,7 @@ predictions made by the network's softmax layer on the ten patches."
 import numpy as np
 import tensorflow as tf
 
-from kerascnn.scoring import ProbabilityScores
+from kerascnn.serving.scoring import ProbabilityScores
 
 
 def ten_crop_metrics(model, dataset):

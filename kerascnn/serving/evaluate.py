@@ -1,10 +1,10 @@
 """Accuracy of an export or a run on a data set's test split."""
 
 from kerascnn.data.pipeline import read_guard
-from kerascnn.data.sources import open_source
+from kerascnn.data.choose_source import open_source
 from kerascnn.errors import DataError
-from kerascnn.predictor import load_predictor
-from kerascnn.scoring import ProbabilityScores
+from kerascnn.serving.predictor import load_predictor
+from kerascnn.serving.scoring import ProbabilityScores
 
 
 def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None):

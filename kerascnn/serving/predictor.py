@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerascnn import export, rundir
+from kerascnn.serving import export
+from kerascnn.storage import rundir
 from kerascnn import layers as _layers  # noqa: F401 -- registers the custom layers best.keras may hold (LRN)
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.errors import DataError

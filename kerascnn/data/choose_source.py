@@ -18,7 +18,7 @@ that, for example, a run on an image folder never imports tensorflow-datasets.
 
 import os
 
-from kerascnn.data.source import DataSource
+from kerascnn.data.contract import DataSource
 from kerascnn.errors import ConfigError, DataError
 
 DEFAULT_DATASET = "cifar10"
