@@ -36,7 +36,7 @@ from kerascnn.analysis.macs import forward_macs  # noqa: E402
 from kerascnn.config import DataConfig, OptimConfig  # noqa: E402
 from kerascnn.data.pipeline import make_datasets  # noqa: E402
 from kerascnn.data.choose_source import open_source  # noqa: E402
-from kerascnn.training.fit import build_models  # noqa: E402
+from kerascnn.training.build import build_models  # noqa: E402
 from timing import matmul_gflops, median_seconds  # noqa: E402, F401  (matmul_gflops: re-exported)
 
 CIFAR_TRAIN_AFTER_SPLIT = 45_000

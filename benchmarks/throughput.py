@@ -6,7 +6,7 @@
         [--torch] [--repeats 5] [--steps 2] [--quick] [--json OUT]
 
 For each model, every precision x XLA setting asked for is built and
-compiled exactly as `fit` does (`kerascnn.training.fit.build_models`: the model,
+compiled exactly as `fit` does (`kerascnn.training.build.build_models`: the model,
 its L2 weight decay, SGD with momentum 0.9, cross-entropy on logits, the
 metrics) and fed one fixed synthetic batch from memory, so the figure is
 the training step itself (the product's input pipeline is timed by
@@ -65,7 +65,7 @@ import tensorflow as tf  # noqa: E402
 
 from kerascnn.analysis.macs import forward_macs  # noqa: E402
 from kerascnn.config import OptimConfig  # noqa: E402
-from kerascnn.training.fit import build_models  # noqa: E402
+from kerascnn.training.build import build_models  # noqa: E402
 from timing import interleaved, matmul_gflops  # noqa: E402
 
 # The kerascnn options the PyTorch reference reproduces (other settings: each model's defaults).

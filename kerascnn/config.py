@@ -12,6 +12,7 @@ import json
 import numbers
 
 from kerascnn.errors import ConfigError
+from kerascnn.record import RunRecord
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau", "cosine")
@@ -242,7 +243,8 @@ class RunConfig:
         freeze_backbone: train only the new layers for this many epochs, then
             all layers at `finetune_lr` (`kerascnn.weights.finetune`); 0 = off.
         finetune_lr: learning rate after the frozen epochs; None = lr / 10.
-        resolved: facts measured when the run started (filled by `fit`).
+        resolved: the `RunRecord` of what the run resolved and measured when it
+            started (filled by `fit`; empty before).
     """
 
     model: str
@@ -268,7 +270,7 @@ class RunConfig:
     init_from: str = None
     freeze_backbone: int = 0
     finetune_lr: float = None
-    resolved: dict = dataclasses.field(default_factory=dict)
+    resolved: RunRecord = dataclasses.field(default_factory=RunRecord)
 
     def __post_init__(self):
         _positive_int("epochs", self.epochs)
@@ -302,6 +304,8 @@ class RunConfig:
         object.__setattr__(
             self, "model_options", {k: v for k, v in self.model_options.items() if v is not None}
         )
+        if not isinstance(self.resolved, RunRecord):  # a dict from config.json, any version
+            object.__setattr__(self, "resolved", RunRecord.from_dict(self.resolved))
 
     # --- construction -----------------------------------------------------
 
@@ -325,7 +329,9 @@ class RunConfig:
     # --- JSON -------------------------------------------------------------
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["resolved"] = self.resolved.to_dict()
+        return d
 
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from kerascnn.runtime import batch_size as auto_batch
 from kerascnn.training import callbacks as cb
+from kerascnn.storage.history import read_history, write_history
 from kerascnn.storage import rundir
 from kerascnn.config import RunConfig
 from kerascnn.errors import UserError
@@ -73,19 +74,19 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path):
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     assert not (killed / rundir.METRICS).exists()
     assert cb.backup_epoch(killed / rundir.BACKUP) == 1  # epoch 0 done, epoch 1 cut at batch 4
-    assert [int(r["epoch"]) for r in cb.read_history(killed / rundir.HISTORY)] == [0]
+    assert [int(r["epoch"]) for r in read_history(killed / rundir.HISTORY)] == [0]
 
     resumed = _run([os.path.join(ROOT, "main.py"), "fit", "--resume", str(killed)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _run([str(script), str(reference), "full"], tmp_path).returncode == 0
 
-    history = cb.read_history(killed / rundir.HISTORY)
+    history = read_history(killed / rundir.HISTORY)
     assert [int(r["epoch"]) for r in history] == [0, 1, 2]  # no gap, no duplicate
     assert json.loads((killed / rundir.METRICS).read_text())["epochs_run"] == 3
     assert not (killed / rundir.BACKUP).exists()
     # Same weights, optimizer state, schedule position and data order as a run
     # that was never interrupted: the same numbers, epoch by epoch.
-    expected = cb.read_history(reference / rundir.HISTORY)
+    expected = read_history(reference / rundir.HISTORY)
     for got, want in zip(history, expected):
         for key in ("loss", "accuracy", "val_accuracy", "learning_rate"):
             assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (key, got["epoch"])
@@ -188,14 +189,14 @@ def test_try_step_keeps_the_mixed_precision_policy():
 
 def test_history_is_rewritten_atomically(tmp_path):
     path = tmp_path / "history.csv"
-    cb.write_history(path, [{"epoch": 0, "loss": 1.5}, {"epoch": 1, "loss": 1.25, "accuracy": 0.5}])
-    rows = cb.read_history(path)
+    write_history(path, [{"epoch": 0, "loss": 1.5}, {"epoch": 1, "loss": 1.25, "accuracy": 0.5}])
+    rows = read_history(path)
     assert rows == [{"epoch": 0.0, "loss": 1.5}, {"epoch": 1.0, "loss": 1.25, "accuracy": 0.5}]
     assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no temporary left behind
-    assert math.isnan(cb.read_history(_write_nan(tmp_path))[0]["loss"])
+    assert math.isnan(read_history(_write_nan(tmp_path))[0]["loss"])
 
 
 def _write_nan(tmp_path):
     path = tmp_path / "nan.csv"
-    cb.write_history(path, [{"epoch": 0, "loss": float("nan")}])
+    write_history(path, [{"epoch": 0, "loss": float("nan")}])
     return path

@@ -1,7 +1,8 @@
 """KerasTuner searches over the classic CNNs: hypermodel, named spaces, tuners, reports.
 
     tuning.spaces      named search spaces (seed-grid, wide)
-    tuning.hypermodel  CNNHyperModel: registry model + hp-chosen options/optimizer/data
+    tuning.hypermodel  CNNHyperModel: registry model + hp-chosen options/optimizer/data, built
+                       and recorded through kerascnn.training's phases
     tuning.tuners      grid, random, bayesian, hyperband with per-trial measurements
     tuning.searchdir   the results folder: identity, resume, --overwrite
     tuning.results     trials.csv and summary.md, rebuilt from disk
@@ -12,3 +13,19 @@
 Only tuning.spaces, tuning.searchdir, tuning.results, tuning.plots and
 tuning.cli import without TensorFlow.
 """
+
+from kerascnn._lazy import lazy_exports
+
+_PUBLIC = {
+    "SearchRequest": "tuning.search",
+    "run_search": "tuning.search",
+    "dry_run": "tuning.search",
+    "CNNHyperModel": "tuning.hypermodel",
+    "get_space": "tuning.spaces",
+    "make_tuner": "tuning.tuners",
+    "collect": "tuning.results",
+    "write_report": "tuning.results",
+}
+
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

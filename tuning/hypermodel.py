@@ -1,11 +1,16 @@
 """`CNNHyperModel`: a registered CNN as a KerasTuner hypermodel.
 
-`build(hp)` asks the search space for one trial's settings, validates them
-as a `RunConfig` (the same checks as `fit`), builds the registered model with
-the chosen options and compiles it with the chosen optimizer, exactly as
-`kerascnn.training.fit.fit` does (L2 penalty, auxiliary heads, loss and metrics).
+A search is planned and run like one `fit` (`kerascnn.training`): the base
+configuration goes through `plan_run` (model check, `--precision auto` /
+`--jit auto` resolved for this machine with the reasons) and the whole
+search runs inside `runtime_context` (seed, precision policy, the strategy
+`fit` would choose). Each trial is then the plan with the space's settings:
+`build(hp)` validates them as a `RunConfig` (the same checks as `fit`) and
+builds through `kerascnn.training.build.build_models`, the one
+model-building path (L2 penalty, auxiliary heads, loss and metrics);
 `fit(hp, model, ...)` makes that trial's datasets (its batch size and its
-train/validation split) and trains.
+train/validation split) and trains; `trial_config(hp, model)` is what a
+trial recorded, with the same typed `RunRecord` as a `fit` run's config.json.
 
 The split: the CIFAR-10 study's "train/test split 70/30 or 90/10" is our
 `val_split` (0.3 or 0.1) of the training split. The held-out part is the
@@ -20,12 +25,14 @@ import dataclasses
 import keras
 import keras_tuner as kt
 
-from kerascnn.models.auxiliary import inference_model
-from kerascnn.training.callbacks import EpochTimer
-from kerascnn.config import OptimConfig, RunConfig
+from kerascnn.config import OptimConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
 from kerascnn.models import model_defaults
-from kerascnn.training.fit import build_models
+from kerascnn.models.auxiliary import inference_model
+from kerascnn.training.build import Built, build_models
+from kerascnn.training.callbacks import EpochTimer
+from kerascnn.training.data import RunData, input_shape_of
+from kerascnn.training.record import make_record
 
 from tuning.spaces import Baseline
 
@@ -38,27 +45,30 @@ class CNNHyperModel(kt.HyperModel):
     """Builds and trains `base.model` with the options a search space picks.
 
     Args:
-        base: a `RunConfig` carrying what every trial shares: the model name,
-            fixed model options, the data flags (dataset, data_dir,
-            image_size, limit_train), epochs, patience and seed.
+        plan: the `RunPlan` of the configuration every trial shares
+            (`kerascnn.training.plan_run`): the model name, fixed model
+            options, the data flags (dataset, data_dir, image_size,
+            limit_train), epochs, patience, seed, and the concrete
+            precision and XLA setting.
         space: a function from `tuning.spaces` (`define(hp, baseline)`).
         source: the opened `DataSource` (opened once, shared by all trials).
-        replicas: replicas in sync of the tuner's distribution strategy;
-            the global batch is the chosen batch size times this.
+        runtime: the search's `Runtime` (`kerascnn.training.runtime_context`);
+            the global batch is the chosen batch size times its replicas.
     """
 
-    def __init__(self, base, space, source, replicas=1, verbose=0):
-        super().__init__(name=base.model)
-        self.base = base
+    def __init__(self, plan, space, source, runtime, verbose=0):
+        super().__init__(name=plan.config.model)
+        self.plan = plan
+        self.base = plan.config
         self.space = space
         self.source = source
-        self.replicas = replicas
+        self.runtime = runtime
+        self.replicas = runtime.replicas
         self.verbose = verbose
-        info = source.info
-        self.num_classes = info.num_classes
-        size = tuple(base.data.image_size or info.image_shape[:2])
-        self.input_shape = (*size, 3)
-        self.baseline = Baseline(base.model, {**model_defaults(base.model), **base.model_options}, size)
+        self.num_classes = source.info.num_classes
+        self.input_shape = input_shape_of(self.base, source.info)
+        defaults = {**model_defaults(self.base.model), **self.base.model_options}
+        self.baseline = Baseline(self.base.model, defaults, self.input_shape[:2])
         self._data = collections.OrderedDict()
 
     # --- hp -> settings --------------------------------------------------------
@@ -67,14 +77,32 @@ class CNNHyperModel(kt.HyperModel):
         """The space's `TrialSettings` for the values in `hp`."""
         return self.space(hp, self.baseline)
 
-    def trial_config(self, hp):
-        """The trial as a validated `RunConfig` (what `fit` would have been given)."""
+    def trial_config(self, hp, model=None):
+        """The trial as a validated `RunConfig` (what `fit` would have been given).
+
+        With the trial's trained `model`, the config carries the trial's
+        `RunRecord` (data, strategy, batch, precision reasons, parameters),
+        as a `fit` run's config.json does.
+        """
         s = self.settings(hp)
-        return self.base.replace(
+        config = self.base.replace(
             model_options={**self.base.model_options, **s.model_options},
             data=dataclasses.replace(self.base.data, **s.data),
             optim=OptimConfig(**s.optim),
         )
+        if model is None:
+            return config
+        return config.replace(resolved=self.trial_record(config, model))
+
+    def trial_record(self, config, model):
+        """The trial's `RunRecord`, made by the same phase as a `fit` run's (`make_record`)."""
+        datasets = self.datasets(config)
+        batch = config.data.batch_size
+        data = RunData(self.source, self.input_shape, batch, batch * self.replicas, datasets)
+        network = getattr(model, "network", model)  # AuxiliaryLossModel wraps the network
+        inference = inference_model(network)
+        built = Built(network, model, inference, inference, config.optim)
+        return make_record(dataclasses.replace(self.plan, config=config), self.runtime, data, built)
 
     def datasets(self, config):
         """The trial's `Datasets` (split + batch), cached across trials."""
@@ -95,6 +123,7 @@ class CNNHyperModel(kt.HyperModel):
         # so trials differ by their hyperparameters, not by luck of the draw.
         keras.utils.set_random_seed(config.seed)
         # Spaces use a constant learning rate, so the schedule needs no step count.
+        # KerasTuner calls this inside the search strategy's scope.
         _, model, _ = build_models(
             config.model, self.num_classes, self.input_shape, config.model_options, config.optim,
             steps_per_epoch=1, epochs=config.epochs, jit=config.jit,
@@ -126,8 +155,3 @@ def inference_network(model):
     """The model to evaluate, checkpoint and export: without auxiliary heads."""
     network = getattr(model, "network", model)  # AuxiliaryLossModel wraps the network
     return inference_model(network)
-
-
-def base_config(model, **flags):
-    """The `RunConfig` shared by every trial, from CLI-style flags (None = default)."""
-    return RunConfig.from_flags(model, **flags)

@@ -119,31 +119,40 @@ def _range(config):
 
 
 def run_search(request, log=print, verbose=None):
-    """Run (or resume) the search; return the trials' rows (`tuning.results.collect`)."""
+    """Run (or resume) the search; return the trials' rows (`tuning.results.collect`).
+
+    The search is planned and run like one `fit` (`kerascnn.training`):
+    `plan_run` resolves --precision / --jit auto for this machine, and the
+    whole search runs in `runtime_context` with the strategy `fit` would
+    choose (`--distribution-strategy mirrored` is fit's `--devices all`).
+    """
+    from kerascnn.training import plan_run
+    from kerascnn.training.context import runtime_context
+    from kerascnn.training.data import open_run_source
+
     request.check()
     role = searchdir.distributed_role()
-    base = request.base
-    from kerascnn.data.choose_source import open_source
-
+    devices = "all" if request.distribution_strategy == "mirrored" else request.base.devices
+    plan = plan_run(request.base.replace(devices=devices))
     # Open the data before the folder is touched: a wrong path fails here.
-    source = open_source(base.data.dataset, base.data.data_dir, base.data.image_size)
+    source = open_run_source(plan.config)
     resumed = searchdir.prepare(request.results_dir, request.identity(), request.overwrite, role)
+    with runtime_context(plan) as runtime:
+        return _search(request, plan, runtime, source, resumed, role, log, verbose)
 
+
+def _search(request, plan, runtime, source, resumed, role, log, verbose):
+    """The search itself, inside the runtime context of its plan."""
     import keras
 
     from tuning.hypermodel import CNNHyperModel
     from tuning.results import write_report
     from tuning.tuners import make_tuner
 
-    strategy = None
-    if request.distribution_strategy == "mirrored":
-        import tensorflow as tf
-
-        strategy = tf.distribute.MirroredStrategy()
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    base = plan.config
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    hypermodel = CNNHyperModel(base, get_space(request.space), source, replicas=replicas, verbose=verbose)
+    hypermodel = CNNHyperModel(plan, get_space(request.space), source, runtime, verbose=verbose)
     tuner = make_tuner(
         request.tuner,
         hypermodel,
@@ -153,7 +162,7 @@ def run_search(request, log=print, verbose=None):
         seed=base.seed,
         # Workers never wipe the shared folder; the chief's --overwrite did (prepare).
         overwrite=False,
-        distribution_strategy=strategy,
+        distribution_strategy=runtime.strategy,
     )
     if role is None:
         # trials.csv after every trial: a long search can be watched, and a
@@ -164,6 +173,9 @@ def run_search(request, log=print, verbose=None):
         f"{request.space} on {source.info.name}; results in {request.results_dir}"
         + (f" ({role}, tuner id {os.environ['KERASTUNER_TUNER_ID']})" if role else "")
     )
+    log(f"{runtime.description}, {base.precision}, {'XLA on' if base.jit else 'XLA off'} for every trial")
+    for setting, reason in plan.auto_reasons.items():
+        log(f"--{setting} auto: {reason}; give --{setting} to choose")
     callbacks = [
         keras.callbacks.TensorBoard(
             os.path.join(request.results_dir, searchdir.TENSORBOARD), profile_batch=0, write_graph=False
@@ -212,21 +224,12 @@ def export_best(tuner, hypermodel, base):
     from tuning.hypermodel import inference_network
 
     trial = trials[0]
-    config = hypermodel.trial_config(trial.hyperparameters)
+    trained = load_trial_model(tuner, trial)
+    config = hypermodel.trial_config(trial.hyperparameters, trained)
+    config = config.replace(resolved=config.resolved.replace(tuning_trial=trial.trial_id))
     data = hypermodel.datasets(config)
-    model = inference_network(load_trial_model(tuner, trial))
     info = hypermodel.source.info
-    config = config.replace(
-        resolved={
-            "source": info.name,
-            "class_names": list(info.class_names),
-            "num_classes": info.num_classes,
-            "image_shape": list(hypermodel.input_shape),
-            "mean": list(data.preprocessing.mean),
-            "std": list(data.preprocessing.std),
-            "tuning_trial": trial.trial_id,
-        }
-    )
     return export_model(
-        model, data.preprocessing, info.class_names, base.model, base.export_dir, config.to_dict()
+        inference_network(trained), data.preprocessing, info.class_names, base.model, base.export_dir,
+        config.to_dict(),
     )

@@ -64,9 +64,9 @@ class TrialRecorder:
     def _record(self, trial, history, wall):
         hm = self.hypermodel
         hp = trial.hyperparameters
-        config = hm.trial_config(hp)
-        data = hm.datasets(config)
         model = load_trial_model(self, trial)
+        config = hm.trial_config(hp, model)  # with its RunRecord, as a fit run's config.json
+        data = hm.datasets(config)
         test = read_guard(hm.source, model.evaluate, data.test, verbose=0, return_dict=True)
         seconds = history.get("epoch_seconds", [])
         # The first epoch includes tracing and filling the data cache.

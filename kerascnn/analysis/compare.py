@@ -17,7 +17,9 @@ epoch, on shared axes) and bars.png (test accuracy and seconds per epoch).
 
 import pathlib
 
+from kerascnn.record import RunRecord
 from kerascnn.storage import rundir
+from kerascnn.storage.history import read_history
 from kerascnn.analysis import tables
 from kerascnn.storage.atomic import save_figure, write_text
 from kerascnn.errors import UserError
@@ -45,12 +47,12 @@ def run_macs(config):
     from kerascnn.models.auxiliary import inference_model
     from kerascnn.models import create_model
 
-    resolved = config.get("resolved", {})
+    record = RunRecord.from_dict(config.get("resolved"))
     try:
         model = create_model(
             config["model"],
-            num_classes=resolved.get("num_classes"),
-            input_shape=tuple(resolved["image_shape"]) if resolved.get("image_shape") else None,
+            num_classes=record.num_classes,
+            input_shape=record.image_shape,
             **config.get("model_options", {}),
         )
     except (UserError, ValueError, KeyError):
@@ -63,20 +65,18 @@ def run_macs(config):
 def read_run(path, macs_cache=None):
     """One comparison row (plus the run's history) from a finished run directory."""
     path = rundir.require_run_dir(path, need=(rundir.CONFIG, rundir.METRICS))
-    from kerascnn.training.callbacks import read_history
-
     config = rundir.read_json(path / rundir.CONFIG)
     metrics = rundir.read_json(path / rundir.METRICS)
-    resolved = config.get("resolved", {})
+    record = RunRecord.from_dict(config.get("resolved"))
     key = (config.get("model"), repr(sorted(config.get("model_options", {}).items())),
-           repr(resolved.get("image_shape")), resolved.get("num_classes"))
+           repr(record.image_shape), record.num_classes)
     cache = macs_cache if macs_cache is not None else {}
     if key not in cache:
         cache[key] = run_macs(config)
     row = {
         "run": path.name,
         "model": config.get("model"),
-        "params": metrics.get("params", resolved.get("params")),
+        "params": metrics.get("params", record.params),
         "macs": cache[key],
         "test_accuracy": metrics.get("test_accuracy"),
         "best_val_accuracy": metrics.get("best_val_accuracy"),

@@ -6,6 +6,16 @@ holds the batched training augmentations; `fit_pca` gives AlexNet's colour
 jitter its principal components.
 """
 
-from kerascnn.data.statistics import fit_pca
+from kerascnn._lazy import lazy_exports
 
-__all__ = ["fit_pca"]
+_PUBLIC = {
+    "open_source": "kerascnn.data.choose_source",
+    "make_datasets": "kerascnn.data.pipeline",
+    "fit_pca": "kerascnn.data.statistics",
+    "DataSource": "kerascnn.data.contract",
+    "SourceInfo": "kerascnn.data.contract",
+    "Preprocessing": "kerascnn.data.preprocessing",
+}
+
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -314,11 +314,19 @@ class ModelParallel:
 
     devices: tuple
     description: str
+    split_cpu: bool = False
     single: keras.Model = None
     parallel: keras.Model = None
 
     def strategy(self):
-        """One replica: the default strategy; the model places its own ops."""
+        """One replica: the default strategy; the model places its own ops.
+
+        On the CPU this is where the CPU is split into the towers' two
+        logical devices: the first change to TensorFlow's runtime, made by
+        the run's runtime context, never by planning.
+        """
+        if self.split_cpu:
+            split_cpu(TOWERS)
         return tf.distribute.get_strategy(), self.description
 
     def parallelize(self, network):
@@ -359,8 +367,8 @@ def _two_gpus(devices):
 def plan(config):
     """`(config, ModelParallel or None)` for a RunConfig; ConfigError when it cannot run.
 
-    Call before anything starts TensorFlow's runtime (`--cpu-replicas 2`
-    splits the CPU). `--jit auto` becomes off: XLA compiles a step for one
+    Changes no TensorFlow state: with `--cpu-replicas 2` the CPU is split
+    later, by `ModelParallel.strategy()`. `--jit auto` becomes off: XLA compiles a step for one
     device, which would undo the placement.
     """
     if not getattr(config, "model_parallel", False):
@@ -388,10 +396,10 @@ def plan(config):
             )
         if str(config.devices).lower() not in ("auto", "cpu"):
             raise ConfigError("--cpu-replicas runs on the CPU; drop --devices or use --devices cpu")
-        devices = tuple(split_cpu(TOWERS))
+        devices = tuple(f"/cpu:{i}" for i in range(TOWERS))  # made by ModelParallel.strategy()
         where = "2 logical CPU devices"
     else:
         devices = tuple(_two_gpus(config.devices))
         where = "2 GPUs"
     description = f"model parallel: alexnet towers on {where} ({devices[0]}, {devices[1]}), 1 replica"
-    return config.replace(jit=False), ModelParallel(devices, description)
+    return config.replace(jit=False), ModelParallel(devices, description, split_cpu=config.cpu_replicas is not None)

@@ -1,0 +1,21 @@
+"""Serving: SavedModel export, the predictor on raw images, evaluation through it.
+
+    export       export_model / export_run: saved_models/<model>/<version>/, verified after writing
+    predictor    load_predictor: an export or a run directory as probabilities of uint8 images
+    run_loading  load_run: a run directory's config, best model and preprocessing
+    evaluate     evaluate: top-1/top-5 accuracy and cross-entropy on a test split
+    scoring, tta  accumulating probabilities; the ten-patch test-time augmentation
+"""
+
+from kerascnn._lazy import lazy_exports
+
+_PUBLIC = {
+    "export_model": "kerascnn.serving.export",
+    "export_run": "kerascnn.serving.export",
+    "load_predictor": "kerascnn.serving.predictor",
+    "load_run": "kerascnn.serving.run_loading",
+    "evaluate": "kerascnn.serving.evaluate:evaluate",
+}
+
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn.data.preprocessing import Preprocessing
+from kerascnn.record import RunRecord
 
 MANIFEST = "kerascnn.json"
 LABELS = "labels.txt"
@@ -103,8 +104,19 @@ def _write(path, model, preprocessing, class_names, model_name, run_config):
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def export_model(model, preprocessing, class_names, model_name, export_dir="saved_models", run_config=None):
-    """Write, verify and publish a new version; return its folder."""
+def export_model(model, preprocessing=None, class_names=None, model_name=None, export_dir="saved_models",
+                 run_config=None):
+    """Write, verify and publish a new version; return its folder.
+
+    `model` is a Keras model (normalised images in, logits out) with its
+    `preprocessing`, `class_names` and `model_name`; or a run directory
+    (its best checkpoint, with everything else read from its config.json),
+    as `python main.py export RUN_DIR` does.
+    """
+    if not isinstance(model, keras.Model):
+        return export_run(model, export_dir)
+    if preprocessing is None or class_names is None or model_name is None:
+        raise TypeError("export_model(keras_model, ...) needs preprocessing, class_names and model_name")
     root = pathlib.Path(export_dir) / model_name
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{os.getpid()}"
@@ -124,6 +136,15 @@ def export_model(model, preprocessing, class_names, model_name, export_dir="save
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def export_run(run_dir, export_dir="saved_models"):
+    """Export the best checkpoint of the run in `run_dir`; return the version folder."""
+    from kerascnn.serving.run_loading import load_run
+
+    config, model, preprocessing = load_run(run_dir)
+    class_names = RunRecord.from_dict(config.get("resolved")).class_names
+    return export_model(model, preprocessing, class_names, config["model"], export_dir, config)
 
 
 def read_manifest(path):

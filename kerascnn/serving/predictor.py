@@ -8,15 +8,15 @@ the resizing and normalisation inside the graph.
 import dataclasses
 import pathlib
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from kerascnn.serving import export
 from kerascnn.storage import rundir
 from kerascnn import layers as _layers  # noqa: F401 -- registers the custom layers best.keras may hold (LRN)
-from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.errors import DataError
+from kerascnn.record import RunRecord
+from kerascnn.serving.run_loading import load_run
 
 
 @dataclasses.dataclass
@@ -44,21 +44,6 @@ class Predictor:
         return self.serve(images=images)["probabilities"].numpy()
 
 
-def load_run(run_dir):
-    """(config dict, best model, Preprocessing) of a finished or running run directory."""
-    run_dir = rundir.require_run_dir(run_dir, need=(rundir.CONFIG, rundir.BEST))
-    config = rundir.read_json(run_dir / rundir.CONFIG)
-    resolved = config["resolved"]
-    if "preprocessing" in resolved:
-        preprocessing = Preprocessing.from_dict(resolved["preprocessing"])
-    else:  # runs written before the evaluation crop was recorded
-        preprocessing = Preprocessing(
-            tuple(resolved["image_shape"][:2]), tuple(resolved["mean"]), tuple(resolved["std"])
-        )
-    model = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
-    return config, model, preprocessing
-
-
 def load_predictor(path):
     """Load from an export folder (saved_model.pb) or a run directory (best.keras)."""
     path = pathlib.Path(path)
@@ -82,7 +67,7 @@ def load_predictor(path):
         fn = tf.function(export.serving_function(model, preprocessing))
         return Predictor(
             lambda images: fn(images),
-            tuple(config["resolved"]["class_names"]),
+            RunRecord.from_dict(config.get("resolved")).class_names,
             preprocessing.image_size,
             config.get("data"),
             "run",

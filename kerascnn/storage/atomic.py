@@ -2,7 +2,7 @@
 
 A reader (or a run killed half-way) never sees a half-written file. Every
 file a run, an analysis or a search writes goes through here (JSON through
-`kerascnn.storage.rundir.write_json`, history through `kerascnn.training.callbacks.write_history`).
+`kerascnn.storage.rundir.write_json`, history through `kerascnn.storage.history.write_history`).
 """
 
 import os

@@ -1,7 +1,6 @@
-"""Callbacks the training loop adds to Keras' own."""
+"""Callbacks the training loop adds to Keras' own, and the list a run uses (`run_callbacks`)."""
 
-import csv
-import io
+import dataclasses
 import json
 import math
 import os
@@ -10,7 +9,8 @@ import time
 
 import keras
 
-from kerascnn.storage.atomic import write_text
+from kerascnn.storage.history import read_history, write_history
+from kerascnn.storage.rundir import BACKUP, BEST, HISTORY, TENSORBOARD
 
 MONITOR = "val_accuracy"
 
@@ -30,31 +30,6 @@ class EpochTimer(keras.callbacks.Callback):
         logs["epoch_seconds"] = time.perf_counter() - self._start
         lr = self.model.optimizer.learning_rate
         logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(lr)))
-
-
-def read_history(path):
-    """Rows of a history.csv as dicts of floats (empty when the file is absent)."""
-    try:
-        with open(path, newline="") as f:
-            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-    except FileNotFoundError:
-        return []
-
-
-def write_history(path, rows):
-    """Write history rows as CSV atomically (temporary file, then rename).
-
-    `epoch` comes first, the other columns sorted; a crash while writing
-    leaves the previous complete file, never a half-written row.
-    """
-    path = pathlib.Path(path)
-    keys = sorted({k for row in rows for k in row} - {"epoch"})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["epoch", *keys], lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (int(v) if k == "epoch" else repr(float(v))) for k, v in row.items()})
-    write_text(path, buffer.getvalue())
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -207,3 +182,50 @@ class BestCheckpoint(keras.callbacks.Callback):
         tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
         self.inference_model.save(tmp)
         os.replace(tmp, self.path)
+
+
+@dataclasses.dataclass
+class RunCallbacks:
+    """The Keras callbacks of a run, and the one `train` asks afterwards."""
+
+    callbacks: list
+    stopper: StopOnNonFinite
+
+
+def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), before=()):
+    """Phase 7: the callbacks of a run, in the order they must run.
+
+    Args:
+        config: the RunConfig (schedule, patience).
+        run_dir: where history.csv, the backup, best.keras and TensorBoard go.
+        first_epoch: epochs the backup holds; rows of history.csv from a
+            later, unsaved epoch are dropped and redone.
+        checkpoint_model: what best.keras saves (the inference model).
+        extra: callbacks appended at the end (`fit(extra_callbacks=...)`).
+        before: callbacks that must run before the history writer, which
+            records their columns (--freeze-backbone's `backbone_frozen`).
+    """
+    run_dir = pathlib.Path(run_dir)
+    history = [row for row in read_history(run_dir / HISTORY) if int(row["epoch"]) < first_epoch]
+    best_value, _ = best_so_far(history)
+    stopper = StopOnNonFinite()
+    callbacks = [
+        *before,
+        EpochTimer(),
+        stopper,
+        HistoryWriter(run_dir / HISTORY, history),
+        SafeBackupAndRestore(str(run_dir / BACKUP), delete_checkpoint=True),
+        BestCheckpoint(run_dir / BEST, checkpoint_model, initial_best=best_value),
+        keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), profile_batch=0, write_graph=False),
+    ]
+    if config.optim.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=MONITOR, mode="max", factor=config.optim.lr_decay,
+                patience=config.optim.plateau_patience, verbose=1,
+            )
+        )
+    if config.patience:
+        callbacks.append(ResumableEarlyStopping(history, monitor=MONITOR, mode="max", patience=config.patience))
+    callbacks.extend(extra)
+    return RunCallbacks(callbacks, stopper)

@@ -27,6 +27,7 @@ import pathlib
 from kerascnn.storage import rundir
 from kerascnn.errors import ConfigError
 from kerascnn.weights import finetune, imagenet, incremental, transfer
+from kerascnn.record import RunRecord
 from kerascnn.weights.archive import read_metadata
 
 DEFAULT_FINETUNE_FRACTION = 0.1  # --finetune-lr defaults to a tenth of --lr
@@ -163,13 +164,13 @@ def resolve(config, resumed=False):
         # comes from its preprocessing record. Sources are re-read only if
         # the run has no backup yet (`apply`).
         has_source = config.weights is not None or config.init_from is not None
-        return config, Plan(kind="resume" if has_source else None, recorded=config.resolved.get("transfer"))
+        return config, Plan(kind="resume" if has_source else None, recorded=config.resolved.transfer)
     if config.init_from is not None:
         source = incremental.read_source(config.init_from, config.model)
         config = _merge(
             config,
             {k: v for k, v in source.get("model_options", {}).items() if k != "batch_norm"},
-            source["resolved"]["image_shape"][:2],
+            RunRecord.from_dict(source.get("resolved")).image_size,
         )
         return config, Plan("init_from", config.init_from, source_config=source)
     if config.weights is None:
@@ -188,10 +189,10 @@ def resolve(config, resumed=False):
         run_dir = rundir.require_run_dir(config.weights, need=(rundir.CONFIG, rundir.BEST))
         source = rundir.read_json(run_dir / rundir.CONFIG)
         _check_model(source.get("model"), config.model, config.weights)
-        resolved = source.get("resolved", {})
-        prep = resolved.get("preprocessing") or {"mean": resolved["mean"], "std": resolved["std"]}
-        norm = {"mean": prep["mean"], "std": prep["std"], "channel_order": prep.get("channel_order", "rgb")}
-        config = _merge(config, source.get("model_options"), resolved.get("image_shape", [None, None])[:2])
+        record = RunRecord.from_dict(source.get("resolved"))
+        mean, std, channel_order = record.normalization()
+        norm = {"mean": list(mean), "std": list(std), "channel_order": channel_order}
+        config = _merge(config, source.get("model_options"), record.image_size)
         return config, Plan(kind, config.weights, normalization=norm, source_config=source)
     meta = read_metadata(config.weights) if kind == "keras" else None
     if meta is None:

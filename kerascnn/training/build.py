@@ -1,0 +1,111 @@
+"""Phase 4: build and compile the models of a run inside the strategy's scope.
+
+`build_models` is the one model-building path of the project: `fit`, the
+tuner's hypermodel and the benchmarks all call it, so a model trains the
+same wherever it is built (the optimizer's coupled L2 penalty, the
+auxiliary-classifier losses of GoogLeNet, the loss and the metrics).
+"""
+
+import dataclasses
+
+import keras
+
+from kerascnn.models import create_model
+from kerascnn.models.auxiliary import inference_model, training_model
+from kerascnn.runtime import hardware
+from kerascnn.runtime.strategies import synchronize_batch_norm, work_around_multiworker_build
+from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
+
+
+def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=None):
+    """Compile with the project's loss and metrics (logits in, one-hot labels).
+
+    `cross_entropy` is the plain cross-entropy (no label smoothing, no weight
+    penalty), the figure to compare across runs; `loss` is what is optimised.
+    """
+    metrics = [
+        keras.metrics.CategoricalAccuracy(name="accuracy"),
+        keras.metrics.CategoricalCrossentropy(from_logits=True, name="cross_entropy"),
+    ]
+    if (num_classes or model.output_shape[-1]) > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
+        metrics=metrics,
+        jit_compile=hardware.concrete_jit(jit),
+    )
+    return model
+
+
+def build_models(
+    name, num_classes, input_shape, model_options, optim, steps_per_epoch, epochs, jit=False, placement=None
+):
+    """(network, training model, inference model) of a registered model, ready to fit.
+
+    The network gets the optimizer's coupled L2 penalty; the training model
+    adds auxiliary-classifier losses (GoogLeNet) and is compiled with the
+    project's loss and metrics; the inference model shares the weights
+    without the auxiliary heads (checkpoints, exports, parameter counts).
+    Call inside the strategy's scope.
+    """
+    network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
+    network = with_l2_penalty(network, coupled_weight_decay(optim))
+    if placement is not None:  # --model-parallel: the same network, its towers on two devices
+        network = placement.parallelize(network)
+    model = training_model(network)
+    optimizer = build_optimizer(optim, steps_per_epoch, epochs)
+    compile_model(model, optimizer, optim.label_smoothing, jit, num_classes)
+    return network, model, inference_model(network)
+
+
+@dataclasses.dataclass
+class Built:
+    """The models of a run.
+
+    Attributes:
+        network: the registered model (two-device under --model-parallel).
+        model: the compiled training model (adds auxiliary losses).
+        inference: the model checkpoints and exports hold (no auxiliary heads).
+        checkpoint_model: what `best.keras` saves (the single-device
+            equivalent under --model-parallel).
+        optim: the `OptimConfig` trained with (learning rate after --scale-lr).
+        transfer: config.json's record of the weights loaded, or None.
+        sync_bn_layers: batch-norm layers synchronised across replicas.
+    """
+
+    network: keras.Model
+    model: keras.Model
+    inference: keras.Model
+    checkpoint_model: object
+    optim: object
+    transfer: dict = None
+    sync_bn_layers: int = 0
+
+
+def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch):
+    """`build_models` for `plan` inside the runtime's strategy scope; (network, model, inference)."""
+    config = plan.config
+    with runtime.scope():
+        built = build_models(
+            config.model, num_classes, input_shape, config.model_options, plan.optim_for(runtime.replicas),
+            steps_per_epoch, config.epochs, config.jit, placement=plan.placement,
+        )
+    work_around_multiworker_build(built[1], runtime.strategy)
+    return built
+
+
+def build(plan, runtime, data, log=print):
+    """The run's `Built` models, with --weights / --init-from loaded and --sync-bn applied."""
+    network, model, inference = compile_in_scope(
+        plan, runtime, data.info.num_classes, data.input_shape, data.datasets.steps_per_epoch
+    )
+    optim = plan.optim_for(runtime.replicas)
+    if optim.lr != plan.config.optim.lr:
+        log(f"--scale-lr linear: learning rate {plan.config.optim.lr:g} x {runtime.replicas} replicas = {optim.lr:g}")
+    transfer = plan.transfer.apply(network, plan.config, optim.lr, data.first_epoch, log)
+    # Read when the layers are first called in training, so setting it now is enough.
+    sync_bn_layers = synchronize_batch_norm(network) if plan.config.sync_bn else 0
+    # A model-parallel run saves its single-device equivalent (kerascnn.runtime.model_parallel).
+    checkpoint = plan.placement.checkpoint_model() if plan.placement else inference
+    return Built(network, model, inference, checkpoint, optim, transfer, sync_bn_layers)

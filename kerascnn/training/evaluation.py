@@ -1,0 +1,66 @@
+"""Phase 9: evaluate the best checkpoint on the test split, and summarise the run.
+
+The model that is tested is `best.keras`, the epoch with the best
+*validation* accuracy, never one chosen on the test set. metrics.json's
+figures are computed here from history.csv and that evaluation.
+"""
+
+import keras
+import numpy as np
+
+from kerascnn.analysis.confusion import write_class_report
+from kerascnn.data.pipeline import read_guard
+from kerascnn.runtime.strategies import work_around_multiworker_build
+from kerascnn.serving.tta import ten_crop_metrics
+from kerascnn.storage import rundir
+from kerascnn.storage.history import read_history
+from kerascnn.training import callbacks as cb
+from kerascnn.training.build import compile_model
+from kerascnn.training.optim import build_optimizer
+
+
+def load_best(config, run_dir, runtime, steps_per_epoch):
+    """best.keras, compiled with the run's loss and metrics inside the strategy scope."""
+    with runtime.scope():
+        best = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
+        compile_model(best, build_optimizer(config.optim, steps_per_epoch, config.epochs))
+        work_around_multiworker_build(best, runtime.strategy)
+    return best
+
+
+def summarize(history, test, model):
+    """The summary of a finished run (metrics.json)."""
+    best_val, best_epoch = cb.best_so_far(history)
+    seconds = [row["epoch_seconds"] for row in history if "epoch_seconds" in row]
+    steady = seconds[1:] if len(seconds) > 1 else seconds
+    final_train = history[-1]["accuracy"] if history else None
+    return {
+        "test_loss": float(test["cross_entropy"]),
+        "test_accuracy": float(test["accuracy"]),
+        "test_top5_accuracy": float(test["top5_accuracy"]) if "top5_accuracy" in test else None,
+        "best_val_accuracy": best_val,
+        "best_epoch": None if best_epoch is None else best_epoch + 1,
+        "epochs_run": len(history),
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        # The first epoch includes tracing and filling the data cache.
+        "seconds_per_epoch": float(np.median(steady)) if steady else None,
+        "first_epoch_seconds": seconds[0] if seconds else None,
+        "final_train_accuracy": final_train,
+        # Train accuracy is the running mean over the last epoch, with dropout on.
+        "overfitting_gap": None if final_train is None else final_train - float(test["accuracy"]),
+    }
+
+
+def evaluate_best(config, run_dir, runtime, data):
+    """(metrics, best model): the best checkpoint on the test split (and ten patches with --tta)."""
+    source, datasets = data.source, data.datasets
+    best = load_best(config, run_dir, runtime, datasets.steps_per_epoch)
+    test = read_guard(source, best.evaluate, datasets.test, verbose=0, return_dict=True)
+    if runtime.chief:  # confusion_matrix.png/.csv, per_class_accuracy.csv
+        read_guard(source, write_class_report, best, datasets.test, data.info.class_names, run_dir, config.model)
+    metrics = summarize(read_history(run_dir / rundir.HISTORY), test, best)
+    if datasets.test_tta is not None:
+        tta = read_guard(source, ten_crop_metrics, best, datasets.test_tta)
+        metrics.update({f"test_tta_{k}": v for k, v in tta.items() if k != "images"})
+    return metrics, best

@@ -1,0 +1,81 @@
+"""Phase 1 of a run: plan it, without touching TensorFlow's state.
+
+`plan_run(config, resume_dir)` turns what the user asked for into what the
+run will do, and checks everything that can be checked before any data is
+read or any process-wide setting changes:
+
+- a resumed run reloads its config.json (finished runs are refused);
+- the model name exists;
+- `--weights` / `--init-from` add the weights' own model options, image size
+  and normalisation (`kerascnn.weights.plan`);
+- `--model-parallel` names the two devices of AlexNet's towers
+  (`kerascnn.runtime.model_parallel`);
+- `--precision auto` / `--jit auto` become concrete values for this machine
+  (`kerascnn.runtime.hardware`), with the reasons; a resumed run keeps the
+  concrete values its config.json holds.
+
+The learning rate a run uses depends on the replica count, which only the
+strategy knows: `RunPlan.optim_for(replicas)` applies `--scale-lr` to it.
+"""
+
+import dataclasses
+import pathlib
+
+from kerascnn.config import RunConfig
+from kerascnn.errors import ConfigError
+from kerascnn.models import check_model_name
+from kerascnn.runtime import hardware
+from kerascnn.runtime import model_parallel
+from kerascnn.runtime.strategies import scaled_learning_rate
+from kerascnn.storage import rundir
+from kerascnn.weights import plan as weights_plan
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, decided before it starts.
+
+    Attributes:
+        config: the `RunConfig` with the weights' defaults merged and `auto`
+            resolved (its `resolved` record is that of the resumed run, or empty).
+        resume_dir: the run directory being continued, or None.
+        transfer: the `kerascnn.weights.plan.Plan` of --weights / --init-from.
+        placement: the `ModelParallel` of --model-parallel, or None.
+        auto_reasons: {"precision": why, "jit": why} for settings that were `auto`.
+    """
+
+    config: RunConfig
+    resume_dir: pathlib.Path = None
+    transfer: weights_plan.Plan = dataclasses.field(default_factory=weights_plan.Plan)
+    placement: model_parallel.ModelParallel = None
+    auto_reasons: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def resumed(self):
+        return self.resume_dir is not None
+
+    def optim_for(self, replicas):
+        """The `OptimConfig` the run trains with: `--scale-lr linear` multiplies lr by `replicas`."""
+        optim = self.config.optim
+        return dataclasses.replace(optim, lr=scaled_learning_rate(optim.lr, replicas, self.config.scale_lr))
+
+
+def load_for_resume(run_dir):
+    """(run directory, its RunConfig); ConfigError when the run has already finished."""
+    run_dir = rundir.require_run_dir(run_dir)
+    if (run_dir / rundir.METRICS).exists():
+        raise ConfigError(f"run {run_dir} already finished (metrics.json exists); start a new run instead")
+    return run_dir, RunConfig.load(run_dir / rundir.CONFIG)
+
+
+def plan_run(config=None, resume_dir=None):
+    """The `RunPlan` of `config`, or of the run in `resume_dir` (pass one of them)."""
+    if resume_dir is not None:
+        resume_dir, config = load_for_resume(resume_dir)
+    if config is None:
+        raise ConfigError("give a RunConfig to train or a run directory to resume")
+    check_model_name(config.model)
+    config, transfer = weights_plan.resolve(config, resumed=resume_dir is not None)
+    config, placement = model_parallel.plan(config)
+    config, auto_reasons = hardware.resolve(config)
+    return RunPlan(config, resume_dir, transfer, placement, auto_reasons)

@@ -1,0 +1,51 @@
+"""Phase 10: publish a finished run: curves, metrics.json (written last), the export.
+
+metrics.json marks a run as finished (`--resume` refuses it), so it is
+written after everything else the run leaves in its directory.
+"""
+
+import dataclasses
+import pathlib
+
+import keras
+
+from kerascnn.analysis.curves import plot_curves
+from kerascnn.storage import rundir
+from kerascnn.storage.history import read_history
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What `fit` returns: where the run is, its metrics, the best model, the export."""
+
+    run_dir: pathlib.Path
+    metrics: dict
+    export_dir: pathlib.Path = None
+    model: keras.Model = None
+
+
+def describe_metrics(metrics, tta):
+    tta_note = f", ten-patch {metrics['test_tta_accuracy']:.4f}" if tta else ""
+    return (
+        f"test accuracy {metrics['test_accuracy']:.4f}{tta_note} (cross-entropy {metrics['test_loss']:.4f}); "
+        f"best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}; "
+        f"{metrics['seconds_per_epoch']:.1f} s/epoch"
+    )
+
+
+def publish(config, run_dir, runtime, data, metrics, best, log=print):
+    """Write the chief's curves.png, metrics.json and (with --export) the SavedModel; the `RunResult`."""
+    result = RunResult(run_dir, metrics, model=best)
+    if runtime.chief:
+        plot_curves(read_history(run_dir / rundir.HISTORY), run_dir / rundir.CURVES,
+                    title=f"{config.model} on {data.info.name}")
+        rundir.write_json(run_dir / rundir.METRICS, metrics)
+    log(describe_metrics(metrics, data.datasets.test_tta is not None))
+    if config.export and runtime.chief:
+        from kerascnn.serving.export import export_model
+
+        result.export_dir = export_model(
+            best, data.datasets.preprocessing, data.info.class_names, config.model, config.export_dir, config.to_dict()
+        )
+        log(f"exported to {result.export_dir}")
+    return result
