@@ -113,3 +113,23 @@ def test_a_search_killed_after_its_first_trial_resumes_without_redoing_it(tmp_pa
     # Three distinct grid points, in the grid's order.
     assert len({(r["val_split"], r["regularization"]) for r in table}) == 3
 
+
+
+def test_a_tune_trial_records_the_precision_strategy_and_record_fit_records_on_this_machine(tmp_path):
+    """tune plans and runs through fit's phases: same `auto` choices, same strategy, same record fields."""
+    from kerascnn.training.fit import fit
+
+    flags = dict(dataset="synthetic", limit_train=64, epochs=1, model_options={"width_multiplier": 0.125})
+    run = fit(RunConfig.from_flags("vgg8", run_dir=str(tmp_path / "run"), **flags), log=lambda *_: None, verbose=0)
+    fitted = json.loads((run.run_dir / "config.json").read_text())
+    folder = tmp_path / "tune"
+    request = SearchRequest(RunConfig.from_flags("vgg8", **flags), space="seed-grid", tuner="grid", max_trials=1,
+                            results_dir=str(folder))
+    run_search(request, log=lambda *_: None, verbose=0)
+    trial = extras(folder, "0")["run_config"]
+    assert (trial["precision"], trial["jit"]) == (fitted["precision"], fitted["jit"])
+    assert trial["precision"] != "auto" and trial["resolved"]["auto"] == fitted["resolved"]["auto"]
+    assert trial["resolved"]["strategy"] == fitted["resolved"]["strategy"]
+    assert set(trial["resolved"]) == set(fitted["resolved"])  # the same typed RunRecord
+    assert trial["resolved"]["class_names"] == fitted["resolved"]["class_names"]
+    assert trial["resolved"]["batch_size"] == 32 and trial["resolved"]["params"] > 0  # seed-grid's first batch

@@ -19,7 +19,6 @@ temporary name and renamed, so a reader never sees half a PNG.
 import pathlib
 
 from kerascnn.storage.atomic import save_figure
-from tuning.results import completed
 
 PLOT_NAMES = (
     "accuracy_by_optimizer",
@@ -142,12 +141,11 @@ PLOTTERS = dict(
 )
 
 
-def write_plots(rows, folder):
-    """Write every plot of the completed trials in `rows` to `folder`; return the paths."""
+def write_plots(done, folder):
+    """Write every plot of the completed trials `done` (`tuning.results.completed`) to `folder`; return the paths."""
     plt = _pyplot()
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    done = completed(rows)
     paths = []
     for name, plot in PLOTTERS.items():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -176,7 +176,7 @@ def write_report(results_dir, plots=True):
     if plots:
         from tuning.plots import write_plots
 
-        paths = write_plots(rows, results_dir / searchdir.PLOTS)
+        paths = write_plots(completed(rows), results_dir / searchdir.PLOTS)
         identity = searchdir.read_identity(results_dir)
         write_text(results_dir / searchdir.SUMMARY, summary_markdown(rows, identity, paths))
     return rows

@@ -216,6 +216,35 @@ def _check_flag(name, value):
         raise ConfigError(f"{name} must be True or False. Received: {name}={value!r}")
 
 
+def _check_googlenet_args(num_classes, input_shape, dropout, include_top, batch_norm, aux_logits, stem, layout):
+    check_common_args(num_classes, input_shape, dropout, include_top)
+    _check_flag("batch_norm", batch_norm)
+    _check_flag("aux_logits", aux_logits)
+    if stem not in STEMS:
+        raise ConfigError(f"stem must be one of {', '.join(STEMS)}. Received: stem={stem!r}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}. Received: layout={layout!r}")
+    if layout == "torchvision" and not batch_norm:
+        raise ConfigError("layout='torchvision' is the batch-normalised GoogLeNet: pass batch_norm=True")
+
+
+def _stem(inputs, stem, batch_norm, bn_epsilon):
+    """Table 1's layers before inception 3a ("paper"), or one 3x3/1 convolution of 192 filters ("cifar")."""
+    conv = functools.partial(_conv, batch_norm=batch_norm, bn_epsilon=bn_epsilon)
+    if stem != "paper":
+        return conv(inputs, 192, 3, "conv1_3x3")
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = conv(x, 64, 7, "conv1_7x7", strides=2, padding="valid")
+    x = _max_pool(x, "pool1")
+    if not batch_norm:
+        x = LocalResponseNormalization(name="norm1")(x)
+    x = conv(x, 64, 1, "conv2_reduce")
+    x = conv(x, 192, 3, "conv2_3x3")
+    if not batch_norm:
+        x = LocalResponseNormalization(name="norm2")(x)
+    return _max_pool(x, "pool2")
+
+
 def GoogLeNet(
     num_classes=1000,
     input_shape=(224, 224, 3),
@@ -252,18 +281,9 @@ def GoogLeNet(
             torchvision's `googlenet` and its weights (see the module
             docstring; the auxiliary heads stay the paper's).
     """
-    check_common_args(num_classes, input_shape, dropout, include_top)
-    _check_flag("batch_norm", batch_norm)
-    _check_flag("aux_logits", aux_logits)
-    if stem not in STEMS:
-        raise ConfigError(f"stem must be one of {', '.join(STEMS)}. Received: stem={stem!r}")
-    if layout not in LAYOUTS:
-        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}. Received: layout={layout!r}")
-    if layout == "torchvision" and not batch_norm:
-        raise ConfigError("layout='torchvision' is the batch-normalised GoogLeNet: pass batch_norm=True")
+    _check_googlenet_args(num_classes, input_shape, dropout, include_top, batch_norm, aux_logits, stem, layout)
     torchvision = layout == "torchvision"
     bn_epsilon = TORCHVISION_BN_EPSILON if torchvision else None
-    conv = functools.partial(_conv, batch_norm=batch_norm, bn_epsilon=bn_epsilon)
     aux_logits = aux_logits and include_top
     if aux_logits and any(d is None for d in input_shape[:2]):
         raise ConfigError(
@@ -272,19 +292,7 @@ def GoogLeNet(
         )
 
     inputs = keras.Input(shape=input_shape, name="images")
-    if stem == "paper":
-        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-        x = conv(x, 64, 7, "conv1_7x7", strides=2, padding="valid")
-        x = _max_pool(x, "pool1")
-        if not batch_norm:
-            x = LocalResponseNormalization(name="norm1")(x)
-        x = conv(x, 64, 1, "conv2_reduce")
-        x = conv(x, 192, 3, "conv2_3x3")
-        if not batch_norm:
-            x = LocalResponseNormalization(name="norm2")(x)
-        x = _max_pool(x, "pool2")
-    else:
-        x = conv(inputs, 192, 3, "conv1_3x3")
+    x = _stem(inputs, stem, batch_norm, bn_epsilon)
 
     aux_outputs = []
     for spec in INCEPTION_BLOCKS:

@@ -255,6 +255,15 @@ def _check_resnet_args(block, stackwise_blocks, stage_widths, batch_norm, stem, 
         )
 
 
+def _v1_options(downsample_on, conv_bias, bn_epsilon):
+    """The options that tell the keras.applications (v1) ResNets from torchvision's (v1.5)."""
+    if downsample_on not in DOWNSAMPLE_ON:
+        raise ConfigError(f"downsample_on must be '3x3' or '1x1'. Received: downsample_on={downsample_on!r}")
+    if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
+        raise ConfigError(f"bn_epsilon must be a positive number. Received: bn_epsilon={bn_epsilon}")
+    return {"downsample_on": downsample_on, "conv_bias": bool(conv_bias), "bn_epsilon": float(bn_epsilon)}
+
+
 def ResNet(
     stackwise_blocks,
     block="basic",
@@ -312,11 +321,7 @@ def ResNet(
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
     _check_resnet_args(block, stackwise_blocks, stage_widths, batch_norm, stem, shortcut, pooling)
-    if downsample_on not in DOWNSAMPLE_ON:
-        raise ConfigError(f"downsample_on must be '3x3' or '1x1'. Received: downsample_on={downsample_on!r}")
-    if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
-        raise ConfigError(f"bn_epsilon must be a positive number. Received: bn_epsilon={bn_epsilon}")
-    v1 = {"downsample_on": downsample_on, "conv_bias": bool(conv_bias), "bn_epsilon": float(bn_epsilon)}
+    v1 = _v1_options(downsample_on, conv_bias, bn_epsilon)
     if stem == "auto":
         known = [d for d in input_shape[:2] if d is not None]
         stem = "cifar" if known and min(known) <= CIFAR_STEM_UP_TO else "imagenet"
@@ -326,18 +331,10 @@ def ResNet(
     x = _stem(inputs, widths[0], stem, v1)
     for stage, (blocks, width) in enumerate(zip(stackwise_blocks, widths)):
         for i in range(blocks):
-            x = _block(
-                x,
-                block,
-                width,
-                strides=2 if stage > 0 and i == 0 else 1,
-                shortcut=shortcut,
-                preact=preact,
-                # The stem ends in BN-ReLU: the first block must not repeat it.
-                input_activated=stage == 0 and i == 0,
-                prefix=f"conv{stage + 2}_block{i + 1}",
-                v1=v1,
-            )
+            # The stem ends in BN-ReLU: the first block must not repeat it.
+            first = stage == 0 and i == 0
+            strides = 2 if stage > 0 and i == 0 else 1
+            x = _block(x, block, width, strides, shortcut, preact, first, f"conv{stage + 2}_block{i + 1}", v1)
     if preact:
         x = _bn(x, "post_bn", v1["bn_epsilon"])
         x = keras.layers.ReLU(name="post_relu")(x)
