@@ -22,7 +22,7 @@ then a 5x5 convolution; a 3x3/1 max pooling then a 1x1 projection. Every
 convolution, the reductions and projections included, is followed by a ReLU.
 The branch widths are the columns of Table 1 (`INCEPTION_BLOCKS`). At
 224x224x3 with 1000 classes the network has 6,998,552 parameters without
-the auxiliary classifiers (the arithmetic is in tests/test_googlenet.py).
+the auxiliary classifiers (the arithmetic is in tests/test_models_googlenet.py).
 
 Auxiliary classifiers (section 5), after inception 4a and 4d when
 `aux_logits=True`: 5x5/3 average pooling (a 4x4 map at 224 input), 1x1
