@@ -84,3 +84,35 @@ def test_verification_catches_a_model_that_differs(trained, tmp_path):
     other = keras.models.clone_model(model)  # same architecture, fresh weights
     with pytest.raises(export.ExportError, match="differs"):
         export.verify_export(path, other, prep)
+
+
+OLD_KEYS = ("source", "class_names", "num_classes", "image_shape", "mean", "std", "num_train", "num_val",
+            "num_test", "strategy", "replicas", "batch_size", "global_batch", "lr", "steps_per_epoch", "params")
+
+
+def _as_old_run(run_dir, target, finished=True):
+    """A copy of `run_dir` whose config.json is as fit wrote it before the typed record and preprocessing."""
+    import json
+    import shutil
+
+    shutil.copytree(run_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    config["resolved"] = {k: config["resolved"][k] for k in OLD_KEYS}
+    (target / "config.json").write_text(json.dumps(config))
+    if not finished:
+        (target / "metrics.json").unlink()
+    return target
+
+
+def test_an_old_run_directory_still_evaluates_exports_and_resumes(trained, tmp_path):
+    import kerascnn
+
+    old = _as_old_run(trained.run_dir, tmp_path / "old")
+    fresh = kerascnn.evaluate(trained.run_dir, limit=64)
+    assert kerascnn.evaluate(old, limit=64)["accuracy"] == pytest.approx(fresh["accuracy"])
+    path = kerascnn.export_model(old, export_dir=tmp_path / "exports")  # a run directory, as `export RUN_DIR`
+    assert path.name == "1" and load_predictor(path).class_names[0] == "class_0"
+    # An interrupted old run (no metrics.json) resumes from its config.json and finishes.
+    unfinished = _as_old_run(trained.run_dir, tmp_path / "unfinished", finished=False)
+    result = fit(resume_dir=unfinished, log=lambda *_: None, verbose=0)
+    assert (unfinished / "metrics.json").exists() and 0.0 <= result.metrics["test_accuracy"] <= 1.0
