@@ -2,7 +2,7 @@
 
 import sys
 
-from kerascnn.cli.main import main
+from kerascnn.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,56 +1,26 @@
 """Analysis subcommands: summary, receptive-field, visualize, compare.
 
-Registered on the main parser by `kerascnn.cli.main.build_parser()`. Like the
-other subcommands, a mistake by the user (unknown model, a shape the model
-cannot take, a path that is not a run directory) raises a `UserError`,
-which the CLI prints as one line with exit status 2; TensorFlow is imported
-only inside the handlers.
+Registered on the main parser by `kerascnn.cli.main.build_parser()`; the
+model flags come from `kerascnn.cli.flags`. Like the other subcommands, a
+mistake by the user (unknown model, a shape the model cannot take, a path
+that is not a run directory) raises a `UserError`, which the CLI prints as
+one line with exit status 2; TensorFlow is imported only inside the handlers.
 """
 
-import argparse
 import pathlib
 import sys
 
+from kerascnn.cli import flags
 from kerascnn.errors import UserError
 
 FORMATS = ("md", "csv", "json")
 DTYPES = ("float32", "float16", "bfloat16")
-
-
-def _input_shape(text):
-    """H,W,C; H,W (3 channels); or N (N x N x 3)."""
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected H,W,C (e.g. 227,227,3), got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) == 2:
-        parts.append(3)
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive H,W,C (e.g. 227,227,3), got {text!r}")
-    return tuple(parts)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+MODEL_OPTIONS = ("--width-multiplier", "--batch-norm")
 
 
 def _model_flags(p):
-    g = p.add_argument_group("model")
-    g.add_argument("--input-shape", type=_input_shape, metavar="H,W,C",
-                   help="input size (default: the model's own, e.g. 224,224,3)")
-    g.add_argument("--num-classes", type=_positive_int, help="classes of the last layer (default: the model's own)")
-    g.add_argument("--width-multiplier", type=float, help="scale every layer's width (models that take it)")
-    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
-                   help="batch normalisation (models that take it)")
-    return g
+    """The "model" group: --input-shape, --num-classes and the options many models take."""
+    return flags.add_model_option_flags(flags.add_model_shape_flags(p), *MODEL_OPTIONS)
 
 
 def _options(args):
@@ -59,66 +29,43 @@ def _options(args):
 
 def add_parsers(sub):
     """Add the analysis subcommands to the `sub` of the main parser."""
-    p = sub.add_parser(
-        "summary",
-        help="per-layer output shape, activation memory, parameters and MACs of a model",
-        description="One row per layer (inception and residual blocks listed layer by layer): output "
-        "shape, activation memory in KB (1024 B) at --dtype, parameters, MACs and FLOPs (= 2 x MACs) "
-        "for one image, with the model's totals. Exact counts from the layer configurations.",
-    )
+    p = flags.add_command(sub, "summary", cmd_summary)
     p.add_argument("model", metavar="MODEL|RUN_DIR",
                    help="registered model name (see `list`), or a run directory (its model, input and dtype)")
     _model_flags(p)
     p.add_argument("--dtype", choices=DTYPES,
                    help="activation dtype for the memory column (default float32, or the run's precision)")
     p.add_argument("--format", choices=FORMATS, default="md", help="md (default), csv or json on stdout")
-    p.set_defaults(handler=cmd_summary)
 
-    p = sub.add_parser(
-        "receptive-field",
-        help="receptive field size, jump and start of every layer of one or more models",
-        description="Receptive field (pixels), jump (effective stride) and start (centre of the first "
-        "unit's field) of every convolution and pooling, along the graph (largest over branches), and "
-        "the input pixels the last map's field covers.",
-    )
+    p = flags.add_command(sub, "receptive-field", cmd_receptive_field)
     p.add_argument("models", nargs="+", metavar="MODEL", help="registered model names")
     _model_flags(p)
     p.add_argument("--plot", metavar="PNG", help="also plot field size against depth for all models")
     p.add_argument("--all-layers", action="store_true", help="list every layer, not only convolutions and poolings")
     p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json on stdout")
-    p.set_defaults(handler=cmd_receptive_field)
 
-    p = sub.add_parser(
-        "visualize",
-        help="first-layer filters and per-block feature maps as PNG files",
-        description="Write filters.png (the first convolution's filters) and, with --image, one "
-        "features_NN_<layer>.png per block into --out. SOURCE is a run directory, an export "
-        "(saved_models/<model>/<version>) or a model name (built fresh, random weights).",
-    )
+    p = flags.add_command(sub, "visualize", cmd_visualize)
     p.add_argument("source", metavar="RUN_DIR|EXPORT_DIR|MODEL")
     p.add_argument("--image", help="image file for the feature maps (JPEG, PNG, BMP, GIF)")
-    p.add_argument("--out", default="viz", help="output folder (default viz)")
-    g = p.add_argument_group("fresh model (SOURCE is a model name)")
-    g.add_argument("--input-shape", type=_input_shape, metavar="H,W,C")
-    g.add_argument("--num-classes", type=_positive_int)
-    p.set_defaults(handler=cmd_visualize)
+    flags.add_flags(p, "--out", default="viz")
+    flags.add_model_shape_flags(p, "fresh model (SOURCE is a model name)")
 
-    p = sub.add_parser(
-        "compare",
-        help="table, curves and bar charts of several finished runs",
-        description="Write comparison.md and comparison.csv (model, parameters, MACs, test accuracy, best "
-        "validation accuracy, seconds per epoch, epochs, overfitting gap), curves.png (all runs on shared "
-        "axes) and bars.png (test accuracy, time per epoch) into --out.",
-    )
+    p = flags.add_command(sub, "compare", cmd_compare)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--out", default="report", help="output folder (default report)")
-    p.set_defaults(handler=cmd_compare)
+    flags.add_flags(p, "--out", default="report")
 
 
 # --- handlers --------------------------------------------------------------
 
 
 def cmd_summary(args):
+    """per-layer output shape, activation memory, parameters and MACs of a model
+
+    One row per layer (inception and residual blocks listed layer by layer):
+    output shape, activation memory in KB (1024 B) at --dtype, parameters, MACs
+    and FLOPs (= 2 x MACs) for one image, with the model's totals. Exact counts
+    from the layer configurations.
+    """
     from kerascnn.analysis.build import build_model
     from kerascnn.analysis.profile import format_profile, profile_model
     from kerascnn.models.auxiliary import inference_model
@@ -143,6 +90,12 @@ def cmd_summary(args):
 
 
 def cmd_receptive_field(args):
+    """receptive field size, jump and start of every layer of one or more models
+
+    Receptive field (pixels), jump (effective stride) and start (centre of the
+    first unit's field) of every convolution and pooling, along the graph
+    (largest over branches), and the input pixels the last map's field covers.
+    """
     from kerascnn.analysis import tables
     from kerascnn.analysis.build import build_model
     from kerascnn.analysis.receptive_field import coverage_line, plot_fields, receptive_fields, table_rows
@@ -174,6 +127,13 @@ def cmd_receptive_field(args):
 
 
 def cmd_visualize(args):
+    """first-layer filters and per-block feature maps as PNG files
+
+    Write filters.png (the first convolution's filters) and, with --image, one
+    features_NN_<layer>.png per block into --out. SOURCE is a run directory, an
+    export (saved_models/<model>/<version>) or a model name (built fresh, random
+    weights).
+    """
     from kerascnn.analysis.visualize import load_for_analysis, visualize
     from kerascnn.serving.predictor import decode_image_file
 
@@ -188,6 +148,13 @@ def cmd_visualize(args):
 
 
 def cmd_compare(args):
+    """table, curves and bar charts of several finished runs
+
+    Write comparison.md and comparison.csv (model, parameters, MACs, test
+    accuracy, best validation accuracy, seconds per epoch, epochs, overfitting
+    gap), curves.png (all runs on shared axes) and bars.png (test accuracy, time
+    per epoch) into --out.
+    """
     from kerascnn.analysis.compare import compare_runs
 
     if len(set(args.run_dirs)) != len(args.run_dirs):

@@ -13,6 +13,7 @@ unless `--force`. Registered on the main parser by
 
 import pathlib
 
+from kerascnn.cli import flags
 from kerascnn.errors import UserError
 
 SOURCES = ("torchvision",)
@@ -21,15 +22,7 @@ SOURCES = ("torchvision",)
 def add_parsers(sub):
     from kerascnn.weights.torchvision import FAMILIES
 
-    p = sub.add_parser(
-        "import-weights",
-        help="convert a torchvision .pth state dict into a kerascnn weights file",
-        description="Map a torchvision state dict into the matching kerascnn model (conv kernels "
-        "transposed, the first FC layer's inputs reordered from channels-first flattening, batch-norm "
-        "statistics carried) and write a .keras file for `fit MODEL --weights FILE`. Needs PyTorch "
-        "(pip install -e '.[bench]'). torchvision's alexnet becomes kerascnn's alexnet_v2; googlenet becomes "
-        "googlenet with layout='torchvision', without the auxiliary heads (their weights are left out).",
-    )
+    p = flags.add_command(sub, "import-weights", cmd_import_weights)
     p.add_argument("source", choices=SOURCES)
     p.add_argument("model", metavar="MODEL", help=f"one of: {', '.join(sorted(FAMILIES))}")
     p.add_argument("pth", metavar="FILE.pth")
@@ -37,10 +30,19 @@ def add_parsers(sub):
         "--output", metavar="OUT.keras", help="where to write (default: FILE with the suffix .keras, beside it)"
     )
     p.add_argument("--force", action="store_true", help="replace an existing output file (refused without)")
-    p.set_defaults(handler=cmd_import_weights)
 
 
 def cmd_import_weights(args):
+    """convert a torchvision .pth state dict into a kerascnn weights file
+
+    Map a torchvision state dict into the matching kerascnn model (conv kernels
+    transposed, the first FC layer's inputs reordered from channels-first
+    flattening, batch-norm statistics carried) and write a .keras file for
+    `fit MODEL --weights FILE`. Needs PyTorch (pip install -e '.[bench]').
+    torchvision's alexnet becomes kerascnn's alexnet_v2; googlenet becomes
+    googlenet with layout='torchvision', without the auxiliary heads (their
+    weights are left out).
+    """
     from kerascnn.weights.torchvision import FAMILIES
 
     if args.model not in FAMILIES:

@@ -1,0 +1,294 @@
+"""The flags of the command line, declared once, and the types of their values.
+
+Every flag that two commands share (fit and tune, fit and evaluate, the
+analysis commands, ...) is declared here, in `FLAGS`, so that it has one type,
+one set of choices and one help text wherever it appears. The command modules
+(`kerascnn.cli.train`, `serving`, `analysis`, `weights`, `tuning.cli`) pick
+flags with the group functions below, declare only the flags that are theirs
+alone, and create their subcommands with `add_command` (help and description
+from the handler's docstring).
+
+A value type raises `argparse.ArgumentTypeError("must be ...")`; the
+`OneLineParser` reports it as one line, `--flag must be ..., got 'x'`, with
+exit status 2, before TensorFlow is imported. This module imports nothing
+heavy: `kerascnn.config` is plain dataclasses.
+"""
+
+import argparse
+import inspect
+import re
+
+from kerascnn.config import PRECISIONS
+
+EPILOG = "Data: CIFAR-10 from tensorflow-datasets unless --dataset or --data-dir says otherwise."
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (exit 2) instead of usage + message."""
+
+    def error(self, message):
+        # "argument --epochs: must be a positive integer" reads "--epochs must be ...".
+        message = re.sub(r"^argument (--?[\w-]+): must ", r"\1 must ", message)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_command(sub, name, handler, **settings):
+    """Subcommand `name` running `handler(args)`.
+
+    Its help (in the list of commands) is the first line of the handler's
+    docstring, its description (in `name --help`) the rest of it.
+    """
+    summary, _, details = inspect.cleandoc(handler.__doc__).partition("\n")
+    parser = sub.add_parser(name, help=summary, description=details.strip() or None, **settings)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+# --- value types -------------------------------------------------------------
+
+
+def value_type(parse, accept, expected):
+    """An argparse `type=`: `parse(text)`, kept if `accept(value)`, else "must be EXPECTED"."""
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except (ValueError, KeyError):
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return convert
+
+
+def _int_or_float(text):
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _sizes(text, channels):
+    """N, H,W or (with `channels`) H,W,C as a tuple: N is N x N, C defaults to 3."""
+    parts = [int(p) for p in text.split(",")]
+    if len(parts) == 1:
+        parts *= 2
+    if channels and len(parts) == 2:
+        parts.append(3)
+    return tuple(parts) if len(parts) == 2 + channels and min(parts) >= 1 else None
+
+
+ON_OFF_AUTO = {"on": True, "true": True, "off": False, "false": False, "auto": "auto"}
+
+positive_int = value_type(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = value_type(int, lambda v: v >= 0, "an integer >= 0")
+count_or_fraction = value_type(
+    _int_or_float,
+    lambda v: v >= 1 if isinstance(v, int) else 0.0 < v <= 1.0,
+    "a count >= 1 or a fraction in (0, 1]",
+)
+fraction = value_type(float, lambda v: 0.0 < v < 1.0, "a fraction strictly between 0 and 1")
+probability = value_type(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
+image_size = value_type(lambda t: _sizes(t, False), bool, "N or H,W (positive integers)")
+input_shape = value_type(lambda t: _sizes(t, True), bool, "H,W,C (e.g. 227,227,3), H,W or N")
+on_off_auto = value_type(lambda t: ON_OFF_AUTO[t.lower()], lambda v: True, "on, off or auto")
+batch_size = value_type(
+    lambda t: t if t == "auto" else int(t), lambda v: v == "auto" or v >= 1, "a positive integer or auto"
+)
+
+
+# --- the shared flags ----------------------------------------------------------
+
+FLAGS = {
+    # data
+    "--dataset": dict(help="tensorflow-datasets name (default cifar10) or 'synthetic'"),
+    "--data-dir": dict(help="image folder (train/<class>/, test/<class>/) or CIFAR-10 binary archive/folder"),
+    "--skip-bad-images": dict(
+        action="store_true",
+        default=None,
+        help="leave out image files of --data-dir that cannot be decoded (counted and named "
+        "in config.json) instead of stopping",
+    ),
+    "--image-size": dict(type=image_size, help="resize to N (square) or H,W; 224 for the paper models"),
+    "--val-split": dict(type=fraction, help="fraction of train held out for validation (default 0.1)"),
+    "--limit-train": dict(type=count_or_fraction, help="use N training images, or a fraction such as 0.05"),
+    "--batch-size": dict(
+        type=batch_size,
+        help="per-replica batch size (default 128), or auto: the largest power of two that trains on the device",
+    ),
+    # augmentation
+    "--augment": dict(
+        choices=["cifar", "alexnet", "inception", "none"],  # kerascnn.config.AUGMENT_PRESETS
+        help="preset: cifar (pad 4, crop, flip; default up to 64 px), alexnet (8/7 resize, crop, flip, "
+        "PCA jitter; default above 64 px), inception (random-resized crop, flip), none",
+    ),
+    "--pad-mode": dict(choices=["reflect", "zero"], help="padding of the cifar crop (default reflect)"),
+    "--pca-jitter": dict(action=argparse.BooleanOptionalAction, default=None, help="AlexNet PCA colour jitter"),
+    "--pca-sigma": dict(type=float, help="std of the jitter's alpha (default 0.1)"),
+    "--pca-scale": dict(
+        choices=["stddev", "eigenvalue"], help="shift alpha*sqrt(lambda) (default) or the paper's alpha*lambda"
+    ),
+    "--cutout": dict(type=non_negative_int, metavar="N", help="zero an N x N square per image"),
+    "--random-erasing": dict(type=probability, metavar="P", help="erase a random rectangle with probability P"),
+    "--tta": dict(action="store_true", default=None, help="also report test accuracy averaged over ten patches"),
+    # model options
+    "--dropout": dict(type=float, help="dropout rate of the classifier"),
+    "--batch-norm": dict(
+        action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (models that take it)"
+    ),
+    "--head": dict(choices=["auto", "paper", "compact"], help="VGG classifier size"),
+    "--width-multiplier": dict(type=float, help="scale every layer's width (models that take it)"),
+    # model shape (analysis commands)
+    "--input-shape": dict(
+        type=input_shape, metavar="H,W,C", help="input size (default: the model's own, e.g. 224,224,3)"
+    ),
+    "--num-classes": dict(type=positive_int, help="classes of the last layer (default: the model's own)"),
+    # optimisation
+    "--optimizer": dict(help="sgd (default), adam, adamw, rmsprop"),
+    "--lr": dict(type=float, help="peak learning rate (default 0.01 for sgd, 0.001 otherwise)"),
+    "--momentum": dict(type=float, help="SGD momentum (default 0.9)"),
+    "--nesterov": dict(action="store_true", default=None, help="Nesterov momentum"),
+    "--weight-decay": dict(type=float, help="L2 weight decay (default 5e-4)"),
+    "--schedule": dict(help="constant, step, plateau, cosine (default)"),
+    "--warmup-epochs": dict(type=float, help="linear warm-up before cosine decay"),
+    "--step-epochs": dict(type=positive_int, help="epochs between step decays (default 30)"),
+    "--lr-decay": dict(type=float, help="factor of step and plateau decays (default 0.1)"),
+    "--plateau-patience": dict(
+        type=positive_int, help="epochs without progress before a plateau decay (default 5)"
+    ),
+    "--label-smoothing": dict(type=float, help="label smoothing (default 0)"),
+    "--clip-norm": dict(type=float, help="clip gradients to this global norm"),
+    # run
+    "--epochs": dict(type=positive_int, help="maximum epochs (default 30)"),
+    "--patience": dict(type=positive_int, help="stop after N epochs without better validation accuracy"),
+    "--precision": dict(
+        choices=PRECISIONS,
+        help="auto (default): mixed precision where this machine gains from it (kerascnn.runtime.hardware), "
+        "float32 elsewhere (fit records the choice in config.json)",
+    ),
+    "--jit": dict(
+        nargs="?", const=True, type=on_off_auto, metavar="on|off|auto",
+        help="compile with XLA: --jit (on), --no-jit (off), --jit auto (default: on for GPUs, off on CPUs)",
+    ),
+    "--no-jit": dict(dest="jit", action="store_false", default=None, help=argparse.SUPPRESS),
+    "--seed": dict(type=non_negative_int, help="random seed: the split, the weights, tune's search (default 0)"),
+    "--devices": dict(help="auto (default), cpu, all, a GPU count, or GPU indices such as 0,1"),
+    "--cpu-replicas": dict(
+        type=positive_int, metavar="N", help="split the CPU into N devices and train mirrored on them"
+    ),
+    "--model-parallel": dict(
+        action="store_true",
+        default=None,
+        help="alexnet only: its two towers on two devices, as on the paper's two GPUs (two GPUs, or "
+        "--cpu-replicas 2); one replica, the batch is not split",
+    ),
+    "--sync-bn": dict(action="store_true", default=None, help="batch-norm statistics over the global batch"),
+    "--scale-lr": dict(
+        choices=["linear", "none"], help="linear: multiply --lr by the replica count (default none)"
+    ),
+    "--workers": dict(metavar="HOST:PORT,...", help="multi-worker cluster (instead of TF_CONFIG)"),
+    "--worker-index": dict(type=int, metavar="I", help="this process's place in --workers (0 = chief)"),
+    "--run-dir": dict(help="write the run here instead of runs/<model>-<timestamp>"),
+    "--export": dict(
+        action="store_true", default=None, help="export a SavedModel when training ends (tune: the best trial's)"
+    ),
+    "--export-dir": dict(help="root of exports (default saved_models)"),
+    # pretrained weights and transfer learning
+    "--weights": dict(
+        metavar="imagenet|PATH",
+        help="start from weights: imagenet (keras.applications: vgg16, vgg19, resnet50/101/152; Caffe "
+        "normalisation, 224 px unless --image-size), a .keras or .weights.h5 file, or a RUN_DIR (its "
+        "best.keras); layers are matched by name, a classifier of another size is re-initialised",
+    ),
+    "--init-from": dict(
+        metavar="RUN_DIR",
+        help="VGG incremental depth (Simonyan & Zisserman 2015, 3.1): copy the first four conv and the three "
+        "FC layers of a shallower VGG run (e.g. fit vgg16 --init-from runs/vgg11-...)",
+    ),
+    "--freeze-backbone": dict(
+        type=non_negative_int,
+        metavar="E",
+        help="train only the new layers (head) for the first E epochs, then all layers at --finetune-lr",
+    ),
+    "--finetune-lr": dict(
+        type=float, help="learning rate once the backbone is unfrozen (default: a tenth of --lr)"
+    ),
+    # output
+    "--json": dict(action="store_true", help="print the result as JSON"),
+    "--out": dict(help="output folder (default %(default)s)"),
+}
+
+MODEL_OPTION_FLAGS = ("--dropout", "--batch-norm", "--head", "--width-multiplier")
+# The RunConfig.model_options keys of MODEL_OPTION_FLAGS.
+MODEL_OPTIONS = tuple(f[2:].replace("-", "_") for f in MODEL_OPTION_FLAGS)
+
+
+def add_flags(container, *names, default=None):
+    """Add the `FLAGS` called `names` to a parser or group; `default` (if given) replaces theirs."""
+    for name in names:
+        spec = dict(FLAGS[name])
+        if default is not None:
+            spec["default"] = default
+        container.add_argument(name, **spec)
+    return container
+
+
+def add_group(parser, title, *names, description=None):
+    """A new argument group of `parser` holding the `FLAGS` called `names`."""
+    return add_flags(parser.add_argument_group(title, description), *names)
+
+
+# --- flag groups ----------------------------------------------------------------
+
+
+def add_data_flags(parser, *optional):
+    """The "data" group: --dataset, --data-dir, then the flags named in `optional`."""
+    return add_group(parser, "data", "--dataset", "--data-dir", *optional)
+
+
+def add_augment_flags(parser):
+    return add_group(
+        parser, "augmentation (training data only)", "--augment", "--pad-mode", "--pca-jitter",
+        "--pca-sigma", "--pca-scale", "--cutout", "--random-erasing", "--tta",
+    )
+
+
+def add_model_option_flags(container, *names):
+    """`names` (default all) of MODEL_OPTION_FLAGS: --dropout, --batch-norm, --head, --width-multiplier."""
+    return add_flags(container, *(names or MODEL_OPTION_FLAGS))
+
+
+def add_model_shape_flags(parser, title="model"):
+    """--input-shape and --num-classes of a model built fresh (the analysis commands)."""
+    return add_group(parser, title, "--input-shape", "--num-classes")
+
+
+def add_precision_flags(container):
+    """--precision float32|mixed_float16|mixed_bfloat16|auto and --jit/--no-jit [on|off|auto]."""
+    return add_flags(container, "--precision", "--jit", "--no-jit")
+
+
+def add_optimisation_flags(parser):
+    return add_group(
+        parser, "optimisation", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
+        "--schedule", "--warmup-epochs", "--step-epochs", "--lr-decay", "--plateau-patience",
+        "--label-smoothing", "--clip-norm",
+    )
+
+
+def add_run_flags(parser):
+    """fit's "run" group: epochs, precision, devices, distribution, where the run goes."""
+    g = add_group(parser, "run", "--epochs", "--patience")
+    add_precision_flags(g)
+    return add_flags(
+        g, "--seed", "--devices", "--cpu-replicas", "--model-parallel", "--sync-bn", "--scale-lr",
+        "--workers", "--worker-index", "--run-dir", "--export", "--export-dir",
+    )
+
+
+def add_transfer_flags(parser):
+    return add_group(
+        parser, "pretrained weights and transfer learning",
+        "--weights", "--init-from", "--freeze-backbone", "--finetune-lr",
+    )
