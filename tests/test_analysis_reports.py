@@ -11,7 +11,7 @@ from PIL import Image
 from kerascnn.storage import rundir
 from kerascnn.analysis.compare import compare_runs
 from kerascnn.analysis.confusion import confusion_matrix, write_class_report
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
 
 

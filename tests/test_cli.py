@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

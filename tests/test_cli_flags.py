@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kerascnn.cli import flags
-from kerascnn.cli.main import build_parser, main
+from kerascnn.cli.app import build_parser, main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -111,8 +111,8 @@ def test_parsing_and_help_import_no_tensorflow():
         "import kerascnn.cli\n"
         "assert not [m for m in sys.modules if m.startswith('kerascnn.cli.')], 'kerascnn.cli imports'\n"
         "import tuning.cli\n"
-        "assert 'kerascnn.cli.main' not in sys.modules, 'tuning.cli imports kerascnn.cli.main'\n"
-        "from kerascnn.cli.main import build_parser, main\n"
+        "assert 'kerascnn.cli.app' not in sys.modules, 'tuning.cli imports kerascnn.cli.app'\n"
+        "from kerascnn.cli.app import build_parser, main\n"
         "build_parser()\n"
         "for argv in ([], ['--help'], ['fit', '--help'], ['tune', '--help'], ['fit', 'vgg11', '--epochs', '0']):\n"
         "    main(argv)\n"

@@ -11,7 +11,7 @@ from conftest import cifar_records, make_cifar_binary, make_image_folder
 from PIL import Image
 from test_cli import run_cli
 
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 from kerascnn.data.image_folder import ImageFolderSource
 from kerascnn.data.pipeline import read_guard
 from kerascnn.data.contract import ArraySource, DataSource, SourceInfo, checked_label

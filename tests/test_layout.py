@@ -143,7 +143,7 @@ def test_public_api_after_a_plain_import():
     code = (
         "import sys, kerascnn\n"
         "assert 'tensorflow' not in sys.modules, 'import kerascnn loaded TensorFlow'\n"
-        "from kerascnn.cli.main import build_parser; build_parser()\n"
+        "from kerascnn.cli.app import build_parser; build_parser()\n"
         "assert 'tensorflow' not in sys.modules, 'building the parser loaded TensorFlow'\n"
         "assert kerascnn.layers.LocalResponseNormalization.__name__ == 'LocalResponseNormalization'\n"
         "assert callable(kerascnn.data.fit_pca) and callable(kerascnn.data.open_source)\n"

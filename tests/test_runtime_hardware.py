@@ -7,7 +7,7 @@ import pytest
 
 from kerascnn.runtime import hardware
 from kerascnn.storage import rundir
-from kerascnn.cli.main import build_parser
+from kerascnn.cli.app import build_parser
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
 from kerascnn.runtime.hardware import Hardware, auto_jit, auto_precision

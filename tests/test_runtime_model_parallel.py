@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from kerascnn.runtime import model_parallel as parallel
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
 from kerascnn.training.optim import with_l2_penalty

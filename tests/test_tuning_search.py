@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
 from tuning import searchdir
 from tuning.plots import PLOT_NAMES

@@ -7,7 +7,7 @@ import keras
 import keras_tuner as kt
 import pytest
 
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 from kerascnn.errors import ConfigError
 from kerascnn.models import model_defaults
 from tuning import searchdir
@@ -170,10 +170,16 @@ def test_tune_report_of_a_folder_that_is_not_a_search(capsys, tmp_path):
 def test_the_hypermodel_builds_and_compiles_what_the_hyperparameters_say():
     from kerascnn.config import RunConfig
     from kerascnn.data.synthetic import SyntheticSource
+    from kerascnn.training import plan_run
+    from kerascnn.training.context import runtime_context
     from tuning.hypermodel import CNNHyperModel
 
-    base = RunConfig.from_flags("vgg8", dataset="synthetic", model_options={"width_multiplier": 0.125})
-    hypermodel = CNNHyperModel(base, seed_grid, SyntheticSource(num_train=64, num_test=16))
+    base = RunConfig.from_flags(
+        "vgg8", dataset="synthetic", model_options={"width_multiplier": 0.125}, precision="float32", jit=False
+    )
+    plan = plan_run(base)
+    with runtime_context(plan) as runtime:
+        hypermodel = CNNHyperModel(plan, seed_grid, SyntheticSource(num_train=64, num_test=16), runtime)
     hp = kt.HyperParameters()
     hp.values.update(
         {"optimizer": "adam", "lr_adaptive": 1e-4, "batch_size": 64, "val_split": 0.1, "regularization": "batch_norm"}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerascnn.storage import rundir
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
 from kerascnn.training.fit import fit
 from kerascnn.weights.incremental import layers_to_copy

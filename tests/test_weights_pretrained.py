@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerascnn.storage import rundir
-from kerascnn.cli.main import main
+from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.models import create_model

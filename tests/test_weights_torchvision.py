@@ -19,7 +19,7 @@ import torch  # a test dependency (pyproject [test]): a missing one fails here, 
 
 import torchvision_layouts  # noqa: E402
 
-from kerascnn.cli.main import main  # noqa: E402
+from kerascnn.cli.app import main  # noqa: E402
 from kerascnn.weights import read_metadata  # noqa: E402
 from kerascnn.weights.torchvision import FAMILIES, IGNORED_PREFIXES  # noqa: E402
 

@@ -1,10 +1,10 @@
 """The `tune` and `tune-report` subcommands.
 
-`add_parsers(sub)` is called from `kerascnn.cli.main.build_parser`; the flags
+`add_parsers(sub)` is called from `kerascnn.cli.app.build_parser`; the flags
 that `tune` shares with `fit` come from `kerascnn.cli.flags` (this module
 imports nothing else of the CLI, so the tuning CLI plugs into the main parser
 without an import cycle). Handlers raise `UserError` for bad input (one line
-on stderr, exit 2, from `kerascnn.cli.main.main`) and import
+on stderr, exit 2, from `kerascnn.cli.app.main`) and import
 TensorFlow/KerasTuner only once the flags are known to be valid.
 """
 

@@ -1,7 +1,7 @@
 """The command line: `python main.py COMMAND ...` (also installed as `kerascnn`).
 
     flags      every shared flag and value type, the one-line-error parser, add_command
-    main       build_parser() and main(): assembles the command modules below
+    app        build_parser() and main(): assembles the command modules below
     models     list
     train      fit
     serving    evaluate, export, predict
@@ -10,15 +10,12 @@
     (tuning.cli: tune, tune-report)
 
 Nothing is imported here, so that `from kerascnn.cli import flags` (as
-tuning.cli does) loads no command module. Once `kerascnn.cli.main` is
-imported, the package attribute `main` is that module (Python binds a loaded
-submodule to its name in the package): take `main` from here before that, as
-main.py and the console script do, or call `kerascnn.cli.main.main`.
+tuning.cli does) loads no command module; `main` below loads `app` when called.
 """
 
 
 def main(argv=None):
     """Run the command line on `argv` (default sys.argv[1:]); return the exit status."""
-    from kerascnn.cli.main import main as run
+    from kerascnn.cli.app import main as run
 
     return run(argv)

@@ -1,6 +1,6 @@
 """Analysis subcommands: summary, receptive-field, visualize, compare.
 
-Registered on the main parser by `kerascnn.cli.main.build_parser()`; the
+Registered on the main parser by `kerascnn.cli.app.build_parser()`; the
 model flags come from `kerascnn.cli.flags`. Like the other subcommands, a
 mistake by the user (unknown model, a shape the model cannot take, a path
 that is not a run directory) raises a `UserError`, which the CLI prints as
@@ -75,10 +75,12 @@ def cmd_summary(args):
         from kerascnn.storage import rundir
 
         config = rundir.read_json(rundir.require_run_dir(args.model) / rundir.CONFIG)
-        resolved = config.get("resolved", {})
+        from kerascnn.record import RunRecord
+
+        record = RunRecord.from_dict(config.get("resolved"))
         name = config["model"]
-        shape = shape or tuple(resolved.get("image_shape") or ()) or None
-        classes = classes or resolved.get("num_classes")
+        shape = shape or record.image_shape
+        classes = classes or record.num_classes
         options = {**config.get("model_options", {}), **{k: v for k, v in options.items() if v is not None}}
         # Mixed precision computes (and stores) activations in the 16-bit type.
         dtype = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(config.get("precision"), "float32")

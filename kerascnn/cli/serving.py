@@ -1,6 +1,6 @@
 """`evaluate`, `export` and `predict`: a trained run or an export at work.
 
-Registered on the main parser by `kerascnn.cli.main.build_parser()`; a
+Registered on the main parser by `kerascnn.cli.app.build_parser()`; a
 mistake by the user raises a `UserError` (one line on stderr, exit status 2).
 TensorFlow is imported only in the handlers.
 """
@@ -60,12 +60,9 @@ def cmd_export(args):
     SavedModel taking raw uint8 images, model.keras and labels.txt, verified
     after writing.
     """
-    from kerascnn.serving.export import export_model
-    from kerascnn.serving.predictor import load_run
+    from kerascnn.serving.export import export_run
 
-    config, model, preprocessing = load_run(args.run_dir)
-    class_names = config["resolved"]["class_names"]
-    path = export_model(model, preprocessing, class_names, config["model"], args.export_dir, config)
+    path = export_run(args.run_dir, args.export_dir)
     print(f"exported {args.run_dir} to {path}")
     return 0
 

@@ -1,6 +1,6 @@
 """`fit`: train a model and write a run directory.
 
-Registered on the main parser by `kerascnn.cli.main.build_parser()`; the flags
+Registered on the main parser by `kerascnn.cli.app.build_parser()`; the flags
 come from `kerascnn.cli.flags`. A mistake by the user raises a `UserError`
 (one line on stderr, exit status 2); TensorFlow is imported only in the handler.
 """

@@ -7,7 +7,7 @@ Writes a `.keras` file (the kerascnn model with the weights, plus a
 normalisation) for `fit MODEL --weights FILE`: by default FILE with the
 suffix `.keras`, beside it; atomically; and never over an existing file
 unless `--force`. Registered on the main parser by
-`kerascnn.cli.main.build_parser()`; a mistake in what was asked raises a
+`kerascnn.cli.app.build_parser()`; a mistake in what was asked raises a
 `UserError`, printed as one line with exit status 2.
 """
 
