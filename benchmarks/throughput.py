@@ -66,6 +66,7 @@ import tensorflow as tf  # noqa: E402
 from kerascnn.analysis.macs import forward_macs  # noqa: E402
 from kerascnn.config import OptimConfig  # noqa: E402
 from kerascnn.training.build import build_models  # noqa: E402
+from kerascnn.training.context import precision_policy  # noqa: E402
 from timing import interleaved, matmul_gflops  # noqa: E402
 
 # The kerascnn options the PyTorch reference reproduces (other settings: each model's defaults).
@@ -84,14 +85,11 @@ def _on_off(text):
 def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_size, steps, seed=0):
     """(train_run, infer_run, forward MACs per image, trainable parameters) of kerascnn `name` as `fit` builds it."""
     keras.utils.set_random_seed(seed)
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    with precision_policy(precision):  # the runtime phase's policy switch, the caller's restored
         network, model, inference = build_models(
             name, NUM_CLASSES, (image_size, image_size, 3), MODEL_OPTIONS.get(name, {}), OptimConfig(),
             steps_per_epoch=100, epochs=30, jit=jit,
         )
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     if inference is not model:
         inference.compile(jit_compile=bool(jit))
     rng = np.random.default_rng(seed)

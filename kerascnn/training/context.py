@@ -56,7 +56,7 @@ def _environment(name, value):
 
 
 @contextlib.contextmanager
-def _policy(precision):
+def precision_policy(precision):
     """Keras' global dtype policy set to `precision`, the caller's restored on exit."""
     saved = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
@@ -81,5 +81,5 @@ def runtime_context(plan):
     with _environment("TF_CONFIG", tf_config):
         strategy, description = choose_strategy(plan)
         keras.utils.set_random_seed(config.seed)
-        with _policy(config.precision):
+        with precision_policy(config.precision):
             yield Runtime(strategy, description, strategy.num_replicas_in_sync, is_chief(strategy))
