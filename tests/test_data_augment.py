@@ -7,7 +7,7 @@ import tensorflow as tf
 from kerascnn.config import DataConfig
 from kerascnn.data import augment as aug
 from kerascnn.data.pipeline import make_datasets, resolve_augmentation
-from test_pipeline import ArraySource
+from test_data_pipeline import ArraySource
 
 SEED = tf.constant([3, 4], tf.int64)
 
