@@ -13,7 +13,13 @@ import tarfile
 
 import numpy as np
 import pytest
-import tensorflow as tf
+
+from kerascnn.runtime.quiet import import_tensorflow_quietly
+
+# Each pytest-xdist worker imports TensorFlow here; without this its CUDA
+# probes would print to the terminal after the summary line.
+import_tensorflow_quietly()
+import tensorflow as tf  # noqa: E402
 
 # Two logical CPU devices for the multi-replica tests (MirroredStrategy on a
 # machine without GPUs). TensorFlow accepts this only before its runtime
