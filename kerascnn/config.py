@@ -15,7 +15,7 @@ from kerascnn.errors import ConfigError
 from kerascnn.record import RunRecord
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "plateau", "cosine")
+SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 # Augmentation presets (kerascnn.data.augment): None picks `cifar` for inputs
 # of 64 pixels or less and `alexnet` for larger ones.
@@ -47,7 +47,9 @@ class DataConfig:
             CIFAR-10 binary archive or folder.
         image_size: (height, width) images are resized to; None keeps the
             data's own size.
-        val_split: fraction of the training split held out for validation.
+        val_split: fraction of the training split held out for validation;
+            0 trains on all of it and keeps the last epoch's model (the test
+            set never chooses a model).
         limit_train: use only this many training examples (an int), or this
             fraction of them (a float in (0, 1]); None uses all.
         batch_size: per-replica batch; the global batch is this times the
@@ -107,9 +109,9 @@ class DataConfig:
             raise ConfigError(
                 f"random_erasing must be a probability in [0, 1]. Received: random_erasing={self.random_erasing}"
             )
-        if not isinstance(self.val_split, numbers.Real) or not 0.0 < self.val_split < 1.0:
+        if not isinstance(self.val_split, numbers.Real) or not 0.0 <= self.val_split < 1.0:
             raise ConfigError(
-                f"val_split must be a fraction strictly between 0 and 1. Received: val_split={self.val_split}"
+                f"val_split must be a fraction in [0, 1) (0: no validation set). Received: val_split={self.val_split}"
             )
         if self.limit_train is not None:
             lt = self.limit_train
@@ -144,7 +146,8 @@ class OptimConfig:
         schedule: constant, step (times `lr_decay` every `step_epochs`),
             plateau (times `lr_decay` when validation accuracy stalls for
             `plateau_patience` epochs, as the AlexNet and VGG papers did) or
-            cosine (to 0 over the run, after `warmup_epochs` linear warm-up).
+            cosine (to 0 over the run, after `warmup_epochs` linear warm-up) or
+            onecycle (linear from 0 to `lr` over `warmup_epochs`, then linear to 0).
         warmup_epochs: linear warm-up from 0 to `lr` (not with plateau).
         step_epochs: epochs between decays for the step schedule.
         lr_decay: factor of the step and plateau schedules (the papers' 0.1).
@@ -299,6 +302,11 @@ class RunConfig:
             raise ConfigError("--freeze-backbone needs --weights or --init-from (the backbone to freeze)")
         if self.finetune_lr is not None and (not isinstance(self.finetune_lr, numbers.Real) or self.finetune_lr <= 0):
             raise ConfigError(f"finetune_lr must be a positive number. Received: finetune_lr={self.finetune_lr}")
+        if self.data.val_split == 0 and (self.patience or self.optim.schedule == "plateau"):
+            raise ConfigError(
+                "--val-split 0 leaves no validation set for --patience or --schedule plateau to watch; "
+                "drop them or hold out a validation split"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0. Received: seed={self.seed}")
         object.__setattr__(

@@ -70,7 +70,7 @@ def test_tune_passes_precision_and_jit_to_the_run_config():
         (flags.positive_int, {"3": 3}, ["0", "-1", "x", "1.5"]),
         (flags.non_negative_int, {"0": 0, "7": 7}, ["-1", "x"]),
         (flags.count_or_fraction, {"64": 64, "0.25": 0.25, "1.0": 1.0}, ["0", "1.5", "-3", "many"]),
-        (flags.fraction, {"0.1": 0.1}, ["0", "1", "1.5", "nan"]),
+        (flags.held_out_fraction, {"0.1": 0.1, "0": 0.0}, ["-0.1", "1", "1.5", "nan"]),
         (flags.probability, {"0": 0.0, "1": 1.0}, ["-0.1", "1.01"]),
         (flags.image_size, {"32": (32, 32), "224,160": (224, 160)}, ["0", "1,2,3", "a", ""]),
         (flags.input_shape, {"227,227,3": (227, 227, 3), "32,24": (32, 24, 3), "8": (8, 8, 3)}, ["1,2,3,4", "a,b"]),

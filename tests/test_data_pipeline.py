@@ -6,6 +6,7 @@ from kerascnn.data.pipeline import make_datasets, split_indices
 from kerascnn.data.statistics import channel_stats
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.data.contract import DataSource, SourceInfo
+from kerascnn.data.synthetic import SyntheticSource
 
 
 class ArraySource(DataSource):
@@ -108,3 +109,12 @@ def test_epoch_numbered_stream_gives_a_resumed_run_the_same_epochs():
     resumed = epochs(2, 3)
     np.testing.assert_array_equal(resumed[0], uninterrupted[2])
     assert not np.array_equal(uninterrupted[1], uninterrupted[2])
+
+
+def test_val_split_zero_holds_out_nothing_and_the_datasets_have_no_validation_set():
+    train, val = split_indices(100, 0.0, seed=3)
+    assert len(train) == 100 and len(val) == 0
+    train, val = split_indices(100, 0.0, limit_train=30, seed=3)
+    assert len(train) == 30 and len(val) == 0
+    data = make_datasets(SyntheticSource(num_train=64, num_test=16), DataConfig(val_split=0.0), 16, seed=0)
+    assert data.val is None and data.num_val == 0 and data.num_train == 64

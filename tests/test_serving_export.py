@@ -116,3 +116,20 @@ def test_an_old_run_directory_still_evaluates_exports_and_resumes(trained, tmp_p
     unfinished = _as_old_run(trained.run_dir, tmp_path / "unfinished", finished=False)
     result = fit(resume_dir=unfinished, log=lambda *_: None, verbose=0)
     assert (unfinished / "metrics.json").exists() and 0.0 <= result.metrics["test_accuracy"] <= 1.0
+
+
+def test_flip_metrics_average_each_image_with_its_mirror():
+    from kerascnn.serving.tta import flip_metrics
+
+    # A "model" whose logits say whether the left half is brighter than the right half.
+    inputs = keras.Input((4, 4, 3))
+    left = keras.ops.mean(inputs[:, :, :2, :], axis=(1, 2, 3))
+    right = keras.ops.mean(inputs[:, :, 2:, :], axis=(1, 2, 3))
+    logits = keras.ops.stack([10.0 * (left - right), 10.0 * (right - left)], axis=1)
+    model = keras.Model(inputs, logits)
+    images = np.zeros((2, 4, 4, 3), np.float32)
+    images[:, :, :2, :] = 1.0  # left half bright: class 0 plainly, class 1 when mirrored
+    data = tf.data.Dataset.from_tensor_slices((images, np.eye(2, dtype=np.float32)[[0, 0]])).batch(2)
+    result = flip_metrics(model, data)
+    # p = (softmax([10, -10]) + softmax([-10, 10])) / 2 = [0.5, 0.5]: cross-entropy ln 2.
+    assert result["images"] == 2 and result["cross_entropy"] == pytest.approx(np.log(2), rel=1e-4)

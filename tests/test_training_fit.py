@@ -55,6 +55,9 @@ def test_one_epoch_on_synthetic_data_lowers_the_loss_and_fills_the_run_dir(tmp_p
         "seconds_per_epoch", "overfitting_gap", "final_train_accuracy",
     }
     assert metrics["overfitting_gap"] == pytest.approx(metrics["final_train_accuracy"] - metrics["test_accuracy"])
+    # Flip test-time augmentation is reported beside the plain figure; the tested model is the best-validation one.
+    assert 0.0 <= metrics["test_flip_accuracy"] <= 1.0 and metrics["test_flip_loss"] > 0
+    assert metrics["model_epoch"] == metrics["best_epoch"] == 1
     config = json.loads((run / rundir.CONFIG).read_text())
     assert config["model"] == "vgg11_bn" and len(config["resolved"]["mean"]) == 3
     assert config["resolved"]["num_train"] == 1024 and config["resolved"]["class_names"][0] == "class_0"
@@ -105,3 +108,23 @@ def test_alexnet_augmentation_records_its_pca_and_reports_ten_patch_accuracy(tmp
 
     layer = PCAColorJitter(**pca, sigma=0.1, scale="stddev", seed=0)
     assert layer(np.zeros((2, 4, 4, 3), np.float32), training=True).shape == (2, 4, 4, 3)
+
+
+def test_val_split_zero_trains_on_everything_and_tests_the_last_epochs_model(tmp_path):
+    last = {}
+
+    class LastWeights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            last["weights"] = [w.copy() for w in self.model.get_weights()]
+
+    config = tiny_config(tmp_path, epochs=2, limit_train=128, val_split=0.0, schedule="onecycle", warmup_epochs=0.5)
+    result = fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[LastWeights()])
+    saved = json.loads((result.run_dir / rundir.CONFIG).read_text())["resolved"]
+    assert saved["num_train"] == 128 and saved["num_val"] == 0
+    history = np.genfromtxt(result.run_dir / rundir.HISTORY, delimiter=",", names=True)
+    assert not any(name.startswith("val_") for name in history.dtype.names)
+    assert result.metrics["best_val_accuracy"] is None and result.metrics["model_epoch"] == 2
+    for tested, trained in zip(result.model.get_weights(), last["weights"]):
+        np.testing.assert_array_equal(tested, trained)  # best.keras holds the last epoch, not a test-chosen one
+    with pytest.raises(ConfigError, match="no validation set"):
+        tiny_config(tmp_path, val_split=0.0, patience=2)

@@ -51,3 +51,23 @@ def test_each_optimizer_is_built_with_its_settings(name, cls):
         assert opt.momentum == 0.9 and opt.nesterov
     if name == "adamw":
         assert opt.weight_decay == 5e-4
+
+
+def test_onecycle_rises_linearly_to_the_peak_then_falls_linearly_to_zero():
+    schedule = learning_rate(OptimConfig(lr=0.4, schedule="onecycle", warmup_epochs=2), steps_per_epoch=10, epochs=10)
+    values = [float(schedule(s)) for s in (0, 10, 20, 60, 100, 120)]
+    assert values == pytest.approx([0.0, 0.2, 0.4, 0.2, 0.0, 0.0], abs=1e-6)
+    no_warmup = learning_rate(OptimConfig(lr=0.1, schedule="onecycle"), steps_per_epoch=10, epochs=2)
+    assert [float(no_warmup(s)) for s in (0, 10, 20)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
+
+
+def test_onecycle_schedule_survives_a_serialisation_round_trip():
+    import keras
+
+    schedule = learning_rate(OptimConfig(lr=0.4, schedule="onecycle", warmup_epochs=1), 5, 4)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert type(restored).__name__ == "PiecewiseLinear"
+    assert float(restored(5)) == pytest.approx(0.4)  # the peak, after 1 epoch
+    assert float(restored(20)) == pytest.approx(0.0, abs=1e-7)
+    optimizer = build_optimizer(OptimConfig(lr=0.4, schedule="onecycle", warmup_epochs=1, nesterov=True), 5, 4)
+    assert optimizer.nesterov and keras.optimizers.deserialize(keras.optimizers.serialize(optimizer)).nesterov

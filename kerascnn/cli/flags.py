@@ -88,7 +88,7 @@ count_or_fraction = value_type(
     lambda v: v >= 1 if isinstance(v, int) else 0.0 < v <= 1.0,
     "a count >= 1 or a fraction in (0, 1]",
 )
-fraction = value_type(float, lambda v: 0.0 < v < 1.0, "a fraction strictly between 0 and 1")
+held_out_fraction = value_type(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1) (0: no validation set)")
 probability = value_type(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 image_size = value_type(lambda t: _sizes(t, False), bool, "N or H,W (positive integers)")
 input_shape = value_type(lambda t: _sizes(t, True), bool, "H,W,C (e.g. 227,227,3), H,W or N")
@@ -111,7 +111,11 @@ FLAGS = {
         "in config.json) instead of stopping",
     ),
     "--image-size": dict(type=image_size, help="resize to N (square) or H,W; 224 for the paper models"),
-    "--val-split": dict(type=fraction, help="fraction of train held out for validation (default 0.1)"),
+    "--val-split": dict(
+        type=held_out_fraction,
+        help="fraction of train held out for validation (default 0.1); 0 trains on all of it and tests the "
+        "last epoch's model",
+    ),
     "--limit-train": dict(type=count_or_fraction, help="use N training images, or a fraction such as 0.05"),
     "--batch-size": dict(
         type=batch_size,
@@ -150,8 +154,8 @@ FLAGS = {
     "--momentum": dict(type=float, help="SGD momentum (default 0.9)"),
     "--nesterov": dict(action="store_true", default=None, help="Nesterov momentum"),
     "--weight-decay": dict(type=float, help="L2 weight decay (default 5e-4)"),
-    "--schedule": dict(help="constant, step, plateau, cosine (default)"),
-    "--warmup-epochs": dict(type=float, help="linear warm-up before cosine decay"),
+    "--schedule": dict(help="constant, step, plateau, cosine (default), onecycle (linear up to --lr, linear down to 0)"),
+    "--warmup-epochs": dict(type=float, help="linear warm-up from 0 (cosine and onecycle)"),
     "--step-epochs": dict(type=positive_int, help="epochs between step decays (default 30)"),
     "--lr-decay": dict(type=float, help="factor of step and plateau decays (default 0.1)"),
     "--plateau-patience": dict(

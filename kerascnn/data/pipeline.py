@@ -41,7 +41,8 @@ def split_indices(num_train, val_split, limit_train=None, seed=0):
     rng = np.random.default_rng(seed)
     order = rng.permutation(num_train)
     n_val = int(round(num_train * val_split))
-    n_val = min(max(n_val, 1), num_train - 1)
+    if val_split > 0:  # a split asked for holds out at least one image and keeps one
+        n_val = min(max(n_val, 1), num_train - 1)
     val_pool, train = order[:n_val], order[n_val:]
     if limit_train is not None:
         if isinstance(limit_train, float):
@@ -49,8 +50,8 @@ def split_indices(num_train, val_split, limit_train=None, seed=0):
         else:
             n_keep = min(int(limit_train), len(train))
         train = train[:n_keep]
-        n_val = max(1, int(round(n_keep * val_split / (1.0 - val_split))))
-        val_pool = val_pool[:n_val]
+        n_val = int(round(n_keep * val_split / (1.0 - val_split)))
+        val_pool = val_pool[: max(1, n_val) if val_split > 0 else 0]
     return np.sort(train), np.sort(val_pool)
 
 
@@ -278,7 +279,8 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None,
         train_raw = read_guard(source, _to_arrays, source.train_examples(train_idx))
     else:
         train_raw = source.train_examples(train_idx)
-    val_raw = _maybe_cache(source.train_examples(val_idx), len(val_idx), info.image_shape)
+    # --val-split 0: no validation set; the run keeps its last epoch's model.
+    val_raw = _maybe_cache(source.train_examples(val_idx), len(val_idx), info.image_shape) if len(val_idx) else None
 
     test_raw = _maybe_cache(source.test_examples(), info.num_test, info.image_shape)
 
@@ -293,7 +295,8 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None,
             pca = pca_of(moments)
     # Read validation and test images now (filling their caches), so that a
     # corrupt file is reported before training starts, not after hours of it.
-    read_guard(source, _drain, val_raw)
+    if val_raw is not None:
+        read_guard(source, _drain, val_raw)
     read_guard(source, _drain, test_raw)
     augmentation = resolve_augmentation(data_config, image_size, pca)
     preprocessing = Preprocessing(image_size, *stats, resize_to=aug.eval_resize(augmentation.preset, image_size))
@@ -312,7 +315,7 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None,
     # up front instead of finding out by running dry (with a warning).
     epochs_in_stream = 1 if epochs is None else epochs - first_epoch
     train = train.apply(tf.data.experimental.assert_cardinality(steps * epochs_in_stream))
-    val = _batches(val_raw, global_batch, preprocessing, info.num_classes)
+    val = None if val_raw is None else _batches(val_raw, global_batch, preprocessing, info.num_classes)
     test = _batches(test_raw, global_batch, preprocessing, info.num_classes)
     test_tta = None
     if data_config.tta:

@@ -159,6 +159,9 @@ class BestCheckpoint(keras.callbacks.Callback):
     Args:
         path: the `.keras` file.
         inference_model: the model to save (it shares the trained weights).
+        monitor: the validation metric to maximise; None (a run without a
+            validation set, `--val-split 0`) saves every epoch, so the file
+            holds the last epoch's model.
         initial_best: the best value of earlier epochs (a resumed run).
     """
 
@@ -176,9 +179,10 @@ class BestCheckpoint(keras.callbacks.Callback):
         # above a weak earlier epoch: never let it replace a real checkpoint.
         if loss is not None and not math.isfinite(float(loss)):
             return
-        if value is None or (self.best is not None and value <= self.best):
-            return
-        self.best = value
+        if self.monitor is not None:
+            if value is None or (self.best is not None and value <= self.best):
+                return
+            self.best = value
         tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
         self.inference_model.save(tmp)
         os.replace(tmp, self.path)
@@ -192,7 +196,7 @@ class RunCallbacks:
     stopper: StopOnNonFinite
 
 
-def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), before=()):
+def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), before=(), validate=True):
     """Phase 7: the callbacks of a run, in the order they must run.
 
     Args:
@@ -204,6 +208,8 @@ def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), befo
         extra: callbacks appended at the end (`fit(extra_callbacks=...)`).
         before: callbacks that must run before the history writer, which
             records their columns (--freeze-backbone's `backbone_frozen`).
+        validate: whether the run has a validation set; without one
+            (`--val-split 0`) best.keras is the last epoch's model.
     """
     run_dir = pathlib.Path(run_dir)
     history = [row for row in read_history(run_dir / HISTORY) if int(row["epoch"]) < first_epoch]
@@ -215,7 +221,7 @@ def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), befo
         stopper,
         HistoryWriter(run_dir / HISTORY, history),
         SafeBackupAndRestore(str(run_dir / BACKUP), delete_checkpoint=True),
-        BestCheckpoint(run_dir / BEST, checkpoint_model, initial_best=best_value),
+        BestCheckpoint(run_dir / BEST, checkpoint_model, monitor=MONITOR if validate else None, initial_best=best_value),
         keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), profile_batch=0, write_graph=False),
     ]
     if config.optim.schedule == "plateau":

@@ -11,7 +11,7 @@ import numpy as np
 from kerascnn.analysis.confusion import write_class_report
 from kerascnn.data.pipeline import read_guard
 from kerascnn.runtime.strategies import work_around_multiworker_build
-from kerascnn.serving.tta import ten_crop_metrics
+from kerascnn.serving.tta import flip_metrics, ten_crop_metrics
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
 from kerascnn.training import callbacks as cb
@@ -41,6 +41,8 @@ def summarize(history, test, model):
         "best_val_accuracy": best_val,
         "best_epoch": None if best_epoch is None else best_epoch + 1,
         "epochs_run": len(history),
+        # The epoch whose model was tested: chosen on validation data, or the last (--val-split 0).
+        "model_epoch": len(history) if best_epoch is None else best_epoch + 1,
         "params": int(model.count_params()),
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         # The first epoch includes tracing and filling the data cache.
@@ -53,13 +55,20 @@ def summarize(history, test, model):
 
 
 def evaluate_best(config, run_dir, runtime, data):
-    """(metrics, best model): the best checkpoint on the test split (and ten patches with --tta)."""
+    """(metrics, best model): the best checkpoint on the test split, plain and with flips (and ten patches with --tta)."""
     source, datasets = data.source, data.datasets
     best = load_best(config, run_dir, runtime, datasets.steps_per_epoch)
     test = read_guard(source, best.evaluate, datasets.test, verbose=0, return_dict=True)
     if runtime.chief:  # confusion_matrix.png/.csv, per_class_accuracy.csv
         read_guard(source, write_class_report, best, datasets.test, data.info.class_names, run_dir, config.model)
     metrics = summarize(read_history(run_dir / rundir.HISTORY), test, best)
+    # Flip test-time augmentation, one extra pass: reported beside the plain figure, never instead of it.
+    flip = read_guard(source, flip_metrics, best, datasets.test)
+    metrics.update({
+        "test_flip_accuracy": flip["accuracy"],
+        "test_flip_top5_accuracy": flip["top5_accuracy"],
+        "test_flip_loss": flip["cross_entropy"],
+    })
     if datasets.test_tta is not None:
         tta = read_guard(source, ten_crop_metrics, best, datasets.test_tta)
         metrics.update({f"test_tta_{k}": v for k, v in tta.items() if k != "images"})

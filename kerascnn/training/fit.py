@@ -45,7 +45,10 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
             before = plan.transfer.callbacks(
                 built.network, built.model, config, data.datasets.steps_per_epoch, built.optim.lr
             )
-            callbacks = run_callbacks(config, run_dir, data.first_epoch, built.checkpoint_model, extra_callbacks, before)
+            callbacks = run_callbacks(
+                config, run_dir, data.first_epoch, built.checkpoint_model, extra_callbacks, before,
+                validate=data.datasets.val is not None,
+            )
             announce(plan, runtime, data, built, run_dir, log)
             train(config, run_dir, data, built, callbacks, verbose)
             metrics, best = evaluate_best(config, run_dir, runtime, data)

@@ -27,9 +27,14 @@ class RunResult:
 def describe_metrics(metrics, tta):
     tta_note = f", ten-patch {metrics['test_tta_accuracy']:.4f}" if tta else ""
     return (
-        f"test accuracy {metrics['test_accuracy']:.4f}{tta_note} (cross-entropy {metrics['test_loss']:.4f}); "
-        f"best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}; "
-        f"{metrics['seconds_per_epoch']:.1f} s/epoch"
+        f"test accuracy {metrics['test_accuracy']:.4f} (with flips {metrics['test_flip_accuracy']:.4f}{tta_note}; "
+        f"cross-entropy {metrics['test_loss']:.4f}); "
+        + (
+            f"best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}; "
+            if metrics["best_val_accuracy"] is not None
+            else f"no validation set: the model of the last epoch ({metrics['epochs_run']}); "
+        )
+        + f"{metrics['seconds_per_epoch']:.1f} s/epoch"
     )
 
 
