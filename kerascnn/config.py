@@ -12,6 +12,7 @@ import json
 import numbers
 
 from kerascnn.errors import ConfigError
+from kerascnn.recipes import get_recipe
 from kerascnn.record import RunRecord
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -246,6 +247,9 @@ class RunConfig:
         freeze_backbone: train only the new layers for this many epochs, then
             all layers at `finetune_lr` (`kerascnn.weights.finetune`); 0 = off.
         finetune_lr: learning rate after the frozen epochs; None = lr / 10.
+        recipe: the `kerascnn.recipes` recipe the settings started from
+            (None: built directly, not from a recipe); the other fields hold
+            every value as resolved.
         resolved: the `RunRecord` of what the run resolved and measured when it
             started (filled by `fit`; empty before).
     """
@@ -273,6 +277,7 @@ class RunConfig:
     init_from: str = None
     freeze_backbone: int = 0
     finetune_lr: float = None
+    recipe: str = None
     resolved: RunRecord = dataclasses.field(default_factory=RunRecord)
 
     def __post_init__(self):
@@ -302,6 +307,8 @@ class RunConfig:
             raise ConfigError("--freeze-backbone needs --weights or --init-from (the backbone to freeze)")
         if self.finetune_lr is not None and (not isinstance(self.finetune_lr, numbers.Real) or self.finetune_lr <= 0):
             raise ConfigError(f"finetune_lr must be a positive number. Received: finetune_lr={self.finetune_lr}")
+        if self.recipe is not None:
+            get_recipe(self.model, self.recipe)
         if self.data.val_split == 0 and (self.patience or self.optim.schedule == "plateau"):
             raise ConfigError(
                 "--val-split 0 leaves no validation set for --patience or --schedule plateau to watch; "
@@ -318,9 +325,17 @@ class RunConfig:
     # --- construction -----------------------------------------------------
 
     @classmethod
-    def from_flags(cls, model, **flags):
-        """Build from CLI-style flat flags; `None` values keep the defaults."""
-        flags = {k: v for k, v in flags.items() if v is not None}
+    def from_flags(cls, model, recipe=None, **flags):
+        """Build from CLI-style flat flags over the `recipe` of `model` (`kerascnn.recipes`).
+
+        Order: a flag that is not None wins, then the recipe's setting, then
+        the dataclass default. `recipe=None` is the model's default recipe.
+        """
+        chosen = get_recipe(model, recipe)
+        given_options = {k: v for k, v in (flags.pop("model_options", None) or {}).items() if v is not None}
+        flags = chosen.resolve(flags)
+        flags["model_options"] = {**chosen.model_options, **given_options}
+        flags["recipe"] = chosen.name
         sections = {}
         for section_cls, key in ((DataConfig, "data"), (OptimConfig, "optim")):
             names = {f.name for f in dataclasses.fields(section_cls)}

@@ -17,7 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Lowest first. A module may import its own layer (without cycles) and any
 # layer below it. The root package `kerascnn` (the lazy public API) is exempt.
 LAYERS = [
-    ("vocabulary", ["kerascnn._lazy", "kerascnn.errors", "kerascnn.record", "kerascnn.config", "kerascnn.registry"]),
+    ("vocabulary", ["kerascnn._lazy", "kerascnn.errors", "kerascnn.recipes", "kerascnn.record", "kerascnn.config",
+                    "kerascnn.registry"]),
     ("storage", ["kerascnn.storage"]),
     ("layers", ["kerascnn.layers"]),
     ("models", ["kerascnn.models"]),

@@ -164,6 +164,11 @@ FLAGS = {
     "--label-smoothing": dict(type=float, help="label smoothing (default 0)"),
     "--clip-norm": dict(type=float, help="clip gradients to this global norm"),
     # run
+    "--recipe": dict(
+        metavar="NAME",
+        help="start from this training recipe of the model (`list` shows them; default paper); "
+        "the flags given beside it override single values",
+    ),
     "--epochs": dict(type=positive_int, help="maximum epochs (default 30)"),
     "--patience": dict(type=positive_int, help="stop after N epochs without better validation accuracy"),
     "--precision": dict(
@@ -283,7 +288,7 @@ def add_optimisation_flags(parser):
 
 def add_run_flags(parser):
     """fit's "run" group: epochs, precision, devices, distribution, where the run goes."""
-    g = add_group(parser, "run", "--epochs", "--patience")
+    g = add_group(parser, "run", "--recipe", "--epochs", "--patience")
     add_precision_flags(g)
     return add_flags(
         g, "--seed", "--devices", "--cpu-replicas", "--model-parallel", "--sync-bn", "--scale-lr",

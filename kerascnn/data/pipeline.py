@@ -86,6 +86,16 @@ def _batches(ds, batch_size, preprocessing, num_classes):
     return _shard_by_data(ds.prefetch(AUTOTUNE))
 
 
+def test_batches(source, preprocessing, batch_size):
+    """The test split of `source` as `(normalised images, one-hot labels)` batches, as `fit` tests it.
+
+    For measurements outside a run's own evaluation (`benchmarks/time_to_accuracy.py`
+    reads the run's `Preprocessing` from its config.json).
+    """
+    test_raw = _maybe_cache(source.test_examples(), source.info.num_test, source.info.image_shape)
+    return _batches(test_raw, batch_size, preprocessing, source.info.num_classes)
+
+
 def epoch_keys(seed, epochs=None, first_epoch=0):
     """One int64 key per epoch; every random choice of an epoch derives from its key.
 

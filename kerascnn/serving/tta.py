@@ -43,6 +43,25 @@ def ten_crop_metrics(model, dataset):
     return scores.result()
 
 
+def plain_and_flip_metrics(model, dataset):
+    """(plain, flip) metrics of `model` on `dataset` in one pass; see `flip_metrics`."""
+
+    @tf.function
+    def both_probabilities(images):
+        both = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
+        probs = tf.nn.softmax(tf.cast(model(both, training=False), tf.float32))
+        plain, mirrored = tf.split(probs, 2, axis=0)
+        return plain, (plain + mirrored) / 2.0
+
+    plain_scores, flip_scores = ProbabilityScores(), ProbabilityScores()
+    for images, onehot in dataset:
+        labels = np.argmax(onehot.numpy(), axis=1)
+        plain, flipped = both_probabilities(images)
+        plain_scores.add(plain.numpy(), labels)
+        flip_scores.add(flipped.numpy(), labels)
+    return plain_scores.result(), flip_scores.result()
+
+
 def flip_metrics(model, dataset):
     """Accuracy, top-5 accuracy and cross-entropy of the softmax averaged over each image and its mirror.
 
@@ -54,15 +73,4 @@ def flip_metrics(model, dataset):
         {"accuracy", "top5_accuracy", "cross_entropy", "images"} with
         p = (softmax(f(x)) + softmax(f(x flipped left-right))) / 2.
     """
-
-    @tf.function
-    def averaged_probabilities(images):
-        both = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
-        probs = tf.nn.softmax(tf.cast(model(both, training=False), tf.float32))
-        plain, mirrored = tf.split(probs, 2, axis=0)
-        return (plain + mirrored) / 2.0
-
-    scores = ProbabilityScores()
-    for images, onehot in dataset:
-        scores.add(averaged_probabilities(images).numpy(), np.argmax(onehot.numpy(), axis=1))
-    return scores.result()
+    return plain_and_flip_metrics(model, dataset)[1]

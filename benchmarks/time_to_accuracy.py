@@ -1,0 +1,194 @@
+"""Time to accuracy: train a recipe on the full CIFAR-10 training set, test every epoch.
+
+    python benchmarks/time_to_accuracy.py alexnet_cifar --recipe fast [--epochs 10] \\
+        [--data-dir DIR] [--run-dir DIR] [--targets 0.85 0.88 0.90] [--seed 0]
+    python benchmarks/time_to_accuracy.py --resume RUN_DIR
+
+The run is an ordinary `fit` run of MODEL with the recipe's settings (its own
+run directory, resumable) on `--data-dir` (default $KERASCNN_CIFAR10_DIR, the
+image-folder CIFAR-10 of ../shared/data). A callback tests the current model
+on the full test split after every epoch, plain and with flip test-time
+augmentation. That evaluation is outside the timed training: the seconds are
+the run's own `epoch_seconds` (history.csv), measured before the callback
+runs. The test figures never choose a model; they say when the run got there.
+
+Writes into the run directory, after every epoch:
+    time_to_accuracy.json   the command, the machine, per epoch the training seconds
+                            (cumulative) and the test accuracy (plain, flip), and
+                            for each target the first epoch and second reaching it
+    time_to_accuracy.png    test accuracy against epochs and against seconds
+"""
+
+import argparse
+import os
+import pathlib
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+
+from kerascnn.analysis.curves import plt  # noqa: E402  (matplotlib, file backend)
+from kerascnn.config import RunConfig  # noqa: E402
+from kerascnn.data.pipeline import test_batches  # noqa: E402
+from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
+from kerascnn.models.auxiliary import inference_model  # noqa: E402
+from kerascnn.serving.tta import plain_and_flip_metrics  # noqa: E402
+from kerascnn.storage import rundir  # noqa: E402
+from kerascnn.storage.atomic import save_figure  # noqa: E402
+from kerascnn.training.data import open_run_source  # noqa: E402
+from kerascnn.training.fit import fit  # noqa: E402
+
+RESULT = "time_to_accuracy.json"
+PLOT = "time_to_accuracy.png"
+DEFAULT_TARGETS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94)
+
+
+def reached(rows, targets):
+    """{target: {"epoch", "seconds"} of the first epoch whose plain test accuracy reached it, or None}."""
+    out = {}
+    for target in targets:
+        first = next((r for r in rows if r["test_accuracy"] >= target), None)
+        out[f"{target:.2f}"] = None if first is None else {"epoch": first["epoch"], "seconds": first["train_seconds"]}
+    return out
+
+
+class TestEveryEpoch(keras.callbacks.Callback):
+    """After each epoch: the current model on the full test split, written to time_to_accuracy.json."""
+
+    def __init__(self, run_dir, report, batch_size=500):
+        super().__init__()
+        self.run_dir = pathlib.Path(run_dir)
+        self.report = report
+        self.batch_size = batch_size
+
+    def on_train_begin(self, logs=None):
+        # config.json is written before training starts: the run's own data and preprocessing.
+        config = RunConfig.load(self.run_dir / rundir.CONFIG)
+        preprocessing = Preprocessing.from_dict(config.resolved.preprocessing)
+        self.test = test_batches(open_run_source(config), preprocessing, self.batch_size)
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [r for r in self.report["rows"] if r["epoch"] <= epoch]  # a resumed run redoes later epochs
+        seconds = (rows[-1]["train_seconds"] if rows else 0.0) + float(logs["epoch_seconds"])
+        start = time.perf_counter()
+        network = inference_model(getattr(self.model, "network", self.model))
+        plain, flip = plain_and_flip_metrics(network, self.test)
+        rows.append({
+            "epoch": epoch + 1, "train_seconds": seconds, "test_accuracy": plain["accuracy"],
+            "test_flip_accuracy": flip["accuracy"], "test_loss": plain["cross_entropy"],
+            "train_accuracy": float(logs.get("accuracy", float("nan"))),
+            "eval_seconds": time.perf_counter() - start,
+        })
+        self.report["rows"] = rows
+        self.report["reached"] = reached(rows, self.report["targets"])
+        write_report(self.run_dir, self.report)
+        print(f"epoch {epoch + 1}: {seconds:.0f} s of training, test accuracy {plain['accuracy']:.4f} "
+              f"(with flips {flip['accuracy']:.4f})", flush=True)
+
+
+def write_report(run_dir, report):
+    rundir.write_json(pathlib.Path(run_dir) / RESULT, report)
+    rows = report["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, label in ((axes[0], "epoch", "epoch"), (axes[1], "train_seconds", "training seconds")):
+        ax.plot([r[key] for r in rows], [r["test_accuracy"] for r in rows], "-o", markersize=3, label="plain")
+        ax.plot([r[key] for r in rows], [r["test_flip_accuracy"] for r in rows], "--", label="flip TTA")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (full test set)")
+    axes[0].legend()
+    fig.suptitle(f"{report['model']}, recipe {report['recipe']}: {report['machine']}")
+    fig.tight_layout()
+    save_figure(fig, pathlib.Path(run_dir) / PLOT, dpi=100)
+    plt.close(fig)
+
+
+def print_summary(report):
+    print(f"{report['model']} ({report['recipe']}) on {report['machine']}")
+    for target, where in report["reached"].items():
+        text = "not reached" if where is None else f"epoch {where['epoch']}, {where['seconds']:.0f} s"
+        print(f"  {float(target):.0%}: {text}")
+    last = report["rows"][-1] if report["rows"] else None
+    if last:
+        print(f"  final: {last['test_accuracy']:.4f} (flip {last['test_flip_accuracy']:.4f}) after "
+              f"{last['epoch']} epochs, {last['train_seconds']:.0f} s")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model", nargs="?")
+    p.add_argument("--recipe", help="the model's recipe (kerascnn.recipes; `python main.py list`)")
+    p.add_argument("--epochs", type=int, help="budget (default: the recipe's)")
+    p.add_argument("--data-dir", default=os.environ.get("KERASCNN_CIFAR10_DIR") or None)
+    p.add_argument("--run-dir", help="default runs/tta-<model>-<recipe>-seed<seed>")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted measurement")
+    p.add_argument("--targets", type=float, nargs="+", default=DEFAULT_TARGETS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-train", type=int, help="smoke runs only: train on N images")
+    p.add_argument("--precision", help="default: the run's auto choice")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.resume:
+        run_dir = pathlib.Path(args.resume)
+        report = rundir.read_json(run_dir / RESULT) if (run_dir / RESULT).exists() else None
+        config = RunConfig.load(run_dir / rundir.CONFIG)
+        if report is None:
+            report = new_report(config, args.targets)
+        fit(resume_dir=run_dir, extra_callbacks=[TestEveryEpoch(run_dir, report)])
+    else:
+        if not args.model or not (args.data_dir or args.limit_train):
+            sys.exit("name a MODEL and give --data-dir (or set KERASCNN_CIFAR10_DIR); "
+                     "without data, --limit-train N runs a smoke test on the synthetic set")
+        run_dir = args.run_dir or f"runs/tta-{args.model}-{args.recipe or 'paper'}-seed{args.seed}"
+        config = RunConfig.from_flags(
+            args.model, recipe=args.recipe, epochs=args.epochs, data_dir=args.data_dir, run_dir=run_dir,
+            seed=args.seed, limit_train=args.limit_train, precision=args.precision,
+            dataset=None if args.data_dir else "synthetic",
+        )
+        report = new_report(config, args.targets)
+        fit(config, extra_callbacks=[TestEveryEpoch(run_dir, report)])
+    print_summary(rundir.read_json(pathlib.Path(run_dir) / RESULT))
+    return 0
+
+
+def machine():
+    """The CPU model and core count (and the GPUs, when TensorFlow sees any)."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return f"{cpu}, {os.cpu_count()} cores" + (f", GPUs {', '.join(gpus)}" if gpus else "")
+
+
+def new_report(config, targets):
+    return {
+        "model": config.model,
+        "recipe": config.recipe,
+        "epochs": config.epochs,
+        "command": " ".join(sys.argv),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "targets": list(targets),
+        "rows": [],
+        "reached": {},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

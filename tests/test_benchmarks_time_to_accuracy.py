@@ -1,0 +1,49 @@
+"""benchmarks/time_to_accuracy.py: a real (tiny) run tested every epoch, its report, its resume.
+
+Only that the script measures and reports; no figure is asserted.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+import time_to_accuracy  # noqa: E402
+
+
+def test_reached_names_the_first_epoch_and_second_at_each_target():
+    rows = [{"epoch": 1, "train_seconds": 10.0, "test_accuracy": 0.5},
+            {"epoch": 2, "train_seconds": 20.0, "test_accuracy": 0.86},
+            {"epoch": 3, "train_seconds": 30.0, "test_accuracy": 0.84}]
+    assert time_to_accuracy.reached(rows, [0.5, 0.85, 0.9]) == {
+        "0.50": {"epoch": 1, "seconds": 10.0}, "0.85": {"epoch": 2, "seconds": 20.0}, "0.90": None,
+    }
+
+
+def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "KERASCNN_CIFAR10_DIR": ""}
+    result = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "time_to_accuracy.py"), "resnet20", "--recipe", "fast",
+         "--epochs", "2", "--limit-train", "128", "--run-dir", str(run), "--precision", "float32"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((run / time_to_accuracy.RESULT).read_text())
+    assert report["model"] == "resnet20" and report["recipe"] == "fast" and "cores" in report["machine"]
+    assert [r["epoch"] for r in report["rows"]] == [1, 2]
+    history = [json.loads(json.dumps(r)) for r in report["rows"]]
+    assert history[1]["train_seconds"] > history[0]["train_seconds"] > 0
+    for row in history:
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["test_flip_accuracy"] <= 1.0
+    # The test after the last epoch is the run's own final figure: the same model, the same images.
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert history[-1]["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert history[-1]["test_flip_accuracy"] == pytest.approx(metrics["test_flip_accuracy"], abs=1e-6)
+    assert (run / time_to_accuracy.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "final:" in result.stdout and "90%:" in result.stdout

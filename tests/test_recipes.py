@@ -1,0 +1,62 @@
+"""Recipes as data: flags over the recipe over the defaults, validation, `list`, config.json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kerascnn.config import RunConfig
+from kerascnn.errors import ConfigError
+from kerascnn.recipes import DEFAULT, get_recipe, recipes_for
+
+
+def test_every_model_has_the_default_recipe_and_it_is_the_plain_defaults():
+    from kerascnn.models import list_models
+
+    for name in list_models():
+        assert DEFAULT in recipes_for(name)
+    assert RunConfig.from_flags("vgg19") == RunConfig(model="vgg19", recipe="paper")
+    # The default recipe sets nothing, so an optimizer keeps its own default learning rate.
+    assert RunConfig.from_flags("vgg19", optimizer="adam").optim.lr == pytest.approx(1e-3)
+
+
+def test_a_recipe_sets_every_value_and_flags_override_single_ones():
+    config = RunConfig.from_flags("alexnet_cifar", recipe="fast")
+    assert config.recipe == "fast" and config.epochs == 10 and config.model_options == {"batch_norm": True}
+    assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.4, True)
+    assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (512, 0.0, 8)
+    assert config.optim.warmup_epochs == pytest.approx(2.0)  # 20% of the budget
+    shorter = RunConfig.from_flags("alexnet_cifar", recipe="fast", epochs=5, lr=0.2, model_options={"dropout": 0.3})
+    assert (shorter.epochs, shorter.optim.lr, shorter.optim.warmup_epochs) == (5, 0.2, pytest.approx(1.0))
+    assert shorter.model_options == {"batch_norm": True, "dropout": 0.3} and shorter.optim.nesterov
+    assert RunConfig.from_flags("alexnet_cifar", recipe="fast", warmup_epochs=3).optim.warmup_epochs == 3
+
+
+def test_an_unknown_recipe_is_refused_naming_the_models_recipes():
+    with pytest.raises(ConfigError, match=r"model vgg19 has no recipe 'fast'; its recipes: paper"):
+        get_recipe("vgg19", "fast")
+    with pytest.raises(ConfigError, match="its recipes: paper, fast"):
+        RunConfig(model="resnet20", recipe="slow")
+
+
+def test_config_json_records_the_recipe_and_an_older_one_without_it_still_loads(tmp_path):
+    config = RunConfig.from_flags("resnet20", recipe="fast")
+    assert RunConfig.from_json(config.to_json()) == config
+    old = json.loads(config.to_json())
+    del old["recipe"]
+    assert RunConfig.from_dict(old).recipe is None
+
+
+def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path):
+    listing = subprocess.run([sys.executable, "main.py", "list"], capture_output=True, text=True, timeout=300)
+    assert listing.returncode == 0
+    assert "--recipe fast: one-cycle" in listing.stdout and "--recipe paper:" in listing.stdout
+    bad = subprocess.run(
+        [sys.executable, "main.py", "fit", "vgg19", "--recipe", "fast", "--dataset", "synthetic",
+         "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "kerascnn fit: error: model vgg19 has no recipe 'fast'; its recipes: paper"
+    ]
+    assert not (tmp_path / "run").exists()
