@@ -139,6 +139,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.data_dir = args.data_dir or None  # "" (an unset variable) means no folder
     if args.resume:
         run_dir = pathlib.Path(args.resume)
         report = rundir.read_json(run_dir / RESULT) if (run_dir / RESULT).exists() else None

@@ -1,8 +1,6 @@
 """Recipes as data: flags over the recipe over the defaults, validation, `list`, config.json."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -48,15 +46,15 @@ def test_config_json_records_the_recipe_and_an_older_one_without_it_still_loads(
     assert RunConfig.from_dict(old).recipe is None
 
 
-def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path):
-    listing = subprocess.run([sys.executable, "main.py", "list"], capture_output=True, text=True, timeout=300)
-    assert listing.returncode == 0
-    assert "--recipe fast: one-cycle" in listing.stdout and "--recipe paper:" in listing.stdout
-    bad = subprocess.run(
-        [sys.executable, "main.py", "fit", "vgg19", "--recipe", "fast", "--dataset", "synthetic",
-         "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
-    )
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path, capsys):
+    from kerascnn.cli.app import main
+
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "--recipe fast: one-cycle" in listing and "--recipe paper:" in listing
+    argv = ["fit", "vgg19", "--recipe", "fast", "--dataset", "synthetic", "--run-dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "kerascnn fit: error: model vgg19 has no recipe 'fast'; its recipes: paper"
     ]
     assert not (tmp_path / "run").exists()

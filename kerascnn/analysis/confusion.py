@@ -93,11 +93,17 @@ def write_class_report(model, test_dataset, class_names, run_dir, title=""):
 
     Returns {"confusion_matrix": counts as lists, "per_class_accuracy": {class: accuracy}}.
     """
+    counts = confusion_matrix(model, test_dataset, len(class_names))
+    return write_class_report_from_counts(counts, class_names, run_dir, title)
+
+
+def write_class_report_from_counts(counts, class_names, run_dir, title=""):
+    """`write_class_report` for confusion counts already measured (`fit` counts them in its test pass)."""
     import pathlib
 
     run_dir = pathlib.Path(run_dir)
     class_names = [str(c) for c in class_names]
-    counts = confusion_matrix(model, test_dataset, len(class_names))
+    counts = np.asarray(counts)
     rows = per_class_accuracy(counts, class_names)
     write_text(run_dir / CONFUSION_CSV,
                _csv(["true \\ predicted", *class_names],

@@ -43,23 +43,36 @@ def ten_crop_metrics(model, dataset):
     return scores.result()
 
 
-def plain_and_flip_metrics(model, dataset):
-    """(plain, flip) metrics of `model` on `dataset` in one pass; see `flip_metrics`."""
+def score_with_flips(model, dataset, num_classes=None):
+    """(plain, flip) `ProbabilityScores` of `model` on `dataset`, in one pass over it.
+
+    One traced forward pass per batch over the images and their mirrors; the
+    plain scores also count the confusion matrix when `num_classes` is given.
+    This is the whole test-split evaluation of a run: one trace instead of
+    one for the metrics, one for the confusion matrix and one for the flips.
+    """
 
     @tf.function
     def both_probabilities(images):
-        both = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
-        probs = tf.nn.softmax(tf.cast(model(both, training=False), tf.float32))
-        plain, mirrored = tf.split(probs, 2, axis=0)
+        logits = model(tf.concat([images, tf.reverse(images, axis=[2])], axis=0), training=False)
+        if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first
+            logits = logits[0]
+        plain, mirrored = tf.split(tf.nn.softmax(tf.cast(logits, tf.float32)), 2, axis=0)
         return plain, (plain + mirrored) / 2.0
 
-    plain_scores, flip_scores = ProbabilityScores(), ProbabilityScores()
+    plain_scores, flip_scores = ProbabilityScores(num_classes), ProbabilityScores()
     for images, onehot in dataset:
         labels = np.argmax(onehot.numpy(), axis=1)
         plain, flipped = both_probabilities(images)
         plain_scores.add(plain.numpy(), labels)
         flip_scores.add(flipped.numpy(), labels)
-    return plain_scores.result(), flip_scores.result()
+    return plain_scores, flip_scores
+
+
+def plain_and_flip_metrics(model, dataset):
+    """(plain, flip) metrics of `model` on `dataset` in one pass; see `flip_metrics`."""
+    plain, flip = score_with_flips(model, dataset)
+    return plain.result(), flip.result()
 
 
 def flip_metrics(model, dataset):

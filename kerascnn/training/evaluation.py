@@ -8,10 +8,10 @@ figures are computed here from history.csv and that evaluation.
 import keras
 import numpy as np
 
-from kerascnn.analysis.confusion import write_class_report
+from kerascnn.analysis.confusion import write_class_report_from_counts
 from kerascnn.data.pipeline import read_guard
 from kerascnn.runtime.strategies import work_around_multiworker_build
-from kerascnn.serving.tta import flip_metrics, ten_crop_metrics
+from kerascnn.serving.tta import score_with_flips, ten_crop_metrics
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
 from kerascnn.training import callbacks as cb
@@ -55,15 +55,22 @@ def summarize(history, test, model):
 
 
 def evaluate_best(config, run_dir, runtime, data):
-    """(metrics, best model): the best checkpoint on the test split, plain and with flips (and ten patches with --tta)."""
-    source, datasets = data.source, data.datasets
+    """(metrics, best model): the best checkpoint on the test split, plain and with flips (and ten patches with --tta).
+
+    One pass over the test split gives the plain metrics, the confusion
+    matrix and the flip test-time augmentation (reported beside the plain
+    figure, never instead of it).
+    """
+    source, datasets, num_classes = data.source, data.datasets, data.info.num_classes
     best = load_best(config, run_dir, runtime, datasets.steps_per_epoch)
-    test = read_guard(source, best.evaluate, datasets.test, verbose=0, return_dict=True)
+    plain, flipped = read_guard(source, score_with_flips, best, datasets.test, num_classes)
+    test = plain.result()
+    if num_classes <= 5:  # as the compiled metrics: top-5 only means something above five classes
+        test.pop("top5_accuracy")
     if runtime.chief:  # confusion_matrix.png/.csv, per_class_accuracy.csv
-        read_guard(source, write_class_report, best, datasets.test, data.info.class_names, run_dir, config.model)
+        write_class_report_from_counts(plain.confusion, data.info.class_names, run_dir, config.model)
     metrics = summarize(read_history(run_dir / rundir.HISTORY), test, best)
-    # Flip test-time augmentation, one extra pass: reported beside the plain figure, never instead of it.
-    flip = read_guard(source, flip_metrics, best, datasets.test)
+    flip = flipped.result()
     metrics.update({
         "test_flip_accuracy": flip["accuracy"],
         "test_flip_top5_accuracy": flip["top5_accuracy"],
