@@ -1,7 +1,7 @@
 """Time to accuracy: train a recipe on the full CIFAR-10 training set, test every epoch.
 
     python benchmarks/time_to_accuracy.py alexnet_cifar --recipe fast [--epochs 10] \\
-        [--data-dir DIR] [--run-dir DIR] [--targets 0.85 0.88 0.90] [--seed 0]
+        [--set lr=0.1 --set dropout=0] [--data-dir DIR] [--run-dir DIR] [--targets 0.85 0.88 0.90] [--seed 0]
     python benchmarks/time_to_accuracy.py --resume RUN_DIR
 
 The run is an ordinary `fit` run of MODEL with the recipe's settings (its own
@@ -134,7 +134,30 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit-train", type=int, help="smoke runs only: train on N images")
     p.add_argument("--precision", help="default: the run's auto choice")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one setting of the recipe, as the fit flag of that name would "
+                   "(lr=0.1, dropout=0, label_smoothing=0.1, ...); repeatable")
     return p.parse_args(argv)
+
+
+MODEL_OPTIONS = ("dropout", "batch_norm", "head", "width_multiplier")
+
+
+def overrides(pairs):
+    """(settings, model options) from NAME=VALUE pairs; values are Python literals, else strings."""
+    import ast
+
+    settings, options = {}, {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            sys.exit(f"--set takes NAME=VALUE. Received: {pair}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        (options if name in MODEL_OPTIONS else settings)[name.replace("-", "_")] = value
+    return settings, options
 
 
 def main(argv=None):
@@ -152,12 +175,14 @@ def main(argv=None):
             sys.exit("name a MODEL and give --data-dir (or set KERASCNN_CIFAR10_DIR); "
                      "without data, --limit-train N runs a smoke test on the synthetic set")
         run_dir = args.run_dir or f"runs/tta-{args.model}-{args.recipe or 'paper'}-seed{args.seed}"
+        settings, options = overrides(args.set)
         config = RunConfig.from_flags(
             args.model, recipe=args.recipe, epochs=args.epochs, data_dir=args.data_dir, run_dir=run_dir,
             seed=args.seed, limit_train=args.limit_train, precision=args.precision,
-            dataset=None if args.data_dir else "synthetic",
+            dataset=None if args.data_dir else "synthetic", model_options=options, **settings,
         )
         report = new_report(config, args.targets)
+        report["overrides"] = args.set
         fit(config, extra_callbacks=[TestEveryEpoch(run_dir, report)])
     print_summary(rundir.read_json(pathlib.Path(run_dir) / RESULT))
     return 0

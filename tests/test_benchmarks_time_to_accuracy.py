@@ -44,3 +44,10 @@ def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path, c
     assert history[-1]["test_flip_accuracy"] == pytest.approx(metrics["test_flip_accuracy"], abs=1e-6)
     assert (run / time_to_accuracy.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "final:" in stdout and "90%:" in stdout
+
+
+def test_set_overrides_split_run_settings_from_model_options():
+    settings, options = time_to_accuracy.overrides(["lr=0.1", "dropout=0", "schedule=cosine", "nesterov=False"])
+    assert settings == {"lr": 0.1, "schedule": "cosine", "nesterov": False} and options == {"dropout": 0}
+    with pytest.raises(SystemExit):
+        time_to_accuracy.overrides(["lr"])
