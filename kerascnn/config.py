@@ -155,6 +155,11 @@ class OptimConfig:
         plateau_patience: epochs without improvement before a plateau decay.
         label_smoothing: Szegedy et al. 2016 label smoothing.
         clip_norm: clip gradients to this global norm; None disables.
+        ema: decay per step of an exponential moving average of the weights
+            (Polyak & Juditsky 1992; the weight averaging of the fast CIFAR-10
+            recipes): `avg = ema * avg + (1 - ema) * w` after every step, and the
+            averaged weights are the ones validated, checkpointed, tested and
+            exported. None disables.
     """
 
     optimizer: str = "sgd"
@@ -169,6 +174,7 @@ class OptimConfig:
     plateau_patience: int = 5
     label_smoothing: float = 0.0
     clip_norm: float = None
+    ema: float = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -199,6 +205,8 @@ class OptimConfig:
             not isinstance(self.clip_norm, numbers.Real) or self.clip_norm <= 0
         ):
             raise ConfigError(f"clip_norm must be positive. Received: clip_norm={self.clip_norm}")
+        if self.ema is not None and (not isinstance(self.ema, numbers.Real) or not 0.0 < self.ema < 1.0):
+            raise ConfigError(f"ema must be in (0, 1), e.g. 0.999. Received: ema={self.ema}")
         if self.schedule == "plateau" and self.warmup_epochs:
             raise ConfigError("--warmup-epochs does not combine with --schedule plateau; use cosine, step or constant")
 

@@ -128,3 +128,40 @@ def test_val_split_zero_trains_on_everything_and_tests_the_last_epochs_model(tmp
         np.testing.assert_array_equal(tested, trained)  # best.keras holds the last epoch, not a test-chosen one
     with pytest.raises(ConfigError, match="no validation set"):
         tiny_config(tmp_path, val_split=0.0, patience=2)
+
+
+def test_ema_puts_the_weight_average_in_the_model_between_epochs_and_at_the_end(tmp_path):
+    """--ema: the optimizer steps the raw weights; checkpoint, per-epoch callbacks and the result see the average."""
+
+    class Watch(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.raw_after_last_step, self.at_epoch_end, self.average, self.at_epoch_begin = [], [], [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last_step = [w.numpy().copy() for w in self.model.trainable_weights]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.at_epoch_begin.append([w.numpy().copy() for w in self.model.trainable_weights])
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.raw_after_last_step.append(self.last_step)
+            self.at_epoch_end.append([w.numpy().copy() for w in self.model.trainable_weights])
+            self.average.append([v.numpy().copy() for v in self.model.optimizer._model_variables_moving_average])
+
+    watch = Watch()
+    config = tiny_config(tmp_path, epochs=2, limit_train=128, val_split=0.25, ema=0.5, lr=0.05, precision="float32")
+    result = fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[watch])
+    for epoch in range(2):
+        for seen, average, raw in zip(watch.at_epoch_end[epoch], watch.average[epoch], watch.raw_after_last_step[epoch]):
+            np.testing.assert_array_equal(seen, average)
+        assert any(not np.allclose(a, r) for a, r in zip(watch.average[epoch], watch.raw_after_last_step[epoch]))
+    # The second epoch stepped on from the raw weights, not from the average.
+    for begin, raw in zip(watch.at_epoch_begin[1], watch.raw_after_last_step[0]):
+        np.testing.assert_array_equal(begin, raw)
+    tested = result.metrics["model_epoch"]  # best.keras: the best validation epoch, 1-based
+    for final, average in zip(result.model.trainable_weights, watch.average[tested - 1]):
+        np.testing.assert_array_equal(final.numpy(), average)
+    assert json.loads((result.run_dir / rundir.CONFIG).read_text())["optim"]["ema"] == 0.5
+    with pytest.raises(ConfigError, match="ema must be in"):
+        tiny_config(tmp_path, ema=1.0)

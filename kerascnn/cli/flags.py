@@ -163,6 +163,10 @@ FLAGS = {
     ),
     "--label-smoothing": dict(type=float, help="label smoothing (default 0)"),
     "--clip-norm": dict(type=float, help="clip gradients to this global norm"),
+    "--ema": dict(
+        type=float, metavar="DECAY",
+        help="average the weights over steps (e.g. 0.999); the average is validated, tested and exported",
+    ),
     # run
     "--recipe": dict(
         metavar="NAME",
@@ -282,7 +286,7 @@ def add_optimisation_flags(parser):
     return add_group(
         parser, "optimisation", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
         "--schedule", "--warmup-epochs", "--step-epochs", "--lr-decay", "--plateau-patience",
-        "--label-smoothing", "--clip-norm",
+        "--label-smoothing", "--clip-norm", "--ema",
     )
 
 

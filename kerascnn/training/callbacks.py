@@ -11,6 +11,7 @@ import keras
 
 from kerascnn.storage.history import read_history, write_history
 from kerascnn.storage.rundir import BACKUP, BEST, HISTORY, TENSORBOARD
+from kerascnn.training.averaging import AveragedWeights
 
 MONITOR = "val_accuracy"
 
@@ -221,6 +222,9 @@ def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), befo
         stopper,
         HistoryWriter(run_dir / HISTORY, history),
         SafeBackupAndRestore(str(run_dir / BACKUP), delete_checkpoint=True),
+        # After the backup (which keeps the raw weights to resume from), before
+        # everything that judges or saves the model at an epoch's end.
+        *([AveragedWeights()] if config.optim.ema is not None else []),
         BestCheckpoint(run_dir / BEST, checkpoint_model, monitor=MONITOR if validate else None, initial_best=best_value),
         keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), profile_batch=0, write_graph=False),
     ]

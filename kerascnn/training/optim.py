@@ -114,6 +114,10 @@ def build_optimizer(optim, steps_per_epoch, epochs):
     """A fresh Keras optimizer for `optim` (an `OptimConfig`)."""
     lr = learning_rate(optim, steps_per_epoch, epochs)
     clip = {"global_clipnorm": optim.clip_norm} if optim.clip_norm else {}
+    if optim.ema is not None:
+        # Keras keeps the average in the optimizer (saved with its state, so a
+        # resumed run continues it); training.averaging puts it into the model.
+        clip.update(use_ema=True, ema_momentum=optim.ema)
     if optim.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=optim.momentum, nesterov=optim.nesterov, **clip)
     if optim.optimizer == "adam":

@@ -1,0 +1,96 @@
+"""Weight averaging (`--ema DECAY`): the averaged weights are the model everyone sees.
+
+Polyak & Juditsky (1992) averaging in its exponential form, as the fast
+CIFAR-10 recipes use it (Page's cifar10-fast, Jordan's airbench): after every
+optimizer step
+
+    avg <- decay * avg + (1 - decay) * w        (avg = w at the first step)
+
+Keras' optimizers keep `avg` themselves (`use_ema=True`, `ema_momentum=decay`;
+see `kerascnn.training.optim.build_optimizer`), and `Model.fit` copies it into
+the weights when training ends. `AveragedWeights` makes every epoch end the
+same: from the end of an epoch to the start of the next, and during
+validation, the model holds the averaged weights, so validation, best.keras,
+a per-epoch test (benchmarks/time_to_accuracy.py) and the final test and
+export all see the average, while the optimizer steps the raw weights.
+
+Why not `keras.callbacks.SwapEMAWeights(swap_on_epoch=True)`: it swaps the
+average and the raw weights in place and copies the average back only after
+the last scheduled epoch, so a run that stops early (patience, a non-finite
+loss) leaves the raw weights in the optimizer's average and `fit` then ends
+with the raw weights. Here the optimizer's average is never touched; the raw
+weights are set aside in host memory while the average is in the model.
+
+Batch-norm statistics are not averaged (Keras averages trainable variables
+only): the average is evaluated with the statistics of the raw weights, which
+match it closely once the learning rate has annealed.
+"""
+
+import keras
+
+
+def optimizer_with_average(model):
+    """The (inner) optimizer of `model` that keeps a weight average, or None."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if optimizer is None or not getattr(optimizer, "use_ema", False):
+        return None
+    return optimizer
+
+
+class AveragedWeights(keras.callbacks.Callback):
+    """Holds the optimizer's weight average in the model between epochs and during validation.
+
+    Place it after the backup (which must save the raw weights, so that a
+    resumed run steps on from them) and before the checkpoint and any
+    callback that evaluates the model at the end of an epoch.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw = None  # the raw weights while the average is in the model
+        self._for_validation = False  # put in by on_test_begin, so on_test_end takes it out
+
+    def _pairs(self):
+        optimizer = optimizer_with_average(self.model)
+        if optimizer is None or not hasattr(optimizer, "_model_variables_moving_average"):
+            return []
+        return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+
+    def _average_in(self):
+        if self._raw is not None:
+            return
+        pairs = self._pairs()
+        self._raw = [keras.ops.convert_to_numpy(var) for var, _ in pairs]
+        for var, average in pairs:
+            var.assign(average)
+
+    def _raw_back(self):
+        if self._raw is None:
+            return
+        for (var, _), raw in zip(self._pairs(), self._raw):
+            var.assign(raw)
+        self._raw = None
+
+    def on_test_begin(self, logs=None):
+        if self._raw is None:
+            self._average_in()
+            self._for_validation = True
+
+    def on_test_end(self, logs=None):
+        # Validation inside an epoch: the raw weights go back for the rest of
+        # it; on_epoch_end puts the average in again.
+        if self._for_validation:
+            self._raw_back()
+            self._for_validation = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._average_in()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._raw_back()
+
+    def on_train_end(self, logs=None):
+        # `fit` has already copied the average into the weights; the raw
+        # weights set aside are not wanted any more.
+        self._raw = None
