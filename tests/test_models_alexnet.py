@@ -75,6 +75,20 @@ def test_alexnet_cifar_switches_are_independent():
     assert not any(isinstance(l, keras.layers.Dropout) for l in bn_only.layers)
 
 
+def test_alexnet_cifar_logit_scale_multiplies_the_logits_of_the_same_weights():
+    plain = create_model("alexnet_cifar", batch_norm=True, width_multiplier=0.125)
+    scaled = create_model("alexnet_cifar", batch_norm=True, width_multiplier=0.125, logit_scale=0.125)
+    assert plain.count_params() == scaled.count_params()  # a reparametrisation: no new weights
+    scaled.set_weights(plain.get_weights())
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(scaled(images), 0.125 * plain(images).numpy(), rtol=1e-5, atol=1e-6)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(scaled))
+    restored.set_weights(scaled.get_weights())
+    np.testing.assert_allclose(restored(images), scaled(images), rtol=1e-6)
+    with pytest.raises(ConfigError, match="logit_scale must be a positive number"):
+        create_model("alexnet_cifar", logit_scale=0)
+
+
 def test_vgg8_has_one_convolution_per_stage():
     model = create_model("vgg8", num_classes=10, input_shape=(32, 32, 3))
     convs = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]

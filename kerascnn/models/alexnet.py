@@ -111,7 +111,7 @@ def _conv_bn_relu(x, filters, kernel, name, batch_norm, stride=1, padding="same"
     return x
 
 
-def _classifier(x, num_classes, dropout, init, batch_norm=False, units=4096, first=6):
+def _classifier(x, num_classes, dropout, init, batch_norm=False, units=4096, first=6, logit_scale=1.0):
     """Flatten, two ReLU FC layers each followed by dropout, then the logits."""
     x = keras.layers.Flatten(name="flatten")(x)
     for i in (first, first + 1):
@@ -125,7 +125,7 @@ def _classifier(x, num_classes, dropout, init, batch_norm=False, units=4096, fir
             x = keras.layers.ReLU(name=f"fc{i}_relu")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-    return classifier_logits(x, num_classes)
+    return classifier_logits(x, num_classes, scale=logit_scale)
 
 
 def AlexNetFamily(
@@ -233,7 +233,7 @@ def zfnet(
 @register_model
 def alexnet_cifar(
     num_classes=10, input_shape=(32, 32, 3), include_top=True, dropout=0.5,
-    batch_norm=False, width_multiplier=1.0, pooling=None, name="alexnet_cifar",
+    batch_norm=False, width_multiplier=1.0, pooling=None, logit_scale=1.0, name="alexnet_cifar",
 ):
     """AlexNet for 32x32 CIFAR: 3x3 convs 64-128-256-256-256, FC 4096-4096.
 
@@ -242,6 +242,13 @@ def alexnet_cifar(
     and FC hidden layer, before the ReLU) and `dropout` (after fc6 and fc7)
     are independent switches, as in the CIFAR-10 studies that compare them.
     He-normal initialisation; `width_multiplier` thins the convolutions.
+
+    `logit_scale` multiplies the logits (`kerascnn.models.common.classifier_logits`).
+    The fast recipe sets 0.125, as cifar10-fast does: fc7's 4,096 ReLU
+    outputs, batch-normalised, have |h|^2 of about 2,000, so one SGD step of
+    learning rate 0.2 or more moved the logits by hundreds and training
+    diverged (cross-entropy 4.0 after one epoch, docs/results.md#recipes);
+    0.125 divides that step by 64 and leaves the function class unchanged.
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
     inputs = keras.Input(shape=input_shape, name="images")
@@ -252,5 +259,5 @@ def alexnet_cifar(
             x = keras.layers.MaxPooling2D(2, 2, padding="same", name=f"pool{i}")(x)
     if not include_top:
         return keras.Model(inputs, global_pool(x, pooling), name=name)
-    logits = _classifier(x, num_classes, dropout, "he_normal", batch_norm)
+    logits = _classifier(x, num_classes, dropout, "he_normal", batch_norm, logit_scale=logit_scale)
     return keras.Model(inputs, logits, name=name)

@@ -51,18 +51,31 @@ def scaled_width(channels, width_multiplier):
     return max(8, int(round(channels * width_multiplier)))
 
 
-def classifier_logits(x, num_classes):
+def classifier_logits(x, num_classes, scale=1.0):
     """The final `predictions` layer: linear logits, computed in float32.
 
     Under a mixed-precision policy the logits stay float32 so that the
     softmax cross-entropy does not overflow in float16 (as keras.applications does).
+
+    `scale` multiplies the logits (`logits = scale * (W h + b)`), the
+    `Mul(0.125)` of Page's cifar10-fast and the `scaling_factor` 1/9 of
+    Jordan's airbench. The networks compute the same functions (W can absorb
+    the factor); what changes is the step: a gradient step moves the logits
+    by about `lr * scale**2 * |h|**2`, which for a wide head such as
+    AlexNet's 4,096 units is what limits the learning rate (see
+    `kerascnn.models.alexnet.alexnet_cifar`). 1.0 adds no layer.
     """
-    return keras.layers.Dense(
+    if not isinstance(scale, (int, float)) or scale <= 0:
+        raise ConfigError(f"logit_scale must be a positive number. Received: logit_scale={scale}")
+    logits = keras.layers.Dense(
         num_classes,
         kernel_initializer=LOGITS_INIT,
         dtype="float32",
         name="predictions",
     )(x)
+    if scale != 1.0:
+        logits = keras.layers.Rescaling(scale, dtype="float32", name="logit_scale")(logits)
+    return logits
 
 
 def global_pool(x, pooling):
