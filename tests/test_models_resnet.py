@@ -279,6 +279,24 @@ def test_head_options():
     assert "top_dropout" not in names(create_model("resnet20"))
 
 
+def test_zero_init_residual_makes_every_block_start_as_its_shortcut():
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    plain = create_model("resnet20", width_multiplier=0.5)
+    zeroed = create_model("resnet20", width_multiplier=0.5, zero_init_residual=True)
+    last_bns = [layer for layer in zeroed.layers if layer.name.endswith("_2_bn")]
+    assert len(last_bns) == 9  # one per basic block, the branch's second BN
+    assert all(not np.any(layer.gamma.numpy()) for layer in last_bns)
+    assert all(np.all(layer.gamma.numpy() == 1) for layer in plain.layers if layer.name.endswith("_1_bn"))
+    # Each block's output is then ReLU(shortcut): the stem's activation, subsampled and zero-padded.
+    stem = keras.Model(zeroed.input, zeroed.get_layer("conv1_relu").output)(images).numpy()
+    feature = keras.Model(zeroed.input, zeroed.get_layer("conv4_block3_out").output)(images).numpy()
+    width = stem.shape[-1]
+    np.testing.assert_allclose(feature[..., :width], stem[:, ::4, ::4, :], rtol=1e-5, atol=1e-6)
+    assert feature.shape[-1] > width and not np.any(feature[..., width:])
+    preact = create_model("preact_resnet18", input_shape=(32, 32, 3), zero_init_residual=True, width_multiplier=0.25)
+    assert not np.any(preact.get_layer("conv2_block1_2_conv").kernel.numpy())
+
+
 def test_width_multiplier_scales_the_stem_and_every_stage():
     model = create_model("resnet50", input_shape=(32, 32, 3), width_multiplier=0.25)
     assert model.get_layer("conv1_conv").filters == 16

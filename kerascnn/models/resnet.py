@@ -115,13 +115,15 @@ SHORTCUTS = ("projection", "zero_pad")
 DOWNSAMPLE_ON = ("3x3", "1x1")
 
 
-def _bn(x, name, epsilon=BN_EPSILON):
-    if epsilon == BN_EPSILON:
+def _bn(x, name, epsilon=BN_EPSILON, gamma_initializer="ones"):
+    if epsilon == BN_EPSILON and gamma_initializer == "ones":
         return batch_normalization(x, name)
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=epsilon, name=name)(x)
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=epsilon, gamma_initializer=gamma_initializer, name=name
+    )(x)
 
 
-def _conv(x, filters, kernel_size, strides, name, use_bias=False):
+def _conv(x, filters, kernel_size, strides, name, use_bias=False, kernel_initializer=CONV_INIT):
     """Convolution `{name}_conv` (bias-free by default); symmetric `{name}_pad` when strided.
 
     A strided 1x1 convolution needs no padding: "same" and "valid" agree.
@@ -136,7 +138,7 @@ def _conv(x, filters, kernel_size, strides, name, use_bias=False):
         strides=strides,
         padding=padding,
         use_bias=use_bias,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=kernel_initializer,
         name=f"{name}_conv",
     )(x)
 
@@ -177,11 +179,14 @@ def _zero_pad_shortcut(x, out_channels, strides, prefix):
     return x
 
 
-def _residual(x, block, width, strides, preact, prefix, v1=None):
+def _residual(x, block, width, strides, preact, prefix, v1=None, zero_init_last=False):
     """The residual branch: basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1).
 
     A bottleneck strides its 3x3 convolution (v1.5) or, with
     `downsample_on="1x1"`, its first 1x1 convolution (the paper's v1).
+    `zero_init_last` starts the branch's last BN scale (or, in a
+    pre-activation block, which has no BN there, its last convolution) at
+    zero, so that the block starts as its shortcut.
     """
     v1 = v1 or _V1_DEFAULTS
     if block == "basic":
@@ -191,15 +196,18 @@ def _residual(x, block, width, strides, preact, prefix, v1=None):
         kernels, widths = (1, 3, 1), (width, width, width * EXPANSION["bottleneck"])
     last = len(kernels) - 1
     for i, (kernel_size, filters) in enumerate(zip(kernels, widths)):
-        x = _conv(x, filters, kernel_size, strides if i == strided else 1, f"{prefix}_{i + 1}", v1["conv_bias"])
+        zero = zero_init_last and i == last
+        kernel_init = "zeros" if zero and preact else CONV_INIT
+        x = _conv(x, filters, kernel_size, strides if i == strided else 1, f"{prefix}_{i + 1}", v1["conv_bias"],
+                  kernel_initializer=kernel_init)
         if i < last or not preact:
-            x = _bn(x, f"{prefix}_{i + 1}_bn", v1["bn_epsilon"])
+            x = _bn(x, f"{prefix}_{i + 1}_bn", v1["bn_epsilon"], gamma_initializer="zeros" if zero else "ones")
         if i < last:
             x = keras.layers.ReLU(name=f"{prefix}_{i + 1}_relu")(x)
     return x
 
 
-def _block(x, block, width, strides, shortcut, preact, input_activated, prefix, v1=None):
+def _block(x, block, width, strides, shortcut, preact, input_activated, prefix, v1=None, zero_init_last=False):
     """One residual block named `{prefix}_*` (`conv3_block1_1_conv`, ...)."""
     v1 = v1 or _V1_DEFAULTS
     out_channels = width * EXPANSION[block]
@@ -219,7 +227,7 @@ def _block(x, block, width, strides, shortcut, preact, input_activated, prefix, 
             short = _bn(short, f"{prefix}_0_bn", v1["bn_epsilon"])
     else:
         short = _zero_pad_shortcut(source, out_channels, strides, prefix)
-    x = _residual(x, block, width, strides, preact, prefix, v1)
+    x = _residual(x, block, width, strides, preact, prefix, v1, zero_init_last)
     x = keras.layers.Add(name=f"{prefix}_add")([short, x])
     if not preact:
         x = keras.layers.ReLU(name=f"{prefix}_out")(x)
@@ -281,6 +289,7 @@ def ResNet(
     downsample_on="3x3",
     conv_bias=False,
     bn_epsilon=BN_EPSILON,
+    zero_init_residual=False,
     name="resnet",
 ):
     """Build a ResNet with the Functional API; outputs logits.
@@ -317,6 +326,12 @@ def ResNet(
         conv_bias: give every convolution a bias (keras.applications
             ResNets have them; they are redundant before batch norm).
         bn_epsilon: batch norm epsilon (1e-5 torchvision, 1.001e-5 Keras).
+        zero_init_residual: start every residual branch's last BN scale at
+            zero (Goyal et al. 2017, "Accurate, Large Minibatch SGD", 5.1;
+            torchvision's `zero_init_residual`), so each block starts as its
+            shortcut and the deep net as a shallow one; in pre-activation
+            blocks, which have no BN there, the branch's last convolution
+            (timm's `zero_init_last`).
         name: model name (the registry name for registered variants).
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
@@ -334,7 +349,8 @@ def ResNet(
             # The stem ends in BN-ReLU: the first block must not repeat it.
             first = stage == 0 and i == 0
             strides = 2 if stage > 0 and i == 0 else 1
-            x = _block(x, block, width, strides, shortcut, preact, first, f"conv{stage + 2}_block{i + 1}", v1)
+            x = _block(x, block, width, strides, shortcut, preact, first, f"conv{stage + 2}_block{i + 1}", v1,
+                       zero_init_residual)
     if preact:
         x = _bn(x, "post_bn", v1["bn_epsilon"])
         x = keras.layers.ReLU(name="post_relu")(x)
@@ -374,6 +390,7 @@ def _register_variant(name, block, stack, stage_widths, summary, preact=False):
         downsample_on="3x3",
         conv_bias=False,
         bn_epsilon=BN_EPSILON,
+        zero_init_residual=False,
         name=name,
     ):
         return ResNet(
@@ -393,6 +410,7 @@ def _register_variant(name, block, stack, stage_widths, summary, preact=False):
             downsample_on=downsample_on,
             conv_bias=conv_bias,
             bn_epsilon=bn_epsilon,
+            zero_init_residual=zero_init_residual,
             name=name,
         )
 
