@@ -22,15 +22,24 @@ def test_every_model_has_the_default_recipe_and_it_is_the_plain_defaults():
 def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     config = RunConfig.from_flags("alexnet_cifar", recipe="fast")
     assert config.recipe == "fast" and config.epochs == 10
-    assert config.model_options == {"batch_norm": True, "dropout": 0.0}
-    assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.1, True)
-    assert RunConfig.from_flags("resnet20", recipe="fast").optim.lr == 0.4
+    assert config.model_options == {"batch_norm": True, "dropout": 0.0, "logit_scale": 0.125}
+    assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.4, True)
+    resnet = RunConfig.from_flags("resnet20", recipe="fast")
+    assert (resnet.optim.lr, resnet.data.batch_size, resnet.model_options) == (0.2, 128, {"zero_init_residual": True})
     assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (512, 0.0, 8)
     assert config.optim.warmup_epochs == pytest.approx(2.0)  # 20% of the budget
     shorter = RunConfig.from_flags("alexnet_cifar", recipe="fast", epochs=5, lr=0.2, model_options={"dropout": 0.3})
     assert (shorter.epochs, shorter.optim.lr, shorter.optim.warmup_epochs) == (5, 0.2, pytest.approx(1.0))
-    assert shorter.model_options == {"batch_norm": True, "dropout": 0.3} and shorter.optim.nesterov
+    assert shorter.model_options == {"batch_norm": True, "dropout": 0.3, "logit_scale": 0.125} and shorter.optim.nesterov
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", warmup_epochs=3).optim.warmup_epochs == 3
+
+
+def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
+    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=512).optim.lr == pytest.approx(0.8)
+    assert RunConfig.from_flags("alexnet_cifar", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
+    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
+    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size="auto").optim.lr == 0.2  # unknown until planned
+    assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
 
 
 def test_an_unknown_recipe_is_refused_naming_the_models_recipes():
@@ -53,7 +62,7 @@ def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path, 
 
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
-    assert "--recipe fast: one-cycle 0 -> 0.1 -> 0 over 10 epochs" in listing and "--recipe paper:" in listing
+    assert "--recipe fast: one-cycle 0 -> 0.4 -> 0 over 10 epochs" in listing and "--recipe paper:" in listing
     argv = ["fit", "vgg19", "--recipe", "fast", "--dataset", "synthetic", "--run-dir", str(tmp_path / "run")]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
