@@ -140,13 +140,25 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-MODEL_OPTIONS = ("dropout", "batch_norm", "head", "width_multiplier")
+def run_setting_names():
+    """The names `RunConfig.from_flags` takes as settings; any other --set NAME is a builder option."""
+    import dataclasses
+
+    from kerascnn.config import DataConfig, OptimConfig
+
+    return {f.name for cls in (RunConfig, DataConfig, OptimConfig) for f in dataclasses.fields(cls)}
 
 
 def overrides(pairs):
-    """(settings, model options) from NAME=VALUE pairs; values are Python literals, else strings."""
+    """(settings, model options) from NAME=VALUE pairs; values are Python literals, else strings.
+
+    A run setting (lr, batch_size, label_smoothing, ...) goes to the first; any
+    other name (dropout, batch_norm, logit_scale, zero_init_residual, ...) is an
+    option of the model's builder, which refuses names it does not take.
+    """
     import ast
 
+    setting_names = run_setting_names() - {"model_options"}
     settings, options = {}, {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -156,7 +168,8 @@ def overrides(pairs):
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        (options if name in MODEL_OPTIONS else settings)[name.replace("-", "_")] = value
+        name = name.replace("-", "_")
+        (settings if name in setting_names else options)[name] = value
     return settings, options
 
 
@@ -176,11 +189,12 @@ def main(argv=None):
                      "without data, --limit-train N runs a smoke test on the synthetic set")
         run_dir = args.run_dir or f"runs/tta-{args.model}-{args.recipe or 'paper'}-seed{args.seed}"
         settings, options = overrides(args.set)
-        config = RunConfig.from_flags(
-            args.model, recipe=args.recipe, epochs=args.epochs, data_dir=args.data_dir, run_dir=run_dir,
-            seed=args.seed, limit_train=args.limit_train, precision=args.precision,
-            dataset=None if args.data_dir else "synthetic", model_options=options, **settings,
+        flags = dict(
+            epochs=args.epochs, data_dir=args.data_dir, run_dir=run_dir, seed=args.seed,
+            limit_train=args.limit_train, precision=args.precision, dataset=None if args.data_dir else "synthetic",
         )
+        flags.update({k: v for k, v in settings.items() if v is not None})  # --set NAME=VALUE wins
+        config = RunConfig.from_flags(args.model, recipe=args.recipe, model_options=options, **flags)
         report = new_report(config, args.targets)
         report["overrides"] = args.set
         fit(config, extra_callbacks=[TestEveryEpoch(run_dir, report)])

@@ -47,7 +47,10 @@ def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path, c
 
 
 def test_set_overrides_split_run_settings_from_model_options():
-    settings, options = time_to_accuracy.overrides(["lr=0.1", "dropout=0", "schedule=cosine", "nesterov=False"])
-    assert settings == {"lr": 0.1, "schedule": "cosine", "nesterov": False} and options == {"dropout": 0}
+    settings, options = time_to_accuracy.overrides(
+        ["lr=0.1", "dropout=0", "schedule=cosine", "nesterov=False", "logit_scale=1", "cutout=0", "ema=0.99"]
+    )
+    assert settings == {"lr": 0.1, "schedule": "cosine", "nesterov": False, "cutout": 0, "ema": 0.99}
+    assert options == {"dropout": 0, "logit_scale": 1}
     with pytest.raises(SystemExit):
         time_to_accuracy.overrides(["lr"])

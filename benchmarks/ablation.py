@@ -1,0 +1,172 @@
+"""Ablation: a recipe, then the same recipe with one technique switched off, at a fixed budget.
+
+    python benchmarks/ablation.py alexnet_cifar --recipe fast --epochs 4 --out runs/ablation-alexnet_cifar
+    python benchmarks/ablation.py alexnet_cifar --recipe fast --epochs 4 --out DIR --only baseline no_cutout
+
+Each variant is a `benchmarks/time_to_accuracy.py` run (a real `fit` on the
+full CIFAR-10 training set, the full test set after every epoch) in its own
+run directory `OUT/<variant>`, started as a child process so that each has the
+machine's memory to itself. A finished variant is not run again and an
+interrupted one is resumed, so the command can be repeated until the table is
+complete. The variants run one after another: their seconds are comparable
+only when nothing else ran on the machine.
+
+Writes OUT/ablation.json and OUT/ablation.md: per variant the change, the last
+epoch's test accuracy (plain and with flip test-time augmentation) and its
+difference from the full recipe, and the training seconds. Flip TTA needs no
+run of its own: every row reports both figures. With `--seeds 0 1`, every
+variant runs once per seed and the table gives the mean (and each seed).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+RESULT = "time_to_accuracy.json"
+
+# variant: (what is switched off, --set overrides). The names are the run settings
+# and builder options of kerascnn.recipes; a variant that does not apply to the
+# model (e.g. logit_scale for a ResNet) is refused by its builder.
+VARIANTS = {
+    "baseline": ("nothing: the recipe as it is", []),
+    "no_logit_scale": ("logits not scaled (logit_scale 1)", ["logit_scale=1.0"]),
+    "no_label_smoothing": ("label smoothing 0", ["label_smoothing=0.0"]),
+    "no_cutout": ("no cutout", ["cutout=0"]),
+    "no_nesterov": ("classical momentum, not Nesterov", ["nesterov=False"]),
+    "no_onecycle": ("cosine decay from the peak, no warm-up, instead of one-cycle", ["schedule=cosine", "warmup_epochs=0"]),
+    "no_batch_norm": ("no batch normalisation", ["batch_norm=False"]),
+    "with_ema": ("(added, not removed) weight average, decay 0.99 a step", ["ema=0.99"]),
+    "with_dropout": ("(added) dropout 0.5 in the dense head", ["dropout=0.5"]),
+    "half_batch": ("(changed) half the batch, the learning rate halved with it (twice the steps)", ["batch_size=HALF"]),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model")
+    p.add_argument("--recipe", default="fast")
+    p.add_argument("--epochs", type=int, required=True, help="the fixed budget of every variant")
+    p.add_argument("--out", required=True, help="folder of the variants' run directories and the table")
+    p.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="run these variants (default: all)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="change the recipe for every variant, baseline included (time_to_accuracy.py --set)")
+    p.add_argument("--data-dir", default=os.environ.get("KERASCNN_CIFAR10_DIR") or None)
+    p.add_argument("--limit-train", type=int, help="smoke runs only: N images of the synthetic set")
+    p.add_argument("--table-only", action="store_true", help="write the table from the runs there, run nothing")
+    return p.parse_args(argv)
+
+
+def finished(run_dir, epochs):
+    """The variant's report when its last epoch has been tested, else None."""
+    path = run_dir / RESULT
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text())
+    rows = report.get("rows", [])
+    return report if rows and rows[-1]["epoch"] >= epochs else None
+
+
+def variant_overrides(args, name):
+    """The variant's --set pairs; HALF is half the batch of the recipe (or of --set batch_size)."""
+    pairs = VARIANTS[name][1]
+    if not any("HALF" in pair for pair in pairs):
+        return pairs
+    from kerascnn.recipes import get_recipe
+
+    given = dict(pair.split("=", 1) for pair in args.set)
+    batch = int(given.get("batch_size", get_recipe(args.model, args.recipe).settings.get("batch_size", 128)))
+    # Only the batch is given, so the recipe scales its learning rate with it (kerascnn.recipes).
+    return [pair.replace("HALF", str(batch // 2)) for pair in pairs]
+
+
+def run_variant(args, name, seed):
+    run_dir = pathlib.Path(args.out) / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
+    if finished(run_dir, args.epochs):
+        return
+    command = [sys.executable, str(HERE / "time_to_accuracy.py")]
+    if (run_dir / "config.json").exists():
+        command += ["--resume", str(run_dir)]
+    else:
+        command += [args.model, "--recipe", args.recipe, "--epochs", str(args.epochs), "--seed", str(seed),
+                    "--run-dir", str(run_dir)]
+        command += [f"--set={pair}" for pair in [*args.set, *variant_overrides(args, name)]]
+        if args.data_dir:
+            command += ["--data-dir", args.data_dir]
+        if args.limit_train:
+            command += ["--limit-train", str(args.limit_train)]
+    print(f"ablation: {name} (seed {seed}): {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, check=False)
+
+
+def table(args, names):
+    """Rows of the variants that finished, baseline first, and the markdown of them."""
+    rows = []
+    for name in names:
+        reports = []
+        for seed in args.seeds:
+            run_dir = pathlib.Path(args.out) / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
+            report = finished(run_dir, args.epochs)
+            if report is None:
+                break
+            reports.append(report)
+        if len(reports) != len(args.seeds):
+            rows.append({"variant": name, "change": VARIANTS[name][0], "finished": False})
+            continue
+        last = [r["rows"][args.epochs - 1] for r in reports]
+        mean = lambda key: sum(row[key] for row in last) / len(last)  # noqa: E731
+        rows.append({
+            "variant": name, "change": VARIANTS[name][0], "finished": True,
+            "test_accuracy": mean("test_accuracy"), "test_flip_accuracy": mean("test_flip_accuracy"),
+            "per_seed": [row["test_accuracy"] for row in last], "train_seconds": mean("train_seconds"),
+            "overrides": variant_overrides(args, name),
+        })
+    base = next((r for r in rows if r["variant"] == "baseline" and r["finished"]), None)
+    lines = [
+        "| variant | change | test accuracy | with flips | difference | training seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if not row["finished"]:
+            lines.append(f"| {row['variant']} | {row['change']} | not run yet | | | |")
+            continue
+        delta = "" if base is None else f"{100 * (row['test_accuracy'] - base['test_accuracy']):+.2f} points"
+        seeds = "" if len(row["per_seed"]) == 1 else " (" + ", ".join(f"{a:.2%}" for a in row["per_seed"]) + ")"
+        lines.append(
+            f"| {row['variant']} | {row['change']} | {row['test_accuracy']:.2%}{seeds} | "
+            f"{row['test_flip_accuracy']:.2%} | {delta} | {row['train_seconds']:.0f} |"
+        )
+    return rows, "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    names = args.only or list(VARIANTS)
+    if "baseline" not in names:
+        names = ["baseline", *names]
+    if not args.table_only:
+        if not (args.data_dir or args.limit_train):
+            sys.exit("give --data-dir (or set KERASCNN_CIFAR10_DIR); --limit-train N runs a smoke test")
+        for name in names:
+            for seed in args.seeds:
+                run_variant(args, name, seed)
+    rows, markdown = table(args, names)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    changed = f" with {', '.join(args.set)}" if args.set else ""
+    header = (f"{args.model}, recipe {args.recipe}{changed}, {args.epochs} epochs, seeds {args.seeds}: "
+              "the last epoch's model on the full test set\n\n")
+    (out / "ablation.json").write_text(json.dumps({"model": args.model, "recipe": args.recipe, "set": args.set,
+                                                    "epochs": args.epochs, "seeds": args.seeds, "rows": rows}, indent=2))
+    (out / "ablation.md").write_text(header + markdown)
+    print(header + markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""benchmarks/ablation.py: every variant a real (tiny) run, a finished one not run again, the table."""
+
+import json
+import os
+import sys
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+import ablation  # noqa: E402
+
+
+def test_variants_run_once_each_and_the_table_compares_them_with_the_recipe(tmp_path, capsys):
+    out = tmp_path / "ablation"
+    argv = ["resnet20", "--recipe", "fast", "--epochs", "1", "--out", str(out), "--limit-train", "64",
+            "--only", "no_label_smoothing", "--set", "width_multiplier=0.25", "--set", "precision=float32",
+            "--set", "batch_size=32"]
+    assert ablation.main(argv) == 0
+    for variant in ("baseline", "no_label_smoothing"):
+        config = json.loads((out / variant / "config.json").read_text())
+        assert config["epochs"] == 1 and config["model_options"]["width_multiplier"] == 0.25
+    assert json.loads((out / "baseline" / "config.json").read_text())["optim"]["label_smoothing"] == 0.1
+    assert json.loads((out / "no_label_smoothing" / "config.json").read_text())["optim"]["label_smoothing"] == 0.0
+    report = json.loads((out / "ablation.json").read_text())
+    assert [r["variant"] for r in report["rows"]] == ["baseline", "no_label_smoothing"]
+    assert all(r["finished"] and 0 <= r["test_accuracy"] <= 1 for r in report["rows"])
+    table = (out / "ablation.md").read_text()
+    assert "| baseline |" in table and "+0.00 points" in table
+
+    before = (out / "baseline" / "time_to_accuracy.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert ablation.main(argv) == 0  # both finished: nothing runs again
+    assert "ablation: " not in capsys.readouterr().out
+    assert (out / "baseline" / "time_to_accuracy.json").stat().st_mtime_ns == before
