@@ -23,10 +23,10 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     config = RunConfig.from_flags("alexnet_cifar", recipe="fast")
     assert config.recipe == "fast" and config.epochs == 10
     assert config.model_options == {"batch_norm": True, "dropout": 0.0, "logit_scale": 0.125}
-    assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.4, True)
+    assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.2, True)
     resnet = RunConfig.from_flags("resnet20", recipe="fast")
     assert (resnet.optim.lr, resnet.data.batch_size, resnet.model_options) == (0.2, 128, {"zero_init_residual": True})
-    assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (512, 0.0, 8)
+    assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (256, 0.0, 0)
     assert config.optim.warmup_epochs == pytest.approx(2.0)  # 20% of the budget
     shorter = RunConfig.from_flags("alexnet_cifar", recipe="fast", epochs=5, lr=0.2, model_options={"dropout": 0.3})
     assert (shorter.epochs, shorter.optim.lr, shorter.optim.warmup_epochs) == (5, 0.2, pytest.approx(1.0))
@@ -62,7 +62,7 @@ def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path, 
 
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
-    assert "--recipe fast: one-cycle 0 -> 0.4 -> 0 over 10 epochs" in listing and "--recipe paper:" in listing
+    assert "--recipe fast: one-cycle 0 -> 0.2 -> 0 over 10 epochs" in listing and "--recipe paper:" in listing
     argv = ["fit", "vgg19", "--recipe", "fast", "--dataset", "synthetic", "--run-dir", str(tmp_path / "run")]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
