@@ -27,7 +27,7 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-RESULT = "time_to_accuracy.json"
+RESULT = "time_to_accuracy.json"  # time_to_accuracy.RESULT; not imported, which would load TensorFlow here
 
 # variant: (what is switched off, --set overrides). The names are the run settings
 # and builder options of kerascnn.recipes; a variant that does not apply to the
@@ -85,8 +85,13 @@ def variant_overrides(args, name):
     return [pair.replace("HALF", str(batch // 2)) for pair in pairs]
 
 
+def variant_dir(args, name, seed):
+    """OUT/<variant>, or OUT/<variant>-seed<seed> when there are several seeds."""
+    return pathlib.Path(args.out) / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
+
+
 def run_variant(args, name, seed):
-    run_dir = pathlib.Path(args.out) / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
+    run_dir = variant_dir(args, name, seed)
     if finished(run_dir, args.epochs):
         return
     command = [sys.executable, str(HERE / "time_to_accuracy.py")]
@@ -110,8 +115,7 @@ def table(args, names):
     for name in names:
         reports = []
         for seed in args.seeds:
-            run_dir = pathlib.Path(args.out) / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
-            report = finished(run_dir, args.epochs)
+            report = finished(variant_dir(args, name, seed), args.epochs)
             if report is None:
                 break
             reports.append(report)
