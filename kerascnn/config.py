@@ -10,6 +10,7 @@ run.
 import dataclasses
 import json
 import numbers
+import pathlib
 
 from kerascnn.errors import ConfigError
 from kerascnn.recipes import get_recipe
@@ -25,6 +26,8 @@ PCA_SCALES = ("eigenvalue", "stddev")
 # Learning rate when --lr is not given: the VGG/AlexNet papers' 0.01 for SGD,
 # the Adam paper's 1e-3 for the adaptive methods.
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+# The file a run directory keeps its RunConfig in (`kerascnn.storage.rundir.CONFIG`).
+CONFIG_FILE = "config.json"
 
 
 def _positive_int(name, value):
@@ -258,6 +261,13 @@ class RunConfig:
         recipe: the `kerascnn.recipes` recipe the settings started from
             (None: built directly, not from a recipe); the other fields hold
             every value as resolved.
+        extensions: every time `fit --resume RUN_DIR --epochs N` raised the
+            run's budget, in order: {"from_epochs", "to_epochs", "schedule",
+            ...} (`kerascnn.training.extension`); the first `from_epochs` is
+            the budget the run started with, the last `to_epochs` is `epochs`.
+        replayed_from: a run started with `fit --config PATH`: {"config": the
+            config.json it replays, "run_dir": that run's folder, "overrides":
+            the settings given beside it}; None otherwise.
         resolved: the `RunRecord` of what the run resolved and measured when it
             started (filled by `fit`; empty before).
     """
@@ -286,6 +296,8 @@ class RunConfig:
     freeze_backbone: int = 0
     finetune_lr: float = None
     recipe: str = None
+    extensions: tuple = ()
+    replayed_from: dict = None
     resolved: RunRecord = dataclasses.field(default_factory=RunRecord)
 
     def __post_init__(self):
@@ -329,6 +341,28 @@ class RunConfig:
         )
         if not isinstance(self.resolved, RunRecord):  # a dict from config.json, any version
             object.__setattr__(self, "resolved", RunRecord.from_dict(self.resolved))
+        object.__setattr__(self, "extensions", tuple(dict(e) for e in self.extensions or ()))
+        self._check_extensions()
+
+    def _check_extensions(self):
+        """Extensions chain from the first budget to `epochs`, each raising it."""
+        budget = None
+        for ext in self.extensions:
+            start, end = ext.get("from_epochs"), ext.get("to_epochs")
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (start, end)) or end <= start:
+                raise ConfigError(f"an extension must raise the epochs. Received: extension={ext}")
+            if budget is not None and start != budget:
+                raise ConfigError(f"extensions must follow each other. Received: extensions={list(self.extensions)}")
+            budget = end
+        if budget is not None and budget != self.epochs:
+            raise ConfigError(
+                f"the last extension must end at epochs. Received: epochs={self.epochs}, extensions={list(self.extensions)}"
+            )
+
+    @property
+    def first_budget(self):
+        """The epochs the run was started with (before any `--resume --epochs` extension)."""
+        return self.extensions[0]["from_epochs"] if self.extensions else self.epochs
 
     # --- construction -----------------------------------------------------
 
@@ -382,3 +416,50 @@ class RunConfig:
     def load(cls, path):
         with open(path) as f:
             return cls.from_json(f.read())
+
+    @classmethod
+    def read(cls, path):
+        """The RunConfig of a config.json, or of a run directory's; ConfigError saying why not.
+
+        Reads what any version of `fit` wrote: a setting an older config.json
+        lacks takes today's default. Refused in one line: a path that is not
+        there, a file that is not JSON, JSON that is not a kerascnn run's
+        config (a Keras model's or another tool's), settings this version does
+        not know (a newer kerascnn), and values it no longer accepts.
+        """
+        path = pathlib.Path(path)
+        if path.is_dir():
+            if not (path / CONFIG_FILE).is_file():
+                raise ConfigError(f"{path} holds no {CONFIG_FILE}; pass a run directory made by `fit`, or its {CONFIG_FILE}")
+            path = path / CONFIG_FILE
+        elif not path.is_file():
+            raise ConfigError(f"{path} does not exist; pass a run directory made by `fit`, or its {CONFIG_FILE}")
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not JSON ({e.msg} at line {e.lineno}); pass a {CONFIG_FILE} written by `fit`") from None
+        if not isinstance(d, dict) or not isinstance(d.get("model"), str) or not all(
+            isinstance(d.get(k, {}), dict) for k in ("data", "optim")
+        ) or not {"data", "optim"} & set(d):
+            raise ConfigError(
+                f"{path} is not the {CONFIG_FILE} of a kerascnn run (it has no \"model\", \"data\" and \"optim\" "
+                "settings); pass a run directory made by `fit`, or its config.json"
+            )
+        written_by = (d.get("resolved") or {}).get("versions", {}) or {}
+        origin = f"written by kerascnn {written_by.get('kerascnn', 'of unknown version')}"
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        for key, section in (("data", DataConfig), ("optim", OptimConfig)):
+            unknown += sorted(f"{key}.{k}" for k in set(d.get(key, {})) - {f.name for f in dataclasses.fields(section)})
+        if unknown:
+            raise ConfigError(
+                f"{path} ({origin}) has settings this kerascnn does not know: {', '.join(unknown)}; "
+                "use the kerascnn version that wrote it, or remove them"
+            )
+        try:
+            return cls.from_dict(d)
+        except ConfigError as e:
+            raise ConfigError(f"{path} ({origin}) is not a valid run configuration: {e}") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ConfigError(f"{path} ({origin}) is not a valid run configuration: {e}") from None

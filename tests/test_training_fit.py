@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kerascnn.storage import rundir
+from kerascnn.training import callbacks as cb
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
 from kerascnn.training.fit import fit
@@ -63,7 +64,8 @@ def test_one_epoch_on_synthetic_data_lowers_the_loss_and_fills_the_run_dir(tmp_p
     assert config["resolved"]["num_train"] == 1024 and config["resolved"]["class_names"][0] == "class_0"
     assert (run / rundir.BEST).exists() and (run / rundir.CURVES).stat().st_size > 0
     assert any((run / rundir.TENSORBOARD).rglob("*tfevents*"))
-    assert not (run / rundir.BACKUP).exists()  # removed once training finished
+    # Kept once training finished: the last epoch's state, which `--resume --epochs N` extends from.
+    assert cb.backup_epoch(run / rundir.BACKUP) == 1
 
 
 def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tmp_path, monkeypatch):

@@ -202,6 +202,16 @@ FLAGS = {
     ),
     "--workers": dict(metavar="HOST:PORT,...", help="multi-worker cluster (instead of TF_CONFIG)"),
     "--worker-index": dict(type=int, metavar="I", help="this process's place in --workers (0 = chief)"),
+    "--resume": dict(
+        metavar="RUN_DIR",
+        help="continue a run (interrupted or finished) with its saved settings; flags given beside it must "
+        "equal them, except --epochs above the saved budget, which extends the run",
+    ),
+    "--config": dict(
+        metavar="PATH",
+        help="start a new run with the settings of a run's config.json (or run directory); flags given "
+        "beside it override single values",
+    ),
     "--run-dir": dict(help="write the run here instead of runs/<model>-<timestamp>"),
     "--export": dict(
         action="store_true", default=None, help="export a SavedModel when training ends (tune: the best trial's)"

@@ -12,7 +12,7 @@ from kerascnn.errors import UserError
 def add_parsers(sub):
     p = flags.add_command(sub, "fit", cmd_fit, epilog=flags.EPILOG)
     p.add_argument("model", nargs="?", help="registered model name (see `list`)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved settings")
+    flags.add_flags(p, "--resume", "--config")
     flags.add_data_flags(p, "--skip-bad-images", "--image-size", "--val-split", "--limit-train", "--batch-size")
     flags.add_augment_flags(p)
     flags.add_model_option_flags(p.add_argument_group("model"))
@@ -25,25 +25,39 @@ def cmd_fit(args):
     """train a model; writes a run directory
 
     Train MODEL and write runs/<model>-<timestamp>/ (config.json, history.csv,
-    best.keras, metrics.json, curves.png, tensorboard/).
+    best.keras, metrics.json, curves.png, tensorboard/). With --resume RUN_DIR,
+    continue that run (the same command with --resume appended is accepted;
+    --epochs above its budget extends it); with --config PATH, start a new
+    run with the settings of that run's config.json.
     """
     from kerascnn.config import RunConfig
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "model", "resume")}
+    settings = {
+        k: v for k, v in vars(args).items() if k not in ("command", "handler", "model", "resume", "config")
+    }
+    if args.resume and args.config:
+        raise UserError(
+            "--resume continues a run and --config starts a new one with a run's settings; give one of them"
+        )
     if args.resume:
-        given = sorted(f"--{k.replace('_', '-')}" for k, v in settings.items() if v is not None)
-        if given or args.model:
-            raise UserError(
-                f"--resume continues a run with its saved settings; drop {', '.join(given) or args.model}"
-            )
-        config = None
+        from kerascnn.training.resume import check_resume_flags
+
+        epochs = check_resume_flags(args.resume, args.model, settings, model_options=flags.MODEL_OPTIONS)
+        from kerascnn.training.fit import fit
+
+        fit(resume_dir=args.resume, epochs=epochs)
+        return 0
+    settings["model_options"] = {k: settings.pop(k) for k in flags.MODEL_OPTIONS}
+    if args.config:
+        from kerascnn.training.replay import replay_config
+
+        config = replay_config(args.config, args.model, settings)
     else:
         if not args.model:
             raise UserError("name a model to train, e.g. `fit vgg11`; `list` shows them all")
-        settings["model_options"] = {k: settings.pop(k) for k in flags.MODEL_OPTIONS}
         config = RunConfig.from_flags(args.model, **settings)
 
     from kerascnn.training.fit import fit
 
-    fit(config, resume_dir=args.resume)
+    fit(config)
     return 0

@@ -5,7 +5,9 @@ A run directory holds:
     history.csv       one row per epoch (CSVLogger + epoch_seconds, learning_rate)
     tensorboard/      TensorBoard logs
     best.keras        the model with the best validation accuracy
-    backup/           BackupAndRestore state while training (removed at the end)
+    backup/           BackupAndRestore state of the last completed epoch (weights, optimizer,
+                      epoch): --resume continues from it; kept when the run finishes, so
+                      `fit --resume RUN_DIR --epochs N` can extend it
     metrics.json      written last: its presence marks a finished run
     curves.png        loss and accuracy, train vs validation
     confusion_matrix.png, confusion_matrix.csv

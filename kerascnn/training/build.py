@@ -14,6 +14,7 @@ from kerascnn.models import create_model
 from kerascnn.models.auxiliary import inference_model, training_model
 from kerascnn.runtime import hardware
 from kerascnn.runtime.strategies import synchronize_batch_norm, work_around_multiworker_build
+from kerascnn.training import extension
 from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
 
 
@@ -39,7 +40,8 @@ def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=
 
 
 def build_models(
-    name, num_classes, input_shape, model_options, optim, steps_per_epoch, epochs, jit=False, placement=None
+    name, num_classes, input_shape, model_options, optim, steps_per_epoch, epochs, jit=False, placement=None,
+    schedule=None,
 ):
     """(network, training model, inference model) of a registered model, ready to fit.
 
@@ -47,6 +49,8 @@ def build_models(
     adds auxiliary-classifier losses (GoogLeNet) and is compiled with the
     project's loss and metrics; the inference model shares the weights
     without the auxiliary heads (checkpoints, exports, parameter counts).
+    `schedule`, when given, is the learning rate instead of `optim`'s over
+    `epochs` (an extended run's segments, `kerascnn.training.extension`).
     Call inside the strategy's scope.
     """
     network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
@@ -55,6 +59,8 @@ def build_models(
         network = placement.parallelize(network)
     model = training_model(network)
     optimizer = build_optimizer(optim, steps_per_epoch, epochs)
+    if schedule is not None:
+        optimizer.learning_rate = schedule  # Keras' public setter; no variable changes for a schedule
     compile_model(model, optimizer, optim.label_smoothing, jit, num_classes)
     return network, model, inference_model(network)
 
@@ -86,10 +92,14 @@ class Built:
 def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch):
     """`build_models` for `plan` inside the runtime's strategy scope; (network, model, inference)."""
     config = plan.config
+    optim = plan.optim_for(runtime.replicas)
+    schedule = None
+    if config.extensions and optim.schedule in extension.SEGMENTED:
+        schedule = extension.run_learning_rate(optim, steps_per_epoch, config)
     with runtime.scope():
         built = build_models(
-            config.model, num_classes, input_shape, config.model_options, plan.optim_for(runtime.replicas),
-            steps_per_epoch, config.epochs, config.jit, placement=plan.placement,
+            config.model, num_classes, input_shape, config.model_options, optim,
+            steps_per_epoch, config.epochs, config.jit, placement=plan.placement, schedule=schedule,
         )
     work_around_multiworker_build(built[1], runtime.strategy)
     return built

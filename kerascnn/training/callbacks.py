@@ -73,15 +73,19 @@ def backup_epoch(backup_dir):
 
 
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that never backs up a diverged model.
+    """BackupAndRestore that never backs up a diverged model, and keeps the last state.
 
-    When an epoch ends with a non-finite loss the previous backup is kept
-    (and not deleted when training stops), so `--resume` starts again from
-    the last good epoch. Keras' own
-    double checkpoint (`.bkp` copies) covers a kill while writing.
+    When an epoch ends with a non-finite loss the previous backup is kept,
+    so `--resume` starts again from the last good epoch. The backup is never
+    deleted: when training ends normally it holds the last epoch's state
+    (weights, optimizer, epoch), which `fit --resume RUN_DIR --epochs N`
+    extends a finished run from (`kerascnn.training.extension`).
     """
 
     diverged = False
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
@@ -89,10 +93,6 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.diverged = True
             return
         super().on_epoch_end(epoch, logs)
-
-    def on_train_end(self, logs=None):
-        if not self.diverged:  # a diverged run keeps its last good backup
-            super().on_train_end(logs)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -221,7 +221,7 @@ def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), befo
         EpochTimer(),
         stopper,
         HistoryWriter(run_dir / HISTORY, history),
-        SafeBackupAndRestore(str(run_dir / BACKUP), delete_checkpoint=True),
+        SafeBackupAndRestore(str(run_dir / BACKUP)),
         # After the backup (which keeps the raw weights to resume from), before
         # everything that judges or saves the model at an epoch's end.
         *([AveragedWeights()] if config.optim.ema is not None else []),

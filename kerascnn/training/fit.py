@@ -30,13 +30,15 @@ from kerascnn.training.train import train
 __all__ = ["RunResult", "fit"]
 
 
-def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=()):
+def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(), epochs=None):
     """Train `config` (a RunConfig), or continue the run in `resume_dir`; return a `RunResult`.
 
+    `epochs` above a resumed run's budget extends it, finished or not
+    (`kerascnn.training.extension` says how the learning rate continues).
     `extra_callbacks` are appended to the run's own Keras callbacks. The
     caller's mixed-precision policy is in force again when `fit` returns.
     """
-    plan = plan_run(config, resume_dir)
+    plan = plan_run(config, resume_dir, epochs)
     with runtime_context(plan) as runtime:
         data = prepare_data(plan, runtime, log)
         built = build(plan, runtime, data, log)
@@ -70,6 +72,12 @@ def announce(plan, runtime, data, built, run_dir, log=print):
         f"{data.batch_size} = global batch {data.global_batch}, {config.precision}, lr {built.optim.lr:g}{sync}; "
         f"run directory {run_dir}"
     )
+    if config.replayed_from:
+        overrides = ", ".join(f"{k}={v}" for k, v in config.replayed_from["overrides"].items()) or "none"
+        log(f"settings of {config.replayed_from['config']}; overridden: {overrides}")
+    if plan.extension is not None:
+        ext = plan.extension
+        log(f"extending the run from {ext['from_epochs']} to {ext['to_epochs']} epochs: {ext['schedule']}")
     for setting, reason in plan.auto_reasons.items():
         # `auto` is the default: say what it chose and why, and how to opt out.
         value = config.precision if setting == "precision" else ("XLA on" if config.jit else "XLA off")

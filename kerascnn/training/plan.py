@@ -4,7 +4,8 @@
 run will do, and checks everything that can be checked before any data is
 read or any process-wide setting changes:
 
-- a resumed run reloads its config.json (finished runs are refused);
+- a resumed run reloads its config.json (finished runs are refused), and
+  `epochs` above its budget extends it (`kerascnn.training.extension`);
 - the model name exists;
 - `--weights` / `--init-from` add the weights' own model options, image size
   and normalisation (`kerascnn.weights.plan`);
@@ -28,6 +29,8 @@ from kerascnn.runtime import hardware
 from kerascnn.runtime import model_parallel
 from kerascnn.runtime.strategies import scaled_learning_rate
 from kerascnn.storage import rundir
+from kerascnn.training import extension
+from kerascnn.training.callbacks import backup_epoch
 from kerascnn.weights import plan as weights_plan
 
 
@@ -39,6 +42,8 @@ class RunPlan:
         config: the `RunConfig` with the weights' defaults merged and `auto`
             resolved (its `resolved` record is that of the resumed run, or empty).
         resume_dir: the run directory being continued, or None.
+        extension: the record of the budget extension this resumed run
+            makes (the last of `config.extensions`), or None.
         transfer: the `kerascnn.weights.plan.Plan` of --weights / --init-from.
         placement: the `ModelParallel` of --model-parallel, or None.
         auto_reasons: {"precision": why, "jit": why} for settings that were `auto`.
@@ -49,6 +54,7 @@ class RunPlan:
     transfer: weights_plan.Plan = dataclasses.field(default_factory=weights_plan.Plan)
     placement: model_parallel.ModelParallel = None
     auto_reasons: dict = dataclasses.field(default_factory=dict)
+    extension: dict = None
 
     @property
     def resumed(self):
@@ -60,22 +66,56 @@ class RunPlan:
         return dataclasses.replace(optim, lr=scaled_learning_rate(optim.lr, replicas, self.config.scale_lr))
 
 
-def load_for_resume(run_dir):
-    """(run directory, its RunConfig); ConfigError when the run has already finished."""
+def load_for_resume(run_dir, epochs=None):
+    """(run directory, its RunConfig, the extension record or None) of a run to continue.
+
+    `epochs` (None: the saved budget) above the saved budget extends the run,
+    finished or not; ConfigError for a finished run without a larger
+    `epochs`, a smaller `epochs`, or a finished run without the training
+    state (backup/) to continue from.
+    """
     run_dir = rundir.require_run_dir(run_dir)
-    if (run_dir / rundir.METRICS).exists():
-        raise ConfigError(f"run {run_dir} already finished (metrics.json exists); start a new run instead")
-    return run_dir, RunConfig.load(run_dir / rundir.CONFIG)
+    config = RunConfig.read(run_dir)
+    finished = (run_dir / rundir.METRICS).exists()
+    if epochs is None or epochs == config.epochs:
+        if finished:
+            raise ConfigError(
+                f"run {run_dir} already finished its {config.epochs} epochs (metrics.json exists); "
+                f"give --epochs N above {config.epochs} to train it further, or start a new run "
+                f"with its settings: fit --config {run_dir}"
+            )
+        return run_dir, config, None
+    if epochs < config.epochs:
+        raise ConfigError(
+            f"--epochs {epochs} is below the budget of run {run_dir} ({config.epochs} epochs): a run can be "
+            "extended, not shortened; drop --epochs, or start a new run with fit --config "
+            f"{run_dir} --epochs {epochs}"
+        )
+    if finished and backup_epoch(run_dir / rundir.BACKUP) == 0:
+        raise ConfigError(
+            f"run {run_dir} finished without keeping its training state ({rundir.BACKUP}/, kept by runs since "
+            f"extensions exist), so it cannot be extended; start a new run from its weights: "
+            f"fit {config.model} --weights {run_dir}"
+        )
+    previous = rundir.read_json(run_dir / rundir.METRICS) if finished else None
+    config = extension.extended(config, epochs, previous)
+    return run_dir, config, config.extensions[-1]
 
 
-def plan_run(config=None, resume_dir=None):
-    """The `RunPlan` of `config`, or of the run in `resume_dir` (pass one of them)."""
+def plan_run(config=None, resume_dir=None, epochs=None):
+    """The `RunPlan` of `config`, or of the run in `resume_dir` (pass one of them).
+
+    With `resume_dir`, `epochs` above the run's budget extends it.
+    """
+    ext = None
     if resume_dir is not None:
-        resume_dir, config = load_for_resume(resume_dir)
+        resume_dir, config, ext = load_for_resume(resume_dir, epochs)
+    elif epochs is not None:
+        raise ConfigError("epochs= extends a resumed run; set a new run's epochs in its RunConfig")
     if config is None:
         raise ConfigError("give a RunConfig to train or a run directory to resume")
     check_model_name(config.model)
     config, transfer = weights_plan.resolve(config, resumed=resume_dir is not None)
     config, placement = model_parallel.plan(config)
     config, auto_reasons = hardware.resolve(config)
-    return RunPlan(config, resume_dir, transfer, placement, auto_reasons)
+    return RunPlan(config, resume_dir, transfer, placement, auto_reasons, ext)

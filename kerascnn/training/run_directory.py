@@ -4,6 +4,13 @@ Only the chief of a multi-worker run (and every single-process run) writes
 the run directory; the other workers write the same files to a throwaway
 folder, removed when the run ends. A new run's folder is created here, after
 every check on the user's input has passed, with config.json written first.
+
+A resumed run writes nothing here, unless it extends its budget
+(`fit --resume RUN_DIR --epochs N`): then metrics.json is removed first (the
+run is unfinished again; `publish` writes the new one) and config.json is
+rewritten with the new budget and the extension. Killed between the two, the
+run still resumes: its config.json then holds the old budget, which the
+backup has reached, and the resumed run only tests and publishes again.
 """
 
 import contextlib
@@ -36,6 +43,9 @@ def run_directory(config, plan, runtime):
             shutil.rmtree(scratch, ignore_errors=True)
         return
     if plan.resumed:
+        if plan.extension is not None:
+            (plan.resume_dir / rundir.METRICS).unlink(missing_ok=True)
+            rundir.write_json(plan.resume_dir / rundir.CONFIG, config.to_dict())
         yield config, plan.resume_dir
         return
     path = _new_run_dir(config)
