@@ -29,6 +29,7 @@ LAYERS = [
     ("analysis", ["kerascnn.analysis"]),
     ("training", ["kerascnn.training"]),
     ("tuning", ["tuning"]),
+    ("studies", ["kerascnn.studies"]),
     ("cli", ["kerascnn.cli", "tuning.cli"]),
 ]
 

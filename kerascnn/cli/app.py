@@ -10,13 +10,13 @@ library. A mistake by the user ends with one line on stderr and exit status
 import os
 import sys
 
-from kerascnn.cli import analysis, models, serving, train, weights
+from kerascnn.cli import analysis, models, serving, studies, train, weights
 from kerascnn.cli.flags import OneLineParser
 from kerascnn.errors import UserError
 from tuning import cli as tuning_cli
 
 # In the order `--help` lists the subcommands.
-COMMAND_MODULES = (models, train, serving, analysis, weights, tuning_cli)
+COMMAND_MODULES = (models, train, serving, analysis, weights, tuning_cli, studies)
 
 
 def build_parser():
@@ -72,6 +72,7 @@ def _call_handler(args):
         print(f"{command}: export failed: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        hint = " (continue with `fit --resume RUN_DIR`)" if args.command == "fit" else ""
+        hint = {"fit": " (continue with `fit --resume RUN_DIR`)",
+                "study": " (run the same command again to continue)"}.get(args.command, "")
         print(f"{command}: interrupted{hint}", file=sys.stderr)
         return 130
