@@ -142,9 +142,10 @@ def test_corrupt_image_is_named(capsys, workdir):
     assert_user_error(capsys, ["fit", "vgg11", "--data-dir", "pics", "--epochs", "1"], "broken.jpg", workdir)
 
 
-def test_predict_on_a_corrupt_image_names_it(capsys, workdir):
+def test_predict_without_a_model_says_what_to_pass(capsys, workdir):
+    # (A corrupt image among others is reported and skipped: tests/test_serving_tflite.py.)
     (workdir / "bad.png").write_bytes(b"\x89PNG garbage")
-    assert_user_error(capsys, ["predict", str(workdir), "bad.png"], "bad.png", workdir)
+    assert_user_error(capsys, ["predict", str(workdir), "bad.png"], "neither an export", workdir)
 
 
 def test_tfds_without_network_says_what_to_do(tmp_path):

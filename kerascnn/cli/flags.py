@@ -237,6 +237,22 @@ FLAGS = {
     "--finetune-lr": dict(
         type=float, help="learning rate once the backbone is unfrozen (default: a tenth of --lr)"
     ),
+    # serving
+    "--format": dict(
+        choices=["savedmodel", "tflite"],
+        help="savedmodel (default): a SavedModel version for TF Serving; tflite: a TensorFlow Lite file "
+        "beside them, in saved_models/<model>/tflite/<version>/",
+    ),
+    "--quantize": dict(
+        choices=["none", "float16", "int8"],
+        help="with --format tflite: none (float32, default), float16 weights, or int8 weights and "
+        "activations calibrated on training images of the run",
+    ),
+    "--calibration-images": dict(
+        type=positive_int, metavar="N",
+        help="training images of the run that calibrate --quantize int8 (default 300)",
+    ),
+    "--csv": dict(metavar="OUT", help="write one row per image (path, top-k classes and probabilities) to OUT"),
     # output
     "--json": dict(action="store_true", help="print the result as JSON"),
     "--out": dict(help="output folder (default %(default)s)"),

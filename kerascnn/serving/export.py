@@ -117,14 +117,26 @@ def export_model(model, preprocessing=None, class_names=None, model_name=None, e
         return export_run(model, export_dir)
     if preprocessing is None or class_names is None or model_name is None:
         raise TypeError("export_model(keras_model, ...) needs preprocessing, class_names and model_name")
-    root = pathlib.Path(export_dir) / model_name
+    def write(tmp):
+        _write(tmp, model, preprocessing, class_names, model_name, run_config)
+        verify_export(tmp, model, preprocessing)
+
+    return publish_version(pathlib.Path(export_dir) / model_name, write)
+
+
+def publish_version(root, write):
+    """Run `write(folder)` on a temporary folder under `root`, then rename it to the next version; return it.
+
+    A failure (or Ctrl-C) removes the temporary folder, so `root` only ever
+    holds complete versions.
+    """
+    root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write(tmp, model, preprocessing, class_names, model_name, run_config)
-        verify_export(tmp, model, preprocessing)
+        write(tmp)
         while True:
             final = root / str(next_version(root))
             try:

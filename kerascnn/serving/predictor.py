@@ -1,8 +1,9 @@
-"""Predictions from an export or a run directory, on raw uint8 images.
+"""Predictions from an export, a TensorFlow Lite file or a run directory, on raw uint8 images.
 
 Both `predict` and `evaluate` go through `load_predictor`, so an export is
 judged exactly as it will be served: through its SavedModel signature, with
-the resizing and normalisation inside the graph.
+the resizing and normalisation inside the graph, or through
+`tf.lite.Interpreter` (`kerascnn.serving.interpreter`).
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ from kerascnn.storage import rundir
 from kerascnn import layers as _layers  # noqa: F401 -- registers the custom layers best.keras may hold (LRN)
 from kerascnn.errors import DataError
 from kerascnn.record import RunRecord
+from kerascnn.serving.interpreter import find_lite_file, lite_serving
 from kerascnn.serving.run_loading import load_run
 
 
@@ -28,7 +30,10 @@ class Predictor:
         class_names: label names in label order.
         image_size: (height, width) the model sees.
         data: the DataConfig dict the model was trained with (None if unknown).
-        kind: "export" or "run".
+        kind: "export", "tflite" or "run".
+        input_size: (height, width) of the images before the model's own
+            centre crop (the `alexnet` and `inception` presets), else `image_size`:
+            the size to resize images of other sizes to in a batch.
     """
 
     serve: object
@@ -36,17 +41,42 @@ class Predictor:
     image_size: tuple
     data: dict
     kind: str
+    input_size: tuple = None
+
+    def __post_init__(self):
+        if self.input_size is None:
+            self.input_size = self.image_size
 
     def probabilities(self, images):
         images = tf.convert_to_tensor(images, dtype=tf.uint8)
         if images.shape.rank == 3:
             images = images[tf.newaxis]
-        return self.serve(images=images)["probabilities"].numpy()
+        return np.asarray(self.serve(images=images)["probabilities"])
+
+
+def _input_size(preprocessing):
+    return tuple(preprocessing.resize_to or preprocessing.image_size)
 
 
 def load_predictor(path):
-    """Load from an export folder (saved_model.pb) or a run directory (best.keras)."""
+    """Load from an export folder (saved_model.pb), a `.tflite` export (the file or its folder) or a run directory."""
     path = pathlib.Path(path)
+    lite = find_lite_file(path) if path.exists() else None
+    if lite is not None:
+        serve, manifest, size = lite_serving(lite)
+        return Predictor(
+            serve,
+            tuple(manifest["class_names"]),
+            tuple(manifest["preprocessing"]["image_size"]),
+            (manifest.get("run_config") or {}).get("data"),
+            "tflite",
+            size,
+        )
+    if path.is_file():
+        raise DataError(
+            f"{path} is a file, not a model: pass an export (saved_models/<model>/<version>), a .tflite export "
+            "or a run directory"
+        )
     if not path.is_dir():
         raise DataError(f"{path} does not exist; pass an export (saved_models/<model>/<version>) or a run directory")
     if (path / "saved_model.pb").exists():
@@ -61,6 +91,7 @@ def load_predictor(path):
             tuple(manifest["preprocessing"].image_size),
             run_config.get("data"),
             "export",
+            _input_size(manifest["preprocessing"]),
         )
     if (path / rundir.CONFIG).exists():
         config, model, preprocessing = load_run(path)
@@ -71,6 +102,7 @@ def load_predictor(path):
             preprocessing.image_size,
             config.get("data"),
             "run",
+            _input_size(preprocessing),
         )
     raise DataError(
         f"{path} is neither an export (saved_model.pb) nor a run directory (config.json); "
