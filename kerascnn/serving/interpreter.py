@@ -7,6 +7,7 @@ or one that does not match it, is refused in one line.
 """
 
 import json
+import os
 import pathlib
 import warnings
 
@@ -27,11 +28,14 @@ class LiteModel:
     Args:
         content: the model's bytes (or give `path`).
         path: a `.tflite` file.
-        num_threads: the interpreter's threads (None: TensorFlow Lite's default).
+        num_threads: the interpreter's threads (None: every core this process
+            may use, as TensorFlow's own thread pools do for the SavedModel).
     """
 
     def __init__(self, content=None, path=None, num_threads=None):
         where = path or "the model"
+        if num_threads is None:
+            num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         try:
             # tf.lite.Interpreter warns that it moves to ai_edge_litert; its
             # delegate announces itself on stderr: neither is for the user.
