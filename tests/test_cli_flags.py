@@ -17,6 +17,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DIFFERENT_ON_PURPOSE = {
     "--batch-size": "fit: per replica, or auto; evaluate: the whole test batch, a number",
     "--format": "summary writes md, csv or json; receptive-field md or json",
+    "--dry-run": "tune lists its configurations; study lists its runs with their estimated time",
 }
 
 

@@ -85,13 +85,20 @@ def _folder_sizes(path):
 
 
 def split_sizes(config):
-    """(train, validation, test) images of a run, as the pipeline will split them."""
+    """(train, validation, test) images of a run, as `kerascnn.data.pipeline.split_indices` splits them.
+
+    The validation fraction is held out first; `limit_train` then keeps that
+    many (or that fraction) of the remaining training images, and the
+    validation set shrinks in proportion.
+    """
     total, test = data_sizes(config)
-    limit = config.data.limit_train
+    split, limit = config.data.val_split, config.data.limit_train
+    val = int(round(total * split))
+    train = total - val
     if limit is not None:
-        total = min(total, limit) if isinstance(limit, int) else int(round(total * limit))
-    val = int(round(total * config.data.val_split))
-    return total - val, val, test
+        train = min(limit, train) if isinstance(limit, int) else max(1, int(round(train * limit)))
+        val = int(round(train * split / (1.0 - split)))
+    return train, val, test
 
 
 def measured_cost(run_dir):

@@ -140,18 +140,61 @@ def receptive_field(summaries, path):
                   "convolutions and poolings, for each arm's network at its input size."), facts
 
 
-def filters(summary, loaded, path):
-    from kerascnn.analysis.visualize import first_convolution, plot_filters
+def _unit(a):
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
+
+def _mosaic(tiles, columns, gap=1):
+    """Tiles [N, h, w, 3] in [0, 1] as one image, `columns` wide, white lines between them."""
+    n, h, w, c = tiles.shape
+    rows = -(-n // columns)
+    canvas = np.ones((rows * (h + gap) + gap, columns * (w + gap) + gap, c), np.float32)
+    for i, tile in enumerate(tiles):
+        r, k = divmod(i, columns)
+        canvas[gap + r * (h + gap): gap + r * (h + gap) + h, gap + k * (w + gap): gap + k * (w + gap) + w] = tile
+    return canvas
+
+
+def filters(summary, loaded, path):
+    """The first convolution's kernels as one mosaic (colour when they read RGB), each min-max scaled.
+
+    One image rather than a subplot per filter: AlexNet's 96 subplots took
+    seconds to draw; the picture is the same (Krizhevsky et al. 2012, Figure 3).
+    """
+    import keras
+
+    from kerascnn.analysis.visualize import MAX_FILTERS, first_convolution
+
+    plt = _pyplot()
     layer = first_convolution(loaded.model)
-    plot_filters(layer, path, title=f"{summary.label}: {layer.name} filters")
+    kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float32)  # (kh, kw, in, out)
+    kh, kw, cin, cout = kernel.shape
+    n = min(cout, MAX_FILTERS)
+    tiles = []
+    for i in range(n):
+        k = kernel[..., i]
+        tiles.append(_unit(k) if cin == 3 else np.repeat(_unit(k.mean(axis=-1))[..., None], 3, axis=-1))
+    columns = int(np.ceil(np.sqrt(n)))
+    mosaic = _mosaic(np.stack(tiles), columns)
+    fig, ax = plt.subplots(figsize=(min(0.45 * columns + 1.5, 9), min(0.45 * columns + 1.5, 9) * mosaic.shape[0]
+                                    / mosaic.shape[1] + 0.4))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"{summary.label}: {layer.name}, {n} of {cout} filters, {kh}x{kw}x{cin}", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
     return Figure(f"filters-{summary.name}", path,
                   f"First-layer filters of {summary.label} after training ({layer.name}, seed "
                   f"{summary.runs[0].seed}), each scaled to its own range.")
 
 
 def feature_maps(summary, loaded, image, path):
-    """One row per block output (`visualize.block_outputs`), its most active channels."""
+    """One row per block output (`visualize.block_outputs`): the image, then its most active channels.
+
+    Each row is one mosaic (every map scaled to its own range and enlarged to
+    a common size, nearest neighbour), so the figure has one axis per block.
+    """
     import keras
 
     from kerascnn.analysis.visualize import block_outputs
@@ -161,27 +204,28 @@ def feature_maps(summary, loaded, image, path):
     probe = keras.Model(loaded.model.inputs, [loaded.model.get_layer(n).output for n in names])
     outputs = probe(loaded.preprocessing(np.asarray(image)[None]), training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    fig, axes = plt.subplots(len(names), FEATURE_CHANNELS + 1,
-                             figsize=(1.2 * (FEATURE_CHANNELS + 1) + 1.5, 1.25 * len(names) + 0.6), squeeze=False)
-    for row, (name, maps) in enumerate(zip(names, outputs)):
-        maps = keras.ops.convert_to_numpy(maps)[0].astype(np.float32)
+    outputs = [keras.ops.convert_to_numpy(m)[0].astype(np.float32) for m in outputs]
+    side = max(32, *(max(m.shape[:2]) for m in outputs))  # enlarge small maps, never crop a large one
+    picture = np.asarray(
+        keras.ops.convert_to_numpy(keras.ops.image.resize(np.asarray(image, np.float32)[None], (side, side),
+                                                          interpolation="nearest"))[0] / 255.0, np.float32)
+    fig, axes = plt.subplots(len(names), 1, figsize=(1.0 * (FEATURE_CHANNELS + 1) + 2.2, 1.05 * len(names) + 0.6),
+                             squeeze=False)
+    for ax, name, maps in zip(axes[:, 0], names, outputs):
         order = np.argsort(-maps.mean(axis=(0, 1)))[:FEATURE_CHANNELS]
-        if row == 0:
-            axes[row, 0].imshow(image, interpolation="nearest")
-        else:
-            axes[row, 0].set_frame_on(False)
-        axes[row, 0].set_ylabel(f"{name}\n{maps.shape[0]}x{maps.shape[1]}x{maps.shape[2]}", fontsize=6)
-        for col in range(FEATURE_CHANNELS):
-            ax = axes[row, col + 1]
-            if col < len(order):
-                channel = maps[..., order[col]]
-                lo, hi = float(channel.min()), float(channel.max())
-                ax.imshow((channel - lo) / (hi - lo) if hi > lo else np.zeros_like(channel), cmap="viridis",
-                          interpolation="nearest")
-    for ax in axes.flat:
+        reps = (-(-side // maps.shape[0]), -(-side // maps.shape[1]))
+        tiles = [picture]
+        for c in order:
+            big = np.kron(_unit(maps[..., c]), np.ones(reps, np.float32))[:side, :side]
+            tile = np.ones((side, side, 3), np.float32)
+            tile[:big.shape[0], :big.shape[1]] = plt.get_cmap("viridis")(big)[..., :3]
+            tiles.append(tile)
+        ax.imshow(_mosaic(np.stack(tiles), len(tiles)), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{summary.label}: feature maps of one test image", fontsize=9)
+        ax.set_ylabel(f"{name}\n{maps.shape[0]}x{maps.shape[1]}x{maps.shape[2]}", fontsize=6, rotation=0,
+                      ha="right", va="center")
+    fig.suptitle(f"{summary.label}: one test image (left) and its feature maps", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
     return Figure(f"feature-maps-{summary.name}", path,

@@ -282,6 +282,10 @@ def parse_study(text, display_name, source=None):
         table = reader.table(table, key)
         reader.known(table, key, BUDGET_KEYS)
         b_settings, b_options = _split_settings(reader, table, key)
+        for k, v in b_settings.items():
+            problem = _type_problem(k, v)
+            if problem:
+                reader.fail(f"{key}.{k}", problem)
         search = {k: table[k] for k in BUDGET_SEARCH_KEYS if k in table}
         for k, v in search.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
