@@ -24,8 +24,8 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     assert config.recipe == "fast" and config.epochs == 10
     assert config.model_options == {"batch_norm": True, "dropout": 0.0, "logit_scale": 0.125}
     assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.2, True)
-    resnet = RunConfig.from_flags("resnet20", recipe="fast")
-    assert (resnet.optim.lr, resnet.data.batch_size, resnet.model_options) == (0.2, 128, {"zero_init_residual": True})
+    resnet = RunConfig.from_flags("resnet20", recipe="fast", model_options={"zero_init_residual": True})
+    assert (resnet.optim.lr, resnet.data.batch_size, resnet.model_options) == (0.4, 512, {"zero_init_residual": True})
     assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (256, 0.0, 0)
     assert config.optim.warmup_epochs == pytest.approx(2.0)  # 20% of the budget
     shorter = RunConfig.from_flags("alexnet_cifar", recipe="fast", epochs=5, lr=0.2, model_options={"dropout": 0.3})
@@ -35,10 +35,10 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
 
 
 def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
-    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=512).optim.lr == pytest.approx(0.8)
+    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
     assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
-    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size="auto").optim.lr == 0.2  # unknown until planned
+    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
     assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
 
 
