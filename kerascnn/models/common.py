@@ -9,19 +9,6 @@ from kerascnn.errors import ConfigError
 CONV_INIT = keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_out", distribution="untruncated_normal"
 )
-# He et al. 2015 with fan_in, the paper's forward case (section 2.2,
-# std = sqrt(2 / (k_h * k_w * in_channels))), for convolutions with no batch
-# norm after them. With fan_out the forward variance changes by
-# in_channels / out_channels at each convolution: 3/64 at the first and 1/2 at
-# each width doubling, so a plain VGG-19's last feature map starts with a
-# standard deviation of 0.03 on unit-variance images (0.37 with fan_in), its
-# classifier sees almost no signal, and the first epoch is spent growing it
-# back (31.5% validation accuracy after `fit vgg19`'s first epoch with fan_out;
-# docs/results.md). Batch norm rescales every layer, so there the choice does
-# not matter and torchvision's fan_out is kept.
-PLAIN_CONV_INIT = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_in", distribution="untruncated_normal"
-)
 # Hidden fully connected layers (followed by ReLU): He et al. 2015 with fan_in,
 # std = sqrt(2 / fan_in). torchvision's N(0, 0.01) was tuned for 4096-wide
 # layers; measured here it leaves a plain VGG-11 at chance for its first

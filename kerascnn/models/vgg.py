@@ -17,12 +17,10 @@ Departures, each for a stated reason:
 - `head="compact"` (the default for inputs under 64 pixels, i.e. CIFAR)
   replaces FC-4096 by FC-512 so a 32x32 model is not dominated by a 4096-wide
   classifier fed with a 1x1x512 feature map; the structure is unchanged.
-- Initialisation: He normal for convolutions (fan-in without batch norm, so
-  the forward signal keeps its scale through 16 layers; fan-out, as
-  torchvision, in the `_bn` variants), He normal (fan-in) for the hidden dense
-  layers and Glorot uniform for the logits, instead of the paper's N(0, 0.01)
-  with incremental-depth training, so every configuration trains from
-  scratch (see `models.common`).
+- Initialisation: He normal (fan-out, as torchvision) for convolutions, He
+  normal (fan-in) for the hidden dense layers and Glorot uniform for the
+  logits, instead of the paper's N(0, 0.01) with incremental-depth training,
+  so every configuration trains from scratch (see `models.common`).
 
 At 224x224x3 with 1000 classes and the paper head, vgg16 has 138,357,544 and
 vgg19 has 143,667,240 parameters, the published figures.
@@ -34,7 +32,6 @@ from kerascnn.models.common import (
     batch_normalization,
     CONV_INIT,
     DENSE_INIT,
-    PLAIN_CONV_INIT,
     check_common_args,
     classifier_logits,
     global_pool,
@@ -104,7 +101,7 @@ def VGG(
                 3,
                 padding="same",
                 activation=None if batch_norm else "relu",
-                kernel_initializer=CONV_INIT if batch_norm else PLAIN_CONV_INIT,
+                kernel_initializer=CONV_INIT,
                 name=f"block{stage}_conv{i}",
             )(x)
             if batch_norm:
