@@ -38,6 +38,7 @@ same weights: mixed-precision variables are float32).
 
 import json
 import pathlib
+import tempfile
 import warnings
 
 import keras
@@ -165,8 +166,6 @@ def convert(model, preprocessing, quantize="none", calibration=None, name="the m
         calibration: uint8 or float images [N, h, w, 3] at `input_size` (int8 only).
         name: the model's name, for messages.
     """
-    import tempfile
-
     if quantize not in QUANTIZATIONS:
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}. Received: quantize={quantize}")
     converter_class = require_converter()
@@ -281,9 +280,9 @@ def export_tflite(run_dir, export_dir="saved_models", quantize="none", calibrati
         check_images = np.random.default_rng(0).integers(0, 256, (8, *size, 3), dtype=np.uint8)
     if log:
         log(f"converting {config.model} to TensorFlow Lite ({quantize})")
+    model = float32_model(model)
     content = convert(model, preprocessing, quantize, calibration, name=config.model)
-    float_model = float32_model(model)
-    check = _check(content, float_model, preprocessing, check_images, quantize)
+    check = _check(content, model, preprocessing, check_images, quantize)
     filename = f"{config.model}_{quantize if quantize != 'none' else 'float32'}.tflite"
     manifest = {
         "model": config.model,
