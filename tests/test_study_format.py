@@ -190,7 +190,7 @@ def test_the_dry_run_of_the_grid_lists_its_48_configurations(tmp_path, capsys):
     assert main(["study", "grid", "--budget", "short", "--dataset", "cifar10", "--dry-run", "--out",
                  str(tmp_path / "g")]) == 0
     text = capsys.readouterr().out
-    assert "48 trials of at most 8 epochs on 2,000 images" in text
+    assert "48 trials of at most 8 epochs on 1,500 images" in text
     assert "alexnet_cifar, space seed-grid: 48 configurations" in text
 
 

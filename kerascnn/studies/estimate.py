@@ -33,23 +33,26 @@ from kerascnn.storage.history import read_history
 OVERHEAD_SECONDS = 20.0
 FORWARD_SHARE = 1.0 / 3.0
 
-# Seconds per 1,000 training images at 32x32, 2-core Xeon with AMX (mixed_bfloat16,
-# batch 128-256), measured: alexnet_cifar 1,483 s for 10 epochs of 50,000
-# (docs/results.md#recipes); vgg19 287 s for its first epoch of 45,000 with
-# the defaults (docs/results.md, "fit vgg19 with the defaults"); vgg16 about
-# 250-290 s per 50,000 (the lead's measurement, 2026-12). The others are
-# alexnet_cifar's figure times their ratio to it in the train-step throughput
-# table of the AVX-512 host (docs/results.md, float32: alexnet_cifar 248,
-# vgg16_bn 491, googlenet_cifar 4,800, resnet18 833 s per 45,000).
+# Seconds per 1,000 training images, by (model, image side), on the project's 2-core
+# Xeon with AMX (mixed_bfloat16, batch 128-256). Measured: alexnet_cifar 1,483 s for
+# 10 epochs of 50,000 (docs/results.md#recipes); vgg19 287 s for its first epoch of
+# 45,000 with the defaults (docs/results.md, "fit vgg19 with the defaults"); vgg16
+# about 250-290 s per 50,000 (the lead's measurement, 2026-12). Relative to
+# alexnet_cifar, measured in the same session: the two-tower `alexnet` at 96x96
+# (CIFAR resized, LRN) 4.2-5.2x per image (2026-11-30, 1,280 images, 3 epochs; its
+# grouped convolutions, LRN and the resize cost far more than its 97 MMACs say), and
+# from the float32 train-step table of the AVX-512 host (docs/results.md: alexnet_cifar
+# 248, vgg16_bn 491, googlenet_cifar 4,800, resnet18 833 s per 45,000).
 REFERENCE = {
-    "alexnet_cifar": 2.97,
-    "vgg16": 5.4,
-    "vgg19": 6.4,
-    "vgg16_bn": 5.9,
-    "googlenet_cifar": 57.5,
-    "resnet18": 10.0,
+    ("alexnet_cifar", 32): 2.97,
+    ("vgg16", 32): 5.4,
+    ("vgg19", 32): 6.4,
+    ("vgg16_bn", 32): 5.9,
+    ("googlenet_cifar", 32): 57.5,
+    ("resnet18", 32): 10.0,
+    ("alexnet", 96): 14.0,
 }
-REFERENCE_NOTE = "2-core Xeon, mixed_bfloat16, 32x32 (docs/results.md)"
+REFERENCE_NOTE = "2-core Xeon, mixed_bfloat16 (kerascnn/studies/estimate.py says where each comes from)"
 REFERENCE_MACS = 148.6e6  # alexnet_cifar at 32x32, per image
 
 
@@ -186,14 +189,17 @@ def cost_per_image(config, timings):
                            options.get("width_multiplier", 1.0))
     if found:
         return found
-    if config.model in REFERENCE and shape[:2] == (32, 32) and options.get("width_multiplier", 1.0) == 1.0:
-        return REFERENCE[config.model] / 1000, f"reference: {config.model} {REFERENCE[config.model]:g} s per 1,000 images, {REFERENCE_NOTE}"
+    key = (config.model, shape[0])
+    if key in REFERENCE and shape[0] == shape[1] and options.get("width_multiplier", 1.0) == 1.0:
+        return REFERENCE[key] / 1000, (f"reference: {config.model} at {shape[0]}x{shape[1]} {REFERENCE[key]:g} s "
+                                       f"per 1,000 images, {REFERENCE_NOTE}")
+    base = REFERENCE[("alexnet_cifar", 32)]
     macs = _macs(config, shape)
     if macs is None:
-        return REFERENCE["alexnet_cifar"] / 1000, "reference: alexnet_cifar's time (the model could not be profiled)"
-    per_image = REFERENCE["alexnet_cifar"] / 1000 * macs / REFERENCE_MACS
-    return per_image, (f"MACs: {macs / 1e6:,.1f} M per image at {shape[0]}x{shape[1]} x alexnet_cifar's "
-                       f"{REFERENCE['alexnet_cifar']:g} s per 1,000 images at 148.6 M (rough)")
+        return base / 1000, "reference: alexnet_cifar's time (the model could not be profiled)"
+    return base / 1000 * macs / REFERENCE_MACS, (
+        f"MACs: {macs / 1e6:,.1f} M per image at {shape[0]}x{shape[1]} x alexnet_cifar's {base:g} s per 1,000 "
+        "images at 148.6 M (rough)")
 
 
 def estimate_run(config, run_dir, timings, epochs_done=0):

@@ -180,7 +180,7 @@ class Document:
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}"
     "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-    "th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:right}"
+    "th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:right}td{white-space:nowrap}"
     "th:first-child,td:first-child,td:nth-child(2){text-align:left}th{background:#f3f3f3}"
     "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}"
     "figcaption{font-size:0.9em;color:#555;margin-top:0.3em}#findings li{margin:0.3em 0}"
