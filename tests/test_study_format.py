@@ -239,3 +239,39 @@ def test_the_shipped_files_are_package_data():
     assert pyproject["tool"]["setuptools"]["package-data"]["kerascnn.studies"] == ["files/*.toml"]
     assert json.dumps(shipped_names()) == json.dumps(
         ["alexnet-vs-vgg", "augmentation", "auxiliary", "grid", "lrn", "vgg-depth"])
+
+
+def test_missing_data_is_one_line_and_leaves_no_study_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["study", "alexnet-vs-vgg", "--budget", "smoke", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere does not exist" in err, err
+    assert not out.exists()
+
+
+def test_a_run_that_diverges_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
+    """The runner's handling of a failed arm (fit itself is replaced: nothing trains)."""
+    import importlib
+
+    from kerascnn.training.train import Diverged
+
+    tried = []
+
+    def diverging_fit(config=None, resume_dir=None, **kwargs):
+        tried.append(config.run_dir)
+        raise Diverged(f"the loss became nan at epoch 1, batch {len(tried)}; training stopped")
+
+    monkeypatch.setattr(importlib.import_module("kerascnn.training.fit"), "fit", diverging_fit)
+    path = tmp_path / "mine.toml"
+    path.write_text(GOOD.replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "out"
+    argv = ["study", str(path), "--budget", "smoke", "--out", str(out), "--arms", "a"]
+    assert main(argv) == 0
+    assert len(tried) == 1 and "a-seed0: failed: the loss became nan at epoch 1, batch 1" in capsys.readouterr().out
+    assert (out / "runs" / "a-seed0.failed").read_text().startswith("the loss became nan")
+    report = (out / "report.md").read_text()
+    assert "| a-seed0 | 0 | failed: the loss became nan at epoch 1, batch 1; training stopped | - |" in report
+    assert "No arm has finished yet" in report
+    assert main(argv) == 0 and len(tried) == 1  # not retried
+    assert "a-seed0: failed earlier" in capsys.readouterr().out

@@ -124,7 +124,7 @@ def search_findings(rows):
     found = [
         f"The best of {len(done)} trials by validation accuracy is trial {best['trial_id']} "
         f"({_describe(best)}): validation {pct(best['best_val_accuracy'])}, test {pct(best['test_accuracy'])}, "
-        f"{points(best['test_accuracy'] - statistics.median(tests))[1:]} above the median trial's test accuracy "
+        f"{points(best['test_accuracy'] - statistics.median(tests))} against the median trial's test accuracy "
         f"({pct(statistics.median(tests))})."
     ]
     top_test = max(done, key=lambda r: r["test_accuracy"])

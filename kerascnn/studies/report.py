@@ -294,6 +294,16 @@ def _requested_figures(study_dir, identity, done, figures_dir, field_facts, log)
     return figures
 
 
+def _search_data_description(data):
+    size = data.get("image_size")
+    limit = data.get("limit_train")
+    return (f"{data.get('data_dir') or data.get('dataset') or 'cifar10'}"
+            + (f", {limit:,} training images" if isinstance(limit, int) else
+               f", {limit:.0%} of the training images" if limit else ", all training images")
+            + " (each trial holds out its own validation split)"
+            + (f", at {size[0]}x{size[1]}" if size else ""))
+
+
 def _search_report(doc, study_dir, identity):
     from tuning import searchdir
     from tuning.results import completed, write_report as write_tuning_report
@@ -302,7 +312,7 @@ def _search_report(doc, study_dir, identity):
     rows = write_tuning_report(search_dir) if (search_dir / searchdir.PROJECT).is_dir() else []
     done = completed(rows)
     tuning_identity = searchdir.read_identity(search_dir) or {}
-    _header(doc, identity, f"{tuning_identity.get('data', {})}")
+    _header(doc, identity, _search_data_description(tuning_identity.get("data") or {}))
     doc.heading("Findings", id="findings-heading")
     doc.items(study_findings.search_findings(rows), id="findings")
     doc.heading("Results", id="results-heading")

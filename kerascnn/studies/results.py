@@ -86,7 +86,7 @@ def read_run(study_dir, planned):
     state = study_folder.run_state(study_dir, name)
     outcome = RunOutcome(name, planned["arm"], planned["seed"], state, path,
                          failure=study_folder.failure(study_dir, name))
-    if state == study_folder.NEW:
+    if not (path / rundir.CONFIG).exists():  # not started, or failed before its folder was made
         return outcome
     outcome.config = rundir.read_json(path / rundir.CONFIG)
     outcome.history = read_history(path / rundir.HISTORY)

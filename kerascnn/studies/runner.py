@@ -10,6 +10,7 @@ other mistake (missing data, ...) stops the study with its one-line message.
 A search study runs `tuning.search.run_search`, which resumes on its own.
 """
 
+import dataclasses
 import sys
 
 from kerascnn.studies import folder as study_folder
@@ -17,9 +18,31 @@ from kerascnn.studies.estimate import Timings, estimate_run, format_duration
 from kerascnn.studies.plan import search_request
 
 
+def check_data(plan, out_dir):
+    """Open the data of every distinct data setting once, before the study folder is touched.
+
+    `fit` checks its data before it creates its run directory; a study does
+    the same for its folder, so a wrong --data-dir leaves nothing behind.
+    """
+    from kerascnn.data.choose_source import open_source
+
+    if plan.search is not None:
+        configs = [search_request(plan.search, out_dir).base]
+    else:
+        configs = [r.config for r in plan.runs]
+    seen = set()
+    for config in configs:
+        d = config.data
+        key = (d.dataset, d.data_dir, d.image_size, d.skip_bad_images)
+        if key not in seen:
+            seen.add(key)
+            open_source(d.dataset, d.data_dir, d.image_size, d.skip_bad_images, log=None)
+
+
 def run_study(plan, out_dir, arms=None, log=print, verbose=None):
     """Run (or continue) `plan` in `out_dir`, then write its report; returns the report's paths."""
     selected = plan.select(arms)
+    check_data(plan, out_dir)
     continuing = study_folder.prepare(out_dir, plan)
     study = plan.study
     log(f"{'continuing' if continuing else 'starting'} study {study.name} at budget {plan.budget.name} in {out_dir}")
@@ -136,8 +159,7 @@ def _dry_run_search(plan, out_dir, timings_from, out):
     trials = len(grid) if request.max_trials is None else min(request.max_trials, len(grid))
     timings = Timings(list(timings_from))
     # The study's trials differ in split (0.1 or 0.3) and batch size; the mean split is the estimate.
-    estimate = estimate_run(base.replace(data=base.data.__class__(**{**base.data.__dict__, "val_split": 0.2})),
-                            None, timings)
+    estimate = estimate_run(base.replace(data=dataclasses.replace(base.data, val_split=0.2)), None, timings)
     train, _, _ = split_sizes(base)
     print(f"  search {request.space} with the {request.tuner} tuner: {trials} trials of at most {base.epochs} epochs "
           f"on {train:,} images; results in {request.results_dir}", file=out)
