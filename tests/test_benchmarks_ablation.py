@@ -19,7 +19,7 @@ def test_variants_run_once_each_and_the_table_compares_them_with_the_recipe(tmp_
     for variant in ("baseline", "no_label_smoothing"):
         config = json.loads((out / variant / "config.json").read_text())
         assert config["epochs"] == 1 and config["model_options"]["width_multiplier"] == 0.25
-    assert json.loads((out / "baseline" / "config.json").read_text())["optim"]["label_smoothing"] == 0.1
+    assert json.loads((out / "baseline" / "config.json").read_text())["optim"]["label_smoothing"] == 0.2
     assert json.loads((out / "no_label_smoothing" / "config.json").read_text())["optim"]["label_smoothing"] == 0.0
     report = json.loads((out / "ablation.json").read_text())
     assert [r["variant"] for r in report["rows"]] == ["baseline", "no_label_smoothing"]
