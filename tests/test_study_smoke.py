@@ -138,14 +138,13 @@ def check_arm_results(out, identity, results, findings):
     assert all(row[2] == "finished" for row in runs.values())
 
 
-# In the default suite: alexnet-vs-vgg draws every kind of figure, grid runs the KerasTuner path.
-# Every fit costs seconds of tracing however small the network (3-25 s on the 2-core host), so
-# the other four (16 runs, about 2 minutes) run with `python -m pytest -m studies`.
-IN_DEFAULT_SUITE = ("alexnet-vs-vgg", "grid")
-STUDIES = [name if name in IN_DEFAULT_SUITE else pytest.param(name, marks=pytest.mark.studies)
-           for name in shipped_names()]
+# Every shipped study, in the default suite (the bar). Every fit costs seconds of
+# tracing however small the network (3-25 s on the 2-core host), so the six take about 2 minutes
+# of the suite's wall time on two xdist workers; their smoke budgets are as small as a run can be.
+STUDIES = shipped_names()
 
 
+@pytest.mark.studies
 @pytest.mark.parametrize("name", STUDIES)
 def test_a_shipped_study_runs_end_to_end_at_smoke_and_its_report_holds_every_table_and_figure(
     name, tmp_path, monkeypatch, capsys
