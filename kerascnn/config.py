@@ -9,9 +9,11 @@ run.
 
 import dataclasses
 import json
-import numbers
 import pathlib
 
+from kerascnn.validation import (
+    Either, Number, Shape, interval, non_negative_float, non_negative_int, positive_float, positive_int,
+)
 from kerascnn.errors import ConfigError
 from kerascnn.recipes import get_recipe
 from kerascnn.record import RunRecord
@@ -30,14 +32,60 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 CONFIG_FILE = "config.json"
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer. Received: {name}={value}")
+# The kind of value of every numeric setting (`kerascnn.validation`): checked when
+# a config is made, and by the CLI flag of the same name (`kerascnn.cli.flags`),
+# so each bound is written here once. NaN, infinities and booleans are never numbers.
+KINDS = {
+    # DataConfig
+    "image_size": Shape(2, "one or two positive integers"),
+    "val_split": interval(0, 1, high_open=True, expected="a fraction in [0, 1) (0: no validation set)"),
+    "limit_train": Either(
+        "a count >= 1 or a fraction in (0, 1]", positive_int, interval(0, 1, low_open=True)
+    ),
+    "batch_size": Either("a positive integer or auto", positive_int, words=("auto",)),
+    "pca_sigma": non_negative_float,
+    "cutout": Number("an integer >= 0 (pixels)", integer=True, low=0),
+    "random_erasing": interval(0, 1, expected="a probability in [0, 1]"),
+    # OptimConfig
+    "lr": positive_float,
+    "momentum": interval(0, 1, high_open=True),
+    "weight_decay": non_negative_float,
+    "warmup_epochs": non_negative_float,
+    "step_epochs": positive_int,
+    "lr_decay": interval(0, 1, low_open=True, high_open=True),
+    "plateau_patience": positive_int,
+    "label_smoothing": interval(0, 1, high_open=True),
+    "clip_norm": positive_float,
+    "ema": interval(0, 1, low_open=True, high_open=True, expected="a number in (0, 1), e.g. 0.999"),
+    # RunConfig
+    "epochs": positive_int,
+    "patience": positive_int,
+    # numpy and Python's `random` take seeds below 2**32.
+    "seed": interval(0, 2**32, high_open=True, integer=True, expected="an integer in [0, 2**32)"),
+    "cpu_replicas": positive_int,
+    "worker_index": non_negative_int,
+    "freeze_backbone": Number("a number of epochs >= 0", integer=True, low=0),
+    "finetune_lr": positive_float,
+    # model_options (the builders check them again: `kerascnn.models.common`)
+    "dropout": interval(0, 1, high_open=True),
+    "width_multiplier": positive_float,
+}
+# Settings whose None means "not set" (a default chosen later, or the feature off).
+OPTIONAL = {
+    "image_size", "limit_train", "lr", "clip_norm", "ema", "patience", "cpu_replicas", "worker_index",
+    "finetune_lr", "dropout", "width_multiplier",
+}
 
 
-def _non_negative(name, value):
-    if not isinstance(value, numbers.Real) or value < 0:
-        raise ConfigError(f"{name} must be a number >= 0. Received: {name}={value}")
+def check_kinds(owner, names):
+    """Check the settings `names` of `owner` (a config) against `KINDS`; ConfigError on the first bad one."""
+    for name in names:
+        value = owner[name] if isinstance(owner, dict) else getattr(owner, name)
+        if value is None and name in OPTIONAL:
+            continue
+        value = KINDS[name](name, value)
+        if not isinstance(owner, dict) and value is not getattr(owner, name):
+            object.__setattr__(owner, name, value)  # normalised: a shape as a tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +144,9 @@ class DataConfig:
     def __post_init__(self):
         if self.dataset is not None and self.data_dir is not None:
             raise ConfigError("give either --dataset or --data-dir, not both")
-        if self.batch_size != "auto":
-            _positive_int("batch_size", self.batch_size)
+        check_kinds(
+            self, ("batch_size", "pca_sigma", "cutout", "random_erasing", "val_split", "limit_train", "image_size")
+        )
         if self.augment is not None and self.augment not in AUGMENT_PRESETS:
             raise ConfigError(
                 f"unknown augmentation preset {self.augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}"
@@ -106,34 +155,6 @@ class DataConfig:
             raise ConfigError(f"pad_mode must be reflect or zero. Received: pad_mode={self.pad_mode}")
         if self.pca_scale not in PCA_SCALES:
             raise ConfigError(f"pca_scale must be one of {', '.join(PCA_SCALES)}. Received: pca_scale={self.pca_scale}")
-        _non_negative("pca_sigma", self.pca_sigma)
-        if isinstance(self.cutout, bool) or not isinstance(self.cutout, numbers.Integral) or self.cutout < 0:
-            raise ConfigError(f"cutout must be an integer >= 0 (pixels). Received: cutout={self.cutout}")
-        if not isinstance(self.random_erasing, numbers.Real) or not 0.0 <= self.random_erasing <= 1.0:
-            raise ConfigError(
-                f"random_erasing must be a probability in [0, 1]. Received: random_erasing={self.random_erasing}"
-            )
-        if not isinstance(self.val_split, numbers.Real) or not 0.0 <= self.val_split < 1.0:
-            raise ConfigError(
-                f"val_split must be a fraction in [0, 1) (0: no validation set). Received: val_split={self.val_split}"
-            )
-        if self.limit_train is not None:
-            lt = self.limit_train
-            is_count = isinstance(lt, numbers.Integral) and not isinstance(lt, bool)
-            if not ((is_count and lt >= 1) or (isinstance(lt, float) and 0.0 < lt <= 1.0)):
-                raise ConfigError(
-                    "limit_train must be a count >= 1 or a fraction in (0, 1]. "
-                    f"Received: limit_train={lt}"
-                )
-        if self.image_size is not None:
-            size = tuple(self.image_size)
-            if len(size) != 2 or any(
-                isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in size
-            ):
-                raise ConfigError(
-                    f"image_size must be one or two positive integers. Received: image_size={self.image_size}"
-                )
-            object.__setattr__(self, "image_size", size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,26 +211,10 @@ class OptimConfig:
             )
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
-        if not isinstance(self.lr, numbers.Real) or self.lr <= 0:
-            raise ConfigError(f"lr must be a positive number. Received: lr={self.lr}")
-        _non_negative("weight_decay", self.weight_decay)
-        _non_negative("warmup_epochs", self.warmup_epochs)
-        _positive_int("step_epochs", self.step_epochs)
-        _positive_int("plateau_patience", self.plateau_patience)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1). Received: momentum={self.momentum}")
-        if not 0.0 < self.lr_decay < 1.0:
-            raise ConfigError(f"lr_decay must be in (0, 1). Received: lr_decay={self.lr_decay}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(
-                f"label_smoothing must be in [0, 1). Received: label_smoothing={self.label_smoothing}"
-            )
-        if self.clip_norm is not None and (
-            not isinstance(self.clip_norm, numbers.Real) or self.clip_norm <= 0
-        ):
-            raise ConfigError(f"clip_norm must be positive. Received: clip_norm={self.clip_norm}")
-        if self.ema is not None and (not isinstance(self.ema, numbers.Real) or not 0.0 < self.ema < 1.0):
-            raise ConfigError(f"ema must be in (0, 1), e.g. 0.999. Received: ema={self.ema}")
+        check_kinds(self, (
+            "lr", "weight_decay", "warmup_epochs", "step_epochs", "plateau_patience", "momentum", "lr_decay",
+            "label_smoothing", "clip_norm", "ema",
+        ))
         if self.schedule == "plateau" and self.warmup_epochs:
             raise ConfigError("--warmup-epochs does not combine with --schedule plateau; use cosine, step or constant")
 
@@ -301,17 +306,21 @@ class RunConfig:
     resolved: RunRecord = dataclasses.field(default_factory=RunRecord)
 
     def __post_init__(self):
-        _positive_int("epochs", self.epochs)
-        if self.patience is not None:
-            _positive_int("patience", self.patience)
+        check_kinds(
+            self, ("epochs", "patience", "seed", "cpu_replicas", "worker_index", "freeze_backbone", "finetune_lr")
+        )
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"model_options must be a mapping. Received: model_options={self.model_options}")
+        object.__setattr__(
+            self, "model_options", {k: val for k, val in self.model_options.items() if val is not None}
+        )
+        check_kinds(self.model_options, [k for k in ("dropout", "width_multiplier") if k in self.model_options])
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
         if self.jit not in (True, False, "auto"):
             raise ConfigError(f"jit must be on, off or auto. Received: jit={self.jit}")
-        if self.cpu_replicas is not None:
-            _positive_int("cpu_replicas", self.cpu_replicas)
         if self.model_parallel not in (True, False):
             raise ConfigError(f"model_parallel must be true or false. Received: model_parallel={self.model_parallel}")
         if self.scale_lr not in (None, "none", "linear"):
@@ -320,13 +329,8 @@ class RunConfig:
             raise ConfigError("--workers and --worker-index go together: give both or neither")
         if self.weights is not None and self.init_from is not None:
             raise ConfigError("give either --weights or --init-from, not both")
-        fb = self.freeze_backbone
-        if isinstance(fb, bool) or not isinstance(fb, numbers.Integral) or fb < 0:
-            raise ConfigError(f"freeze_backbone must be a number of epochs >= 0. Received: freeze_backbone={fb}")
-        if fb and self.weights is None and self.init_from is None:
+        if self.freeze_backbone and self.weights is None and self.init_from is None:
             raise ConfigError("--freeze-backbone needs --weights or --init-from (the backbone to freeze)")
-        if self.finetune_lr is not None and (not isinstance(self.finetune_lr, numbers.Real) or self.finetune_lr <= 0):
-            raise ConfigError(f"finetune_lr must be a positive number. Received: finetune_lr={self.finetune_lr}")
         if self.recipe is not None:
             get_recipe(self.model, self.recipe)
         if self.data.val_split == 0 and (self.patience or self.optim.schedule == "plateau"):
@@ -334,11 +338,6 @@ class RunConfig:
                 "--val-split 0 leaves no validation set for --patience or --schedule plateau to watch; "
                 "drop them or hold out a validation split"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0. Received: seed={self.seed}")
-        object.__setattr__(
-            self, "model_options", {k: v for k, v in self.model_options.items() if v is not None}
-        )
         if not isinstance(self.resolved, RunRecord):  # a dict from config.json, any version
             object.__setattr__(self, "resolved", RunRecord.from_dict(self.resolved))
         object.__setattr__(self, "extensions", tuple(dict(e) for e in self.extensions or ()))

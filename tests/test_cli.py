@@ -120,7 +120,7 @@ def assert_user_error(capsys, argv, fragment, workdir):
         (["fit", "vgg11", "--augment", "mixup"], "--augment"),
         (["fit", "vgg11", "--random-erasing", "1.5"], "--random-erasing must be a probability"),
         (["fit", "vgg11", "--cutout", "-3"], "--cutout must be an integer >= 0"),
-        (["fit", "vgg11", "--pca-sigma", "-1"], "pca_sigma"),
+        (["fit", "vgg11", "--pca-sigma", "-1"], "--pca-sigma must be a number >= 0, got '-1'"),
         (["fit", "vgg11", "--cpu-replicas", "0"], "--cpu-replicas must be a positive integer"),
         (["fit", "vgg11", "--batch-size", "huge"], "--batch-size"),
         (["fit", "vgg11", "--workers", "localhost:1,localhost:2"], "--worker-index"),

@@ -8,17 +8,23 @@ flags with the group functions below, declare only the flags that are theirs
 alone, and create their subcommands with `add_command` (help and description
 from the handler's docstring).
 
-A value type raises `argparse.ArgumentTypeError("must be ...")`; the
-`OneLineParser` reports it as one line, `--flag must be ..., got 'x'`, with
-exit status 2, before TensorFlow is imported. This module imports nothing
-heavy: `kerascnn.config` is plain dataclasses.
+Every value type is a `flag_type`: the text parsed, then checked by a kind of
+`kerascnn.validation` (for a RunConfig setting, the very kind `RunConfig`
+checks it with, `kerascnn.config.KINDS`), so NaN, infinities and numbers out of
+range are refused where they are typed. It raises
+`argparse.ArgumentTypeError("must be ...")`; the `OneLineParser` reports it as
+one line, `--flag must be ..., got 'x'`, with exit status 2, before TensorFlow
+is imported. This module imports nothing heavy: `kerascnn.config` is plain
+dataclasses.
 """
 
 import argparse
 import inspect
 import re
 
-from kerascnn.config import PRECISIONS
+from kerascnn import validation
+from kerascnn.config import KINDS, PRECISIONS
+from kerascnn.errors import ConfigError
 
 EPILOG = "Data: CIFAR-10 from tensorflow-datasets unless --dataset or --data-dir says otherwise."
 
@@ -47,19 +53,30 @@ def add_command(sub, name, handler, **settings):
 # --- value types -------------------------------------------------------------
 
 
-def value_type(parse, accept, expected):
-    """An argparse `type=`: `parse(text)`, kept if `accept(value)`, else "must be EXPECTED"."""
+def flag_type(parse, kind, keep_text=False):
+    """An argparse `type=`: `parse(text)`, checked by `kind` (a `kerascnn.validation` kind).
+
+    Text that `parse` cannot read, or a value `kind` refuses (NaN and infinities
+    included), raises `argparse.ArgumentTypeError("must be EXPECTED, got 'TEXT'")`.
+    Returns the value, or the text itself with `keep_text`. The function carries
+    `kind` as its attribute, so a test can tell what each flag accepts.
+    """
 
     def convert(text):
         try:
-            value = parse(text)
-        except (ValueError, KeyError):
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
-        return value
+            value = kind("value", parse(text))
+        except (ValueError, KeyError, TypeError, OverflowError, ConfigError):
+            raise argparse.ArgumentTypeError(f"must be {kind.expected}, got {text!r}") from None
+        return text if keep_text else value
 
+    convert.kind = kind
     return convert
+
+
+def setting_type(name):
+    """The flag type of the numeric RunConfig setting `name`: its kind in `kerascnn.config.KINDS`."""
+    kind = KINDS[name]
+    return flag_type(int if kind.integer else float, kind)
 
 
 def _int_or_float(text):
@@ -76,25 +93,60 @@ def _sizes(text, channels):
         parts *= 2
     if channels and len(parts) == 2:
         parts.append(3)
-    return tuple(parts) if len(parts) == 2 + channels and min(parts) >= 1 else None
+    return tuple(parts)
 
 
-ON_OFF_AUTO = {"on": True, "true": True, "off": False, "false": False, "auto": "auto"}
+def _devices(text):
+    """auto, cpu, all; a GPU count (an int); GPU indices "0,2" (a list of ints)."""
+    text = text.strip().lower()
+    if text in DEVICE_WORDS:
+        return text
+    return [int(i) for i in text.split(",")] if "," in text else int(text)
 
-positive_int = value_type(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = value_type(int, lambda v: v >= 0, "an integer >= 0")
-count_or_fraction = value_type(
-    _int_or_float,
-    lambda v: v >= 1 if isinstance(v, int) else 0.0 < v <= 1.0,
-    "a count >= 1 or a fraction in (0, 1]",
+
+def _ports(text):
+    """The ports of "host:port,host:port"; ValueError for an address without a host or a port."""
+    ports = []
+    for address in (a.strip() for a in text.split(",") if a.strip()):
+        host, colon, port = address.rpartition(":")
+        if not (host and colon):
+            raise ValueError(address)
+        ports.append(int(port))
+    return ports
+
+
+DEVICE_WORDS = ("auto", "cpu", "all")
+ON_OFF_AUTO = validation.Choice(
+    "on, off or auto", {"on": True, "true": True, "off": False, "false": False, "auto": "auto"}
 )
-held_out_fraction = value_type(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1) (0: no validation set)")
-probability = value_type(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
-image_size = value_type(lambda t: _sizes(t, False), bool, "N or H,W (positive integers)")
-input_shape = value_type(lambda t: _sizes(t, True), bool, "H,W,C (e.g. 227,227,3), H,W or N")
-on_off_auto = value_type(lambda t: ON_OFF_AUTO[t.lower()], lambda v: True, "on, off or auto")
-batch_size = value_type(
-    lambda t: t if t == "auto" else int(t), lambda v: v == "auto" or v >= 1, "a positive integer or auto"
+
+positive_int = flag_type(int, validation.positive_int)
+non_negative_int = flag_type(int, validation.non_negative_int)
+count_or_fraction = flag_type(_int_or_float, KINDS["limit_train"])
+held_out_fraction = flag_type(float, KINDS["val_split"])
+probability = flag_type(float, KINDS["random_erasing"])
+image_size = flag_type(lambda t: _sizes(t, False), KINDS["image_size"])
+input_shape = flag_type(lambda t: _sizes(t, True), validation.Shape(3, "H,W,C (e.g. 227,227,3), H,W or N"))
+on_off_auto = flag_type(ON_OFF_AUTO.parse, ON_OFF_AUTO)
+batch_size = flag_type(lambda t: t if t == "auto" else int(t), KINDS["batch_size"])
+devices = flag_type(
+    _devices,
+    validation.Either(
+        "auto, cpu, all, a GPU count or GPU indices such as 0,1",
+        validation.positive_int,
+        validation.Sequence(validation.non_negative_int, "GPU indices"),
+        words=DEVICE_WORDS,
+    ),
+    keep_text=True,
+)
+workers = flag_type(
+    _ports,
+    validation.Sequence(
+        validation.interval(1, 65535, integer=True),
+        "two or more host:port addresses separated by commas (ports 1 to 65535)",
+        min_length=2,
+    ),
+    keep_text=True,
 )
 
 
@@ -129,20 +181,22 @@ FLAGS = {
     ),
     "--pad-mode": dict(choices=["reflect", "zero"], help="padding of the cifar crop (default reflect)"),
     "--pca-jitter": dict(action=argparse.BooleanOptionalAction, default=None, help="AlexNet PCA colour jitter"),
-    "--pca-sigma": dict(type=float, help="std of the jitter's alpha (default 0.1)"),
+    "--pca-sigma": dict(type=setting_type("pca_sigma"), help="std of the jitter's alpha (default 0.1)"),
     "--pca-scale": dict(
         choices=["stddev", "eigenvalue"], help="shift alpha*sqrt(lambda) (default) or the paper's alpha*lambda"
     ),
-    "--cutout": dict(type=non_negative_int, metavar="N", help="zero an N x N square per image"),
+    "--cutout": dict(type=setting_type("cutout"), metavar="N", help="zero an N x N square per image"),
     "--random-erasing": dict(type=probability, metavar="P", help="erase a random rectangle with probability P"),
     "--tta": dict(action="store_true", default=None, help="also report test accuracy averaged over ten patches"),
     # model options
-    "--dropout": dict(type=float, help="dropout rate of the classifier"),
+    "--dropout": dict(type=setting_type("dropout"), help="dropout rate of the classifier"),
     "--batch-norm": dict(
         action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (models that take it)"
     ),
     "--head": dict(choices=["auto", "paper", "compact"], help="VGG classifier size"),
-    "--width-multiplier": dict(type=float, help="scale every layer's width (models that take it)"),
+    "--width-multiplier": dict(
+        type=setting_type("width_multiplier"), help="scale every layer's width (models that take it)"
+    ),
     # model shape (analysis commands)
     "--input-shape": dict(
         type=input_shape, metavar="H,W,C", help="input size (default: the model's own, e.g. 224,224,3)"
@@ -150,21 +204,23 @@ FLAGS = {
     "--num-classes": dict(type=positive_int, help="classes of the last layer (default: the model's own)"),
     # optimisation
     "--optimizer": dict(help="sgd (default), adam, adamw, rmsprop"),
-    "--lr": dict(type=float, help="peak learning rate (default 0.01 for sgd, 0.001 otherwise)"),
-    "--momentum": dict(type=float, help="SGD momentum (default 0.9)"),
+    "--lr": dict(type=setting_type("lr"), help="peak learning rate (default 0.01 for sgd, 0.001 otherwise)"),
+    "--momentum": dict(type=setting_type("momentum"), help="SGD momentum (default 0.9)"),
     "--nesterov": dict(action="store_true", default=None, help="Nesterov momentum"),
-    "--weight-decay": dict(type=float, help="L2 weight decay (default 5e-4)"),
+    "--weight-decay": dict(type=setting_type("weight_decay"), help="L2 weight decay (default 5e-4)"),
     "--schedule": dict(help="constant, step, plateau, cosine (default), onecycle (linear up to --lr, linear down to 0)"),
-    "--warmup-epochs": dict(type=float, help="linear warm-up from 0 (cosine and onecycle)"),
-    "--step-epochs": dict(type=positive_int, help="epochs between step decays (default 30)"),
-    "--lr-decay": dict(type=float, help="factor of step and plateau decays (default 0.1)"),
-    "--plateau-patience": dict(
-        type=positive_int, help="epochs without progress before a plateau decay (default 5)"
+    "--warmup-epochs": dict(
+        type=setting_type("warmup_epochs"), help="linear warm-up from 0 (cosine and onecycle)"
     ),
-    "--label-smoothing": dict(type=float, help="label smoothing (default 0)"),
-    "--clip-norm": dict(type=float, help="clip gradients to this global norm"),
+    "--step-epochs": dict(type=setting_type("step_epochs"), help="epochs between step decays (default 30)"),
+    "--lr-decay": dict(type=setting_type("lr_decay"), help="factor of step and plateau decays (default 0.1)"),
+    "--plateau-patience": dict(
+        type=setting_type("plateau_patience"), help="epochs without progress before a plateau decay (default 5)"
+    ),
+    "--label-smoothing": dict(type=setting_type("label_smoothing"), help="label smoothing (default 0)"),
+    "--clip-norm": dict(type=setting_type("clip_norm"), help="clip gradients to this global norm"),
     "--ema": dict(
-        type=float, metavar="DECAY",
+        type=setting_type("ema"), metavar="DECAY",
         help="average the weights over steps (e.g. 0.999); the average is validated, tested and exported",
     ),
     # run
@@ -173,8 +229,10 @@ FLAGS = {
         help="start from this training recipe of the model (`list` shows them; default paper); "
         "the flags given beside it override single values",
     ),
-    "--epochs": dict(type=positive_int, help="maximum epochs (default 30)"),
-    "--patience": dict(type=positive_int, help="stop after N epochs without better validation accuracy"),
+    "--epochs": dict(type=setting_type("epochs"), help="maximum epochs (default 30)"),
+    "--patience": dict(
+        type=setting_type("patience"), help="stop after N epochs without better validation accuracy"
+    ),
     "--precision": dict(
         choices=PRECISIONS,
         help="auto (default): mixed precision where this machine gains from it (kerascnn.runtime.hardware), "
@@ -185,10 +243,11 @@ FLAGS = {
         help="compile with XLA: --jit (on), --no-jit (off), --jit auto (default: on for GPUs, off on CPUs)",
     ),
     "--no-jit": dict(dest="jit", action="store_false", default=None, help=argparse.SUPPRESS),
-    "--seed": dict(type=non_negative_int, help="random seed: the split, the weights, tune's search (default 0)"),
-    "--devices": dict(help="auto (default), cpu, all, a GPU count, or GPU indices such as 0,1"),
+    "--seed": dict(type=setting_type("seed"), help="random seed: the split, the weights, tune's search (default 0)"),
+    "--devices": dict(type=devices, help="auto (default), cpu, all, a GPU count, or GPU indices such as 0,1"),
     "--cpu-replicas": dict(
-        type=positive_int, metavar="N", help="split the CPU into N devices and train mirrored on them"
+        type=setting_type("cpu_replicas"), metavar="N",
+        help="split the CPU into N devices and train mirrored on them",
     ),
     "--model-parallel": dict(
         action="store_true",
@@ -200,8 +259,10 @@ FLAGS = {
     "--scale-lr": dict(
         choices=["linear", "none"], help="linear: multiply --lr by the replica count (default none)"
     ),
-    "--workers": dict(metavar="HOST:PORT,...", help="multi-worker cluster (instead of TF_CONFIG)"),
-    "--worker-index": dict(type=int, metavar="I", help="this process's place in --workers (0 = chief)"),
+    "--workers": dict(type=workers, metavar="HOST:PORT,...", help="multi-worker cluster (instead of TF_CONFIG)"),
+    "--worker-index": dict(
+        type=setting_type("worker_index"), metavar="I", help="this process's place in --workers (0 = chief)"
+    ),
     "--resume": dict(
         metavar="RUN_DIR",
         help="continue a run (interrupted or finished) with its saved settings; flags given beside it must "
@@ -230,12 +291,13 @@ FLAGS = {
         "FC layers of a shallower VGG run (e.g. fit vgg16 --init-from runs/vgg11-...)",
     ),
     "--freeze-backbone": dict(
-        type=non_negative_int,
+        type=setting_type("freeze_backbone"),
         metavar="E",
         help="train only the new layers (head) for the first E epochs, then all layers at --finetune-lr",
     ),
     "--finetune-lr": dict(
-        type=float, help="learning rate once the backbone is unfrozen (default: a tenth of --lr)"
+        type=setting_type("finetune_lr"),
+        help="learning rate once the backbone is unfrozen (default: a tenth of --lr)",
     ),
     # serving
     "--format": dict(

@@ -9,6 +9,7 @@ TensorFlow is imported only inside them.
 import pathlib
 
 from kerascnn.cli import flags
+from kerascnn.validation import Sequence, Text
 
 BUDGETS_HELP = (
     "how much to train (default %(default)s): smoke (generated data, minutes), short (about an hour on a "
@@ -19,13 +20,10 @@ OUT_DEFAULT = "studies/<study>-<budget>"
 
 
 def _names(text):
-    names = [n for n in text.split(",") if n]
-    if not names:
-        raise ValueError(text)
-    return names
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
-arm_names = flags.value_type(_names, bool, "arm names separated by commas")
+arm_names = flags.flag_type(_names, Sequence(Text("an arm name"), "arm names separated by commas"))
 
 
 def add_parsers(sub):
