@@ -12,7 +12,7 @@ import json
 import pathlib
 
 from kerascnn.validation import (
-    Either, Number, Shape, interval, non_negative_float, non_negative_int, positive_float, positive_int,
+    Either, Number, Shape, interval, non_negative_float, non_negative_int, positive_float, positive_int, rate,
 )
 from kerascnn.errors import ConfigError
 from kerascnn.recipes import get_recipe
@@ -48,13 +48,13 @@ KINDS = {
     "random_erasing": interval(0, 1, expected="a probability in [0, 1]"),
     # OptimConfig
     "lr": positive_float,
-    "momentum": interval(0, 1, high_open=True),
+    "momentum": rate,
     "weight_decay": non_negative_float,
     "warmup_epochs": non_negative_float,
     "step_epochs": positive_int,
     "lr_decay": interval(0, 1, low_open=True, high_open=True),
     "plateau_patience": positive_int,
-    "label_smoothing": interval(0, 1, high_open=True),
+    "label_smoothing": rate,
     "clip_norm": positive_float,
     "ema": interval(0, 1, low_open=True, high_open=True, expected="a number in (0, 1), e.g. 0.999"),
     # RunConfig
@@ -67,7 +67,7 @@ KINDS = {
     "freeze_backbone": Number("a number of epochs >= 0", integer=True, low=0),
     "finetune_lr": positive_float,
     # model_options (the builders check them again: `kerascnn.models.common`)
-    "dropout": interval(0, 1, high_open=True),
+    "dropout": rate,
     "width_multiplier": positive_float,
 }
 # Settings whose None means "not set" (a default chosen later, or the feature off).

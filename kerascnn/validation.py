@@ -13,6 +13,7 @@ is written in one place.
     positive_float      a finite number > 0
     non_negative_float  a finite number >= 0
     interval(...)       a finite number (or integer) between bounds, each open or closed
+    rate                a number in [0, 1)
     in_range(...)       checks a value against an interval directly
     Shape(length)       `length` positive integers
     Either(...)         the first of several kinds that accepts, or one of some words
@@ -92,6 +93,10 @@ def interval(low, high, low_open=False, high_open=False, integer=False, expected
         brackets = ("(" if low_open else "[") + "{}, {}" + (")" if high_open else "]")
         expected = f"{'an integer' if integer else 'a number'} in " + brackets.format(_fmt(low), _fmt(high))
     return Number(expected, integer=integer, low=low, high=high, low_open=low_open, high_open=high_open)
+
+
+# A number in [0, 1): dropout, momentum, label smoothing.
+rate = interval(0, 1, high_open=True)
 
 
 def in_range(name, value, low, high, low_open=False, high_open=False):

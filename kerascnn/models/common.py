@@ -3,6 +3,7 @@
 import keras
 
 from kerascnn.errors import ConfigError
+from kerascnn.validation import positive_float, positive_int, rate
 
 # He et al. 2015 ("Delving Deep into Rectifiers") with fan_out, as torchvision
 # initialises VGG and ResNet convolutions: std = sqrt(2 / (k_h * k_w * out_channels)).
@@ -32,22 +33,18 @@ def batch_normalization(x, name, epsilon=BN_EPSILON):
 
 def check_common_args(num_classes, input_shape, dropout, include_top):
     """Validate the arguments every builder shares; raise ConfigError."""
-    if include_top and (not isinstance(num_classes, int) or num_classes < 1):
-        raise ConfigError(f"num_classes must be a positive integer. Received: num_classes={num_classes}")
+    if include_top:
+        positive_int("num_classes", num_classes)
     if len(input_shape) != 3:
         raise ConfigError(
             f"input_shape must be (height, width, channels). Received: input_shape={input_shape}"
         )
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    rate("dropout", dropout)
 
 
 def scaled_width(channels, width_multiplier):
     """Channel count scaled by `width_multiplier`, rounded, at least 8."""
-    if width_multiplier <= 0:
-        raise ConfigError(
-            f"width_multiplier must be positive. Received: width_multiplier={width_multiplier}"
-        )
+    positive_float("width_multiplier", width_multiplier)
     return max(8, int(round(channels * width_multiplier)))
 
 
