@@ -200,3 +200,62 @@ def _write_nan(tmp_path):
     path = tmp_path / "nan.csv"
     write_history(path, [{"epoch": 0, "loss": float("nan")}])
     return path
+
+
+class PoisonAfterLastBatch(keras.callbacks.Callback):
+    """Sets every weight to NaN after the last training batch of `epoch` (0-based): the epoch's
+    training loss stays finite, only what comes after it (validation, test) sees the NaN."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.poison_epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == self.poison_epoch and batch == self.params["steps"] - 1:
+            for w in self.model.weights:
+                if "float" in str(w.dtype):
+                    w.assign(tf.fill(w.shape, float("nan")))
+
+
+def test_a_nan_validation_loss_is_divergence_and_nothing_of_that_epoch_is_kept(tmp_path):
+    with pytest.raises(UserError, match=r"^the validation loss became nan at epoch 2; training stopped\. "):
+        fit(tiny(tmp_path), log=lambda *_: None, verbose=0, extra_callbacks=[PoisonAfterLastBatch(1)])
+    run = tmp_path / "run"
+    assert not (run / rundir.METRICS).exists()
+    assert all(np.all(np.isfinite(w)) for w in _weights(run / rundir.BEST))  # epoch 1's model
+    assert cb.backup_epoch(run / rundir.BACKUP) == 1  # the diverged epoch was not backed up
+    assert [int(r["epoch"]) for r in read_history(run / rundir.HISTORY)] == [0, 1]  # stopped after epoch 2
+
+
+def test_a_model_that_tests_nan_is_divergence_not_a_result(tmp_path):
+    # No validation set: the last epoch's model is tested, and it broke after its last batch.
+    config = tiny(tmp_path, val_split=0.0, epochs=2)
+    with pytest.raises(UserError, match=r"^the test loss of the tested model \(epoch 2\) is nan: the run diverged"):
+        fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[PoisonAfterLastBatch(1)])
+    assert not (tmp_path / "run" / rundir.METRICS).exists()
+
+
+def test_the_cli_ends_a_run_diverged_at_validation_in_one_line_with_status_2(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    from kerascnn.cli.app import main
+
+    fit_module = importlib.import_module("kerascnn.training.fit")
+
+    run_callbacks = fit_module.run_callbacks
+
+    def with_poison(config, run_dir, first_epoch, checkpoint_model, extra=(), *rest, **kwargs):
+        return run_callbacks(config, run_dir, first_epoch, checkpoint_model, [PoisonAfterLastBatch(0)], *rest, **kwargs)
+
+    monkeypatch.setattr(fit_module, "run_callbacks", with_poison)
+    monkeypatch.chdir(tmp_path)
+    argv = ["fit", "vgg8", "--dataset", "synthetic", "--limit-train", "128", "--batch-size", "32", "--epochs", "2",
+            "--width-multiplier", "0.125", "--run-dir", "run"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("kerascnn fit: error: the validation loss became nan at epoch 1; training stopped."), err
+    assert not (tmp_path / "run" / rundir.METRICS).exists()

@@ -61,6 +61,22 @@ def _is_number(value):
         return False
 
 
+def non_finite(logs):
+    """(key, value) of the first figure of `logs` that is NaN or infinite, among the loss and every
+    validation figure (`val_*`); None when all are finite.
+
+    A model that diverged may still score a finite training loss for the
+    epoch (its weights broke after the last batch), but its validation loss
+    is NaN: that epoch diverged too.
+    """
+    logs = logs or {}
+    for key in ("loss", "val_loss", *sorted(k for k in logs if k.startswith("val_") and k != "val_loss")):
+        value = logs.get(key)
+        if value is not None and _is_number(value) and not math.isfinite(float(value)):
+            return key, float(value)
+    return None
+
+
 def backup_epoch(backup_dir):
     """Epochs completed according to a BackupAndRestore folder (0 when none is usable)."""
     for name in ("training_metadata.json", "training_metadata.json.bkp"):
@@ -75,7 +91,7 @@ def backup_epoch(backup_dir):
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that never backs up a diverged model, and keeps the last state.
 
-    When an epoch ends with a non-finite loss the previous backup is kept,
+    When an epoch ends with a non-finite loss or validation figure the previous backup is kept,
     so `--resume` starts again from the last good epoch. The backup is never
     deleted: when training ends normally it holds the last epoch's state
     (weights, optimizer, epoch), which `fit --resume RUN_DIR --epochs N`
@@ -88,20 +104,24 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, delete_checkpoint=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if non_finite(logs) is not None:
             self.diverged = True
             return
         super().on_epoch_end(epoch, logs)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is NaN or infinite, and remembers where.
+    """Stops training at the first batch whose loss is NaN or infinite, or the first epoch
+    whose validation loss or metrics are, and remembers where.
 
     Unlike keras.callbacks.TerminateOnNaN it records the epoch and batch so
     the run can end with a message that names them. Under mixed_float16 the
     LossScaleOptimizer already skips steps whose gradients overflow; a
     non-finite *loss* that persists is divergence, not a scaling hiccup.
+
+    `where` is None, or (epoch, batch, value, key): 1-based epoch; the
+    1-based batch, or None when the validation at the epoch's end found it;
+    the value; the figure ("loss", "val_loss", ...).
     """
 
     def __init__(self):
@@ -115,7 +135,14 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.where = (self._epoch + 1, batch + 1, float(loss))
+            self.where = (self._epoch + 1, batch + 1, float(loss), "loss")
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = non_finite(logs)
+        if bad is not None and self.where is None:
+            key, value = bad
+            self.where = (epoch + 1, None, value, key)
             self.model.stop_training = True
 
 
@@ -175,10 +202,9 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        loss = (logs or {}).get("loss")
         # A diverged model's NaN logits argmax to class 0, which can score
         # above a weak earlier epoch: never let it replace a real checkpoint.
-        if loss is not None and not math.isfinite(float(loss)):
+        if non_finite(logs) is not None:
             return
         if self.monitor is not None:
             if value is None or (self.best is not None and value <= self.best):

@@ -12,6 +12,7 @@ import keras
 from kerascnn.analysis.curves import plot_curves
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
+from kerascnn.training.train import check_finite_result
 
 
 @dataclasses.dataclass
@@ -40,6 +41,7 @@ def describe_metrics(metrics, tta):
 
 def publish(config, run_dir, runtime, data, metrics, best, log=print):
     """Write the chief's curves.png, metrics.json and (with --export) the SavedModel; the `RunResult`."""
+    check_finite_result(metrics, run_dir)  # NaN figures are a diverged run, never a result
     result = RunResult(run_dir, metrics, model=best)
     if runtime.chief:
         plot_curves(read_history(run_dir / rundir.HISTORY), run_dir / rundir.CURVES,

@@ -2,10 +2,14 @@
 
 Out of memory becomes one line naming the model, image size and batch (with
 what to try); a loss that became NaN or infinite stops the run with the
-epoch and batch where it happened, keeping the best checkpoint and the
-backup of the last good epoch.
+epoch and batch where it happened (or the epoch, when only the validation
+saw it), keeping the best checkpoint and the backup of the last good epoch.
+A run whose tested model scores NaN is diverged too (`check_finite_result`):
+it never reports NaN figures as its result.
 """
 
+import math
+import numbers
 import sys
 
 from kerascnn.data.pipeline import read_guard
@@ -15,7 +19,10 @@ from kerascnn.storage import rundir
 
 
 class Diverged(UserError):
-    """The loss became NaN or infinite."""
+    """The loss (training, validation or test) became NaN or infinite."""
+
+
+ADVICE = "start a new run with a lower --lr, --clip-norm or float32 precision"
 
 
 def train(config, run_dir, data, built, run_callbacks, verbose=None):
@@ -41,9 +48,32 @@ def train(config, run_dir, data, built, run_callbacks, verbose=None):
             raise OutOfMemory(message) from None
         raise
     if run_callbacks.stopper.where is not None:
-        epoch, batch, value = run_callbacks.stopper.where
+        epoch, batch, value, key = run_callbacks.stopper.where
+        what = "the loss" if key == "loss" else f"the {_figure(key)}"
+        at = f"epoch {epoch}" if batch is None else f"epoch {epoch}, batch {batch}"
         raise Diverged(
-            f"the loss became {value} at epoch {epoch}, batch {batch}; training stopped. "
+            f"{what} became {value} at {at}; training stopped. "
             f"{run_dir / rundir.BEST} (the best epoch so far) and the backup of the last good epoch are kept; "
-            "start a new run with a lower --lr, --clip-norm or float32 precision"
+            f"{ADVICE}"
         )
+
+
+def _figure(key):
+    """The words of a figure of the logs: val_loss is "validation loss", test_accuracy "test accuracy"."""
+    return key.replace("val_", "validation ", 1).replace("_", " ")
+
+
+def check_finite_result(metrics, run_dir):
+    """Diverged if a test figure of `metrics` (the run's summary) is NaN or infinite.
+
+    A model that scores NaN on the test split diverged (e.g. after its last
+    validation, or in a run without one); its figures are not a result, so
+    metrics.json is not written.
+    """
+    for key, value in metrics.items():
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if key.startswith("test_") and number and not math.isfinite(float(value)):
+            raise Diverged(
+                f"the {_figure(key)} of the tested model (epoch {metrics.get('model_epoch')}) is {value}: "
+                f"the run diverged and has no result; {run_dir} keeps its history; {ADVICE}"
+            )
