@@ -30,7 +30,7 @@ from kerascnn.data.pipeline import make_datasets, read_guard
 from kerascnn.models import model_defaults
 from kerascnn.models.auxiliary import inference_model
 from kerascnn.training.build import Built, build_models
-from kerascnn.training.callbacks import EpochTimer
+from kerascnn.training.callbacks import EpochTimer, FaultPoints
 from kerascnn.training.data import RunData, input_shape_of
 from kerascnn.training.record import make_record
 
@@ -146,7 +146,7 @@ class CNNHyperModel(kt.HyperModel):
             validation_data=data.val,
             epochs=epochs or config.epochs,
             shuffle=False,  # the pipeline shuffles, seeded, every epoch
-            callbacks=[EpochTimer(), *(callbacks or [])],
+            callbacks=[EpochTimer(), *(callbacks or []), FaultPoints()],
             **kwargs,
         )
 

@@ -24,6 +24,7 @@ from keras_tuner.src.tuners.gridsearch import LinkedList
 from kerascnn.storage import rundir
 from kerascnn.data.pipeline import read_guard
 from kerascnn.errors import ConfigError, UserError
+from kerascnn.runtime import faults
 
 from tuning import searchdir
 from tuning.spaces import describe_config
@@ -52,6 +53,7 @@ class TrialRecorder:
     on_trial_done = None
 
     def run_trial(self, trial, *args, **kwargs):
+        faults.point("tune.trial")
         start = time.perf_counter()
         try:
             histories = super().run_trial(trial, *args, **kwargs)

@@ -13,6 +13,7 @@ import keras
 
 from kerascnn.data.choose_source import open_source
 from kerascnn.data.pipeline import Datasets, make_datasets
+from kerascnn.runtime import faults
 from kerascnn.runtime.batch_size import find_batch_size
 from kerascnn.storage import rundir
 from kerascnn.training import callbacks as cb
@@ -73,6 +74,7 @@ def prepare_data(plan, runtime, log=print):
     """The `RunData` of a planned run under its runtime."""
     config = plan.config
     source = open_run_source(config)
+    faults.point("data.opened")
     input_shape = input_shape_of(config, source.info)
     stats = plan.transfer.stats
     pca, first_epoch = None, 0

@@ -10,6 +10,7 @@ import numpy as np
 
 from kerascnn.analysis.confusion import write_class_report_from_counts
 from kerascnn.data.pipeline import read_guard
+from kerascnn.runtime import faults
 from kerascnn.runtime.strategies import work_around_multiworker_build
 from kerascnn.serving.tta import score_with_flips, ten_crop_metrics
 from kerascnn.storage import rundir
@@ -63,6 +64,7 @@ def evaluate_best(config, run_dir, runtime, data):
     """
     source, datasets, num_classes = data.source, data.datasets, data.info.num_classes
     best = load_best(config, run_dir, runtime, datasets.steps_per_epoch)
+    faults.point("evaluation")
     plain, flipped = read_guard(source, score_with_flips, best, datasets.test, num_classes)
     test = plain.result()
     if num_classes <= 5:  # as the compiled metrics: top-5 only means something above five classes
