@@ -3,6 +3,8 @@
 import json
 import math
 
+import h5py
+
 import keras
 import numpy as np
 import pytest
@@ -165,5 +167,11 @@ def test_ema_puts_the_weight_average_in_the_model_between_epochs_and_at_the_end(
     for final, average in zip(result.model.trainable_weights, watch.average[tested - 1]):
         np.testing.assert_array_equal(final.numpy(), average)
     assert json.loads((result.run_dir / rundir.CONFIG).read_text())["optim"]["ema"] == 0.5
+    # The backup (the resume point, written last in the epoch) holds the raw weights, not the average.
+    with h5py.File(result.run_dir / rundir.BACKUP / "latest.weights.h5", "r") as f:
+        saved = []
+        f.visititems(lambda name, node: saved.append(node[()]) if isinstance(node, h5py.Dataset) else None)
+    for raw in watch.raw_after_last_step[1]:
+        assert any(s.shape == raw.shape and np.array_equal(s, raw) for s in saved)
     with pytest.raises(ConfigError, match="ema must be in"):
         tiny_config(tmp_path, ema=1.0)

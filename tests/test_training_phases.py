@@ -160,12 +160,13 @@ def test_run_callbacks_in_order_with_history_cut_to_the_backup(tmp_path):
     before, extra = keras.callbacks.Callback(), keras.callbacks.Callback()
     made = cb.run_callbacks(config, tmp_path, 2, checkpoint_model=None, extra=[extra], before=[before])
     kinds = [type(c).__name__ for c in made.callbacks]
+    # The backup last of the run's own: a run killed before it redoes the whole epoch.
     assert kinds == [
-        "Callback", "EpochTimer", "StopOnNonFinite", "HistoryWriter", "SafeBackupAndRestore", "BestCheckpoint",
-        "TensorBoard", "ReduceLROnPlateau", "ResumableEarlyStopping", "Callback",
+        "Callback", "EpochTimer", "StopOnNonFinite", "HistoryWriter", "BestCheckpoint", "TensorBoard",
+        "ReduceLROnPlateau", "ResumableEarlyStopping", "SafeBackupAndRestore", "Callback", "FaultPoints",
     ]
-    assert made.callbacks[0] is before and made.callbacks[-1] is extra and made.stopper is made.callbacks[2]
-    writer, best = made.callbacks[3], made.callbacks[5]
+    assert made.callbacks[0] is before and made.callbacks[-2] is extra and made.stopper is made.callbacks[2]
+    writer, best = made.callbacks[3], made.callbacks[4]
     assert [int(r["epoch"]) for r in writer.rows] == [0, 1]  # epoch 2 was not in the backup: redone
     assert best.best == pytest.approx(0.6)
 
@@ -173,4 +174,4 @@ def test_run_callbacks_in_order_with_history_cut_to_the_backup(tmp_path):
 def test_run_callbacks_without_plateau_or_patience(tmp_path):
     config = RunConfig.from_flags("vgg11", precision="float32", jit=False)
     kinds = [type(c).__name__ for c in cb.run_callbacks(config, tmp_path, 0, checkpoint_model=None).callbacks]
-    assert "ReduceLROnPlateau" not in kinds and "ResumableEarlyStopping" not in kinds and len(kinds) == 6
+    assert "ReduceLROnPlateau" not in kinds and "ResumableEarlyStopping" not in kinds and len(kinds) == 7

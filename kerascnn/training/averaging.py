@@ -26,6 +26,8 @@ only): the average is evaluated with the statistics of the raw weights, which
 match it closely once the learning rate has annealed.
 """
 
+import contextlib
+
 import keras
 
 
@@ -41,9 +43,10 @@ def optimizer_with_average(model):
 class AveragedWeights(keras.callbacks.Callback):
     """Holds the optimizer's weight average in the model between epochs and during validation.
 
-    Place it after the backup (which must save the raw weights, so that a
-    resumed run steps on from them) and before the checkpoint and any
-    callback that evaluates the model at the end of an epoch.
+    Place it before the checkpoint and any callback that evaluates the
+    model at the end of an epoch. The backup, which must save the raw
+    weights (a resumed run steps on from them), comes after everything and
+    takes them back for its write with `raw_weights()`.
     """
 
     def __init__(self):
@@ -71,6 +74,17 @@ class AveragedWeights(keras.callbacks.Callback):
         for (var, _), raw in zip(self._pairs(), self._raw):
             var.assign(raw)
         self._raw = None
+
+    @contextlib.contextmanager
+    def raw_weights(self):
+        """The raw weights in the model for the duration of the block (the average again after it)."""
+        holding_average = self._raw is not None
+        self._raw_back()
+        try:
+            yield
+        finally:
+            if holding_average:
+                self._average_in()
 
     def on_test_begin(self, logs=None):
         if self._raw is None:

@@ -1,7 +1,7 @@
-"""Phase 10: publish a finished run: curves, metrics.json (written last), the export.
+"""Phase 10: publish a finished run: curves, the export, metrics.json (written last).
 
-metrics.json marks a run as finished (`--resume` refuses it), so it is
-written after everything else the run leaves in its directory.
+metrics.json marks a run as finished, so it is written after everything
+else the run leaves, the export included.
 """
 
 import dataclasses
@@ -40,19 +40,26 @@ def describe_metrics(metrics, tta):
 
 
 def publish(config, run_dir, runtime, data, metrics, best, log=print):
-    """Write the chief's curves.png, metrics.json and (with --export) the SavedModel; the `RunResult`."""
+    """Write the chief's curves.png, (with --export) the SavedModel, then metrics.json; the `RunResult`.
+
+    The export comes before metrics.json: a run killed while exporting is not
+    finished yet, so `fit --resume` tests and exports it again.
+    """
     check_finite_result(metrics, run_dir)  # NaN figures are a diverged run, never a result
     result = RunResult(run_dir, metrics, model=best)
-    if runtime.chief:
-        plot_curves(read_history(run_dir / rundir.HISTORY), run_dir / rundir.CURVES,
-                    title=f"{config.model} on {data.info.name}")
-        rundir.write_json(run_dir / rundir.METRICS, metrics)
-    log(describe_metrics(metrics, data.datasets.test_tta is not None))
-    if config.export and runtime.chief:
+    if not runtime.chief:
+        log(describe_metrics(metrics, data.datasets.test_tta is not None))
+        return result
+    plot_curves(read_history(run_dir / rundir.HISTORY), run_dir / rundir.CURVES,
+                title=f"{config.model} on {data.info.name}")
+    if config.export:
         from kerascnn.serving.export import export_model
 
         result.export_dir = export_model(
             best, data.datasets.preprocessing, data.info.class_names, config.model, config.export_dir, config.to_dict()
         )
+    rundir.write_json(run_dir / rundir.METRICS, metrics)
+    log(describe_metrics(metrics, data.datasets.test_tta is not None))
+    if result.export_dir is not None:
         log(f"exported to {result.export_dir}")
     return result
