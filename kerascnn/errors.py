@@ -17,3 +17,22 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Data that cannot be found, read or downloaded."""
+
+
+class StorageError(UserError):
+    """A write the disk refused (full, failing or read-only): the user's to free or fix."""
+
+
+# errno values of a disk that refuses a write: full, over quota, failing, read-only.
+DISK_ERRNOS = {28, 122, 5, 30}  # ENOSPC, EDQUOT, EIO, EROFS
+
+
+def is_disk_error(error):
+    """Whether `error` is an OSError of a disk that refused a write (see DISK_ERRNOS)."""
+    return isinstance(error, OSError) and error.errno in DISK_ERRNOS
+
+
+def disk_error_text(error, folder=None):
+    """'cannot write FILE: No space left on device' for an OSError of the disk ('... in FOLDER' without a file name)."""
+    where = f" {error.filename}" if error.filename else (f" in {folder}" if folder else "")
+    return f"cannot write{where}: {error.strerror or error}"

@@ -71,6 +71,14 @@ def _call_handler(args):
             raise
         print(f"{command}: export failed: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        from kerascnn.errors import disk_error_text, is_disk_error
+
+        if not is_disk_error(e):
+            raise
+        # Files are written whole or not at all (kerascnn.storage.atomic): nothing half-written is left.
+        print(f"{command}: error: {disk_error_text(e)}; free some space and run the command again", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = {"fit": " (continue with `fit --resume RUN_DIR`)",
                 "study": " (run the same command again to continue)"}.get(args.command, "")

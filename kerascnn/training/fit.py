@@ -16,6 +16,7 @@ user's input (model name, numbers, devices, data location, every image) runs
 before `run_directory` creates the folder.
 """
 
+from kerascnn.errors import StorageError, disk_error_text, is_disk_error
 from kerascnn.training.build import build
 from kerascnn.training.callbacks import run_callbacks
 from kerascnn.training.context import runtime_context
@@ -52,9 +53,19 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
                 validate=data.datasets.val is not None,
             )
             announce(plan, runtime, data, built, run_dir, log)
-            train(config, run_dir, data, built, callbacks, verbose)
-            metrics, best = evaluate_best(config, run_dir, runtime, data)
-            return publish(config, run_dir, runtime, data, metrics, best, log)
+            try:
+                train(config, run_dir, data, built, callbacks, verbose)
+                metrics, best = evaluate_best(config, run_dir, runtime, data)
+                return publish(config, run_dir, runtime, data, metrics, best, log)
+            except OSError as e:
+                if not is_disk_error(e):
+                    raise
+                # Every file of a run is written whole or not at all (kerascnn.storage.atomic),
+                # so what is on disk is the last good state: say how to continue from it.
+                raise StorageError(
+                    f"{disk_error_text(e, run_dir)}; {run_dir} keeps its last good checkpoint and backup: "
+                    f"free some space, then continue with `fit --resume {run_dir}`"
+                ) from None
 
 
 def announce(plan, runtime, data, built, run_dir, log=print):
