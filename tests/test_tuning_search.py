@@ -1,13 +1,8 @@
-"""Real (tiny) searches: trials.csv, summary, plots, HParams, export, and resume after a kill."""
+"""Real (tiny) searches: trials.csv, summary, plots, HParams, export (resume after a kill: test_battery_interrupt.py)."""
 
 import csv
 import json
-import os
 import pathlib
-import signal
-import subprocess
-import sys
-import time
 
 from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
@@ -72,47 +67,6 @@ def test_a_tiny_grid_search_writes_trials_csv_summary_plots_hparams_and_exports(
     (folder / searchdir.TRIALS_CSV).unlink()
     assert main(["tune-report", str(folder)]) == 0
     assert read_trials(folder) == table
-
-
-def test_a_search_killed_after_its_first_trial_resumes_without_redoing_it(tmp_path):
-    folder = tmp_path / "tune"
-    argv = [sys.executable, "main.py", "tune", "vgg8", *TINY, "--max-trials", "3", "--results-dir", str(folder)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        # trials.csv is rewritten once the oracle has saved a finished trial.
-        while time.monotonic() < deadline and first.poll() is None:
-            if (folder / searchdir.TRIALS_CSV).exists() and any(
-                r["status"] == "COMPLETED" for r in read_trials(folder)
-            ):
-                break
-            time.sleep(0.2)
-        assert first.poll() is None, "the search ended before it could be killed"
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    finally:
-        if first.poll() is None:
-            first.kill()
-    killed = read_trials(folder)
-    done_before = [r["trial_id"] for r in killed if r["status"] == "COMPLETED"]
-    assert len(done_before) == 1
-    first_trial = extras(folder, done_before[0])
-
-    second = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = second.communicate(timeout=300)
-    assert second.returncode == 0, err[-2000:]
-    assert "resuming grid search" in out
-    table = read_trials(folder)
-    assert len(table) == 3 and {r["status"] for r in table} == {"COMPLETED"}
-    # The finished trial was not redone: its record is the first process's, untouched.
-    assert extras(folder, done_before[0]) == first_trial
-    assert first_trial["pid"] == first.pid
-    others = [extras(folder, r["trial_id"]) for r in table if r["trial_id"] not in done_before]
-    assert {e["pid"] for e in others} == {second.pid}
-    # Three distinct grid points, in the grid's order.
-    assert len({(r["val_split"], r["regularization"]) for r in table}) == 3
-
 
 
 def test_a_tune_trial_records_the_precision_strategy_and_record_fit_records_on_this_machine(tmp_path):
