@@ -29,6 +29,7 @@ import math
 import tensorflow as tf
 
 from kerascnn.config import AUGMENT_PRESETS as PRESETS  # one list, also validated by DataConfig
+from kerascnn.errors import ConfigError
 
 SMALL_IMAGE_LIMIT = 64  # inputs up to this size default to the `cifar` preset
 CIFAR_PAD = 4
@@ -309,6 +310,14 @@ class Augmentation:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"unknown augmentation preset {self.preset!r}; choose one of {PRESETS}")
+        # Reflect padding mirrors the image without repeating its edge: a side of at least pad + 1.
+        if self.preset == "cifar" and self.pad_mode == "reflect" and min(self.image_size) <= CIFAR_PAD:
+            h, w = self.image_size
+            raise ConfigError(
+                f"the cifar augmentation pads {CIFAR_PAD} pixels by reflection, which needs images of at least "
+                f"{CIFAR_PAD + 1}x{CIFAR_PAD + 1}; give a larger --image-size, --pad-mode zero or another "
+                f"--augment. Received: image_size={h}x{w}"
+            )
 
     def describe(self):
         """A short human-readable summary, e.g. `cifar (reflect pad 4, crop, flip) + PCA jitter`."""

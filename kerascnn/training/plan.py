@@ -6,7 +6,8 @@ read or any process-wide setting changes:
 
 - a resumed run reloads its config.json (finished runs are refused), and
   `epochs` above its budget extends it (`kerascnn.training.extension`);
-- the model name exists;
+- the model name exists, and a new run's `--run-dir` can be made (absent or
+  an empty folder, under folders that are not files and can be written);
 - `--weights` / `--init-from` add the weights' own model options, image size
   and normalisation (`kerascnn.weights.plan`);
 - `--model-parallel` names the two devices of AlexNet's towers
@@ -20,6 +21,7 @@ strategy knows: `RunPlan.optim_for(replicas)` applies `--scale-lr` to it.
 """
 
 import dataclasses
+import os
 import pathlib
 
 from kerascnn.config import RunConfig
@@ -102,6 +104,24 @@ def load_for_resume(run_dir, epochs=None):
     return run_dir, config, config.extensions[-1]
 
 
+def check_new_run_dir(path):
+    """ConfigError unless `path` can become a new run's folder, checked before any work.
+
+    It must be absent or an empty folder, and the nearest folder above it
+    that exists must be a folder this process can write in (not a file).
+    """
+    path = pathlib.Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"--run-dir {path} exists and is not empty; choose a new folder or --resume it")
+    for parent in path.absolute().parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ConfigError(f"--run-dir {path}: {parent} is a file, not a folder; choose another --run-dir")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"--run-dir {path}: cannot write in {parent}; choose another --run-dir")
+            return
+
+
 def plan_run(config=None, resume_dir=None, epochs=None):
     """The `RunPlan` of `config`, or of the run in `resume_dir` (pass one of them).
 
@@ -115,6 +135,8 @@ def plan_run(config=None, resume_dir=None, epochs=None):
     if config is None:
         raise ConfigError("give a RunConfig to train or a run directory to resume")
     check_model_name(config.model)
+    if resume_dir is None and config.run_dir:
+        check_new_run_dir(config.run_dir)
     config, transfer = weights_plan.resolve(config, resumed=resume_dir is not None)
     config, placement = model_parallel.plan(config)
     config, auto_reasons = hardware.resolve(config)
