@@ -5,7 +5,7 @@ tmpfs (root in a container or VM that allows it), a real one: the run writes
 to a filesystem with room for its first epoch only, so the next write fails
 wherever the kernel says so (h5py, zip, TensorBoard or our own writes). Where
 it does not, the same test runs with the failure injected by
-`kerascnn.runtime.faults` at the write the disk would have refused. The other
+`kerascnn.faults` at the write the disk would have refused. The other
 tests inject ENOSPC and EIO at every write point of a run and an export:
 each must end in one line on stderr, exit 2, the previous complete files
 untouched, no temporary file, and `fit --resume` must then finish the run.
@@ -25,7 +25,7 @@ import keras
 import pytest
 
 from battery import run_in_process
-from kerascnn.runtime import faults
+from kerascnn import faults
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
 

@@ -1,7 +1,7 @@
 """Interruption at any point: `fit`, `tune` and `export` killed (SIGKILL) at the fault points, then continued.
 
 The product marks the moments that matter for what a crash leaves on disk
-with `kerascnn.runtime.faults.point(name)` (a phase boundary, a file written
+with `kerascnn.faults.point(name)` (a phase boundary, a file written
 to its temporary name but not yet renamed, the middle of an export); the
 environment variable KERASCNN_FAULT="kill@NAME:N" makes a process SIGKILL
 itself the N-th time it reaches NAME. Every kill must leave a state that
@@ -39,7 +39,7 @@ import sys
 import keras
 import pytest
 
-from kerascnn.runtime import faults
+from kerascnn import faults
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
 from tuning import searchdir

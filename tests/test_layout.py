@@ -18,7 +18,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # layer below it. The root package `kerascnn` (the lazy public API) is exempt.
 LAYERS = [
     ("vocabulary", ["kerascnn._lazy", "kerascnn.errors", "kerascnn.recipes", "kerascnn.record", "kerascnn.config",
-                    "kerascnn.registry"]),
+                    "kerascnn.registry", "kerascnn.faults", "kerascnn.validation",
+                    # How any file is read back (one DataError line), which RunConfig.read uses too.
+                    "kerascnn.storage.readback"]),
     ("storage", ["kerascnn.storage"]),
     ("layers", ["kerascnn.layers"]),
     ("models", ["kerascnn.models"]),

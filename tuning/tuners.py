@@ -24,7 +24,7 @@ from keras_tuner.src.tuners.gridsearch import LinkedList
 from kerascnn.storage import rundir
 from kerascnn.data.pipeline import read_guard
 from kerascnn.errors import ConfigError, UserError
-from kerascnn.runtime import faults
+from kerascnn import faults
 
 from tuning import searchdir
 from tuning.spaces import describe_config

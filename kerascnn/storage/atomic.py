@@ -10,7 +10,7 @@ import pathlib
 import shutil
 import tempfile
 
-from kerascnn.runtime.faults import write_point
+from kerascnn.faults import write_point
 
 
 def temporary_prefix(path):

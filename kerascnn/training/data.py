@@ -13,7 +13,7 @@ import keras
 
 from kerascnn.data.choose_source import open_source
 from kerascnn.data.pipeline import Datasets, make_datasets
-from kerascnn.runtime import faults
+from kerascnn import faults
 from kerascnn.runtime.batch_size import find_batch_size
 from kerascnn.storage import rundir
 from kerascnn.training import callbacks as cb

@@ -10,7 +10,7 @@ import numpy as np
 
 from kerascnn.analysis.confusion import write_class_report_from_counts
 from kerascnn.data.pipeline import read_guard
-from kerascnn.runtime import faults
+from kerascnn import faults
 from kerascnn.runtime.strategies import work_around_multiworker_build
 from kerascnn.serving.tta import score_with_flips, ten_crop_metrics
 from kerascnn.storage import rundir

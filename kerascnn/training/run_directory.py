@@ -21,7 +21,7 @@ import shutil
 import tempfile
 
 from kerascnn.errors import ConfigError
-from kerascnn.runtime import faults
+from kerascnn import faults
 from kerascnn.storage import rundir
 from kerascnn.storage.atomic import remove_stale, staging_folder
 
