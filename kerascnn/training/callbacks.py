@@ -1,7 +1,7 @@
 """Callbacks the training loop adds to Keras' own, and the list a run uses (`run_callbacks`)."""
 
+import contextlib
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -9,6 +9,8 @@ import time
 
 import keras
 
+from kerascnn import faults
+from kerascnn.storage.atomic import temporary_prefix
 from kerascnn.storage.history import read_history, write_history
 from kerascnn.storage.rundir import BACKUP, BEST, HISTORY, TENSORBOARD
 from kerascnn.training.averaging import AveragedWeights
@@ -77,14 +79,41 @@ def non_finite(logs):
     return None
 
 
+BACKUP_METADATA = "training_metadata.json"
+BACKUP_WEIGHTS = "latest.weights.h5"
+
+
 def backup_epoch(backup_dir):
-    """Epochs completed according to a BackupAndRestore folder (0 when none is usable)."""
-    for name in ("training_metadata.json", "training_metadata.json.bkp"):
-        try:
-            with open(pathlib.Path(backup_dir) / name) as f:
-                return int(json.load(f)["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+    """Epochs completed according to a BackupAndRestore folder; 0 when it holds none yet.
+
+    No folder, or a folder without its metadata (a run stopped before its
+    first epoch ended), is 0 epochs. A backup Keras could not restore is
+    refused here, before anything is written, as one DataError line: a file
+    where the folder should be, metadata that is not `{"epoch": N}` (empty,
+    truncated, not JSON, unreadable), or weights that are not an HDF5 file.
+    """
+    from kerascnn.errors import DataError
+    from kerascnn.storage import readback
+
+    backup_dir = pathlib.Path(backup_dir)
+    what = (f"the run's training state ({backup_dir.name}/) is damaged: delete {backup_dir} to train the run "
+            "again from its first epoch, or start a new run from its weights (--weights RUN_DIR)")
+    if not backup_dir.exists():
+        return 0
+    if not backup_dir.is_dir():
+        raise DataError(f"{backup_dir} is a file, not the run's backup folder; {what}")
+    weights = backup_dir / BACKUP_WEIGHTS
+    if weights.exists() or weights.is_symlink():
+        readback.check_hdf5(weights, what)
+    for name in (BACKUP_METADATA, f"{BACKUP_METADATA}.bkp"):
+        path = backup_dir / name
+        if path.exists() or path.is_symlink():
+            metadata = readback.read_json(path, what, required={"epoch": int})
+            if metadata["epoch"] < 0:
+                raise DataError(f"{path} has epoch {metadata['epoch']}; {what}")
+            if metadata["epoch"] > 0 and not weights.exists():
+                raise DataError(f"{weights} is missing (the weights of the epoch {path.name} names); {what}")
+            return int(metadata["epoch"])
     return 0
 
 
@@ -100,14 +129,19 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     diverged = False
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, averaged=None):
         super().__init__(backup_dir, delete_checkpoint=False)
+        self.averaged = averaged  # the run's AveragedWeights (--ema), whose average is in the model now
 
     def on_epoch_end(self, epoch, logs=None):
         if non_finite(logs) is not None:
             self.diverged = True
             return
-        super().on_epoch_end(epoch, logs)
+        faults.point("backup.before")
+        # The backup keeps the raw weights, which a resumed run steps on from.
+        with self.averaged.raw_weights() if self.averaged else contextlib.nullcontext():
+            super().on_epoch_end(epoch, logs)
+        faults.point("backup.after")
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -210,9 +244,27 @@ class BestCheckpoint(keras.callbacks.Callback):
             if value is None or (self.best is not None and value <= self.best):
                 return
             self.best = value
-        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        self.inference_model.save(tmp)
-        os.replace(tmp, self.path)
+        tmp = self.path.with_name(f"{temporary_prefix(self.path)}best.keras")
+        try:
+            self.inference_model.save(tmp)
+            faults.point("checkpoint.best")
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave half a model beside the good one
+            raise
+
+
+class FaultPoints(keras.callbacks.Callback):
+    """The phases of an epoch as `kerascnn.faults` points (no-ops outside the tests)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        faults.point("train.batch")
+
+    def on_test_batch_end(self, batch, logs=None):
+        faults.point("validation.batch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        faults.point("epoch.end")
 
 
 @dataclasses.dataclass
@@ -239,18 +291,17 @@ def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), befo
             (`--val-split 0`) best.keras is the last epoch's model.
     """
     run_dir = pathlib.Path(run_dir)
-    history = [row for row in read_history(run_dir / HISTORY) if int(row["epoch"]) < first_epoch]
+    history = [row for row in read_history(run_dir / HISTORY, missing_ok=True) if int(row["epoch"]) < first_epoch]
     best_value, _ = best_so_far(history)
     stopper = StopOnNonFinite()
+    averaged = AveragedWeights() if config.optim.ema is not None else None
     callbacks = [
         *before,
         EpochTimer(),
         stopper,
         HistoryWriter(run_dir / HISTORY, history),
-        SafeBackupAndRestore(str(run_dir / BACKUP)),
-        # After the backup (which keeps the raw weights to resume from), before
-        # everything that judges or saves the model at an epoch's end.
-        *([AveragedWeights()] if config.optim.ema is not None else []),
+        # Before everything that judges or saves the model at an epoch's end.
+        *([averaged] if averaged else []),
         BestCheckpoint(run_dir / BEST, checkpoint_model, monitor=MONITOR if validate else None, initial_best=best_value),
         keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), profile_batch=0, write_graph=False),
     ]
@@ -263,5 +314,10 @@ def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), befo
         )
     if config.patience:
         callbacks.append(ResumableEarlyStopping(history, monitor=MONITOR, mode="max", patience=config.patience))
+    # The resume point comes after every file and every state change of the epoch: a run killed
+    # before it redoes the whole epoch (history row, checkpoint, learning-rate decay) from the
+    # previous backup; killed after it, the epoch is complete on disk.
+    callbacks.append(SafeBackupAndRestore(str(run_dir / BACKUP), averaged))
     callbacks.extend(extra)
+    callbacks.append(FaultPoints())  # last: `epoch.end` comes after every file of the epoch
     return RunCallbacks(callbacks, stopper)
