@@ -1,7 +1,7 @@
 """Validators of settings by kind of value, each defined once.
 
 A kind is called as `kind(name, value)`: it returns the value (a shape as a
-tuple) or raises `ConfigError("NAME must be EXPECTED. Received: NAME=VALUE")`.
+tuple, a sequence as a list) or raises `ConfigError("NAME must be EXPECTED. Received: NAME=VALUE")`.
 Every numeric kind refuses booleans (`True` is not 1 epoch), NaN and
 infinities, so `nan <= 0`-style checks, which are False, cannot let them pass.
 `RunConfig` checks its fields with these kinds and the CLI's flag types
@@ -19,7 +19,7 @@ is written in one place.
     Either(...)         the first of several kinds that accepts, or one of some words
     Choice(...)         one of some values (the CLI maps words such as on/off to them)
     Sequence(...)       a list of values of one kind (GPU indices, arm names)
-    Text(...)           a non-empty string
+    Text(...)           a non-empty string without spaces at its ends
 
 This module imports nothing heavy (the CLI uses it before TensorFlow loads).
 """
