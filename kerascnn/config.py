@@ -413,8 +413,9 @@ class RunConfig:
 
     @classmethod
     def load(cls, path):
-        with open(path) as f:
-            return cls.from_json(f.read())
+        from kerascnn.storage import readback
+
+        return cls.from_dict(readback.read_json(path, f"pass a {CONFIG_FILE} written by `fit`"))
 
     @classmethod
     def read(cls, path):
@@ -426,19 +427,17 @@ class RunConfig:
         config (a Keras model's or another tool's), settings this version does
         not know (a newer kerascnn), and values it no longer accepts.
         """
+        from kerascnn.storage import readback
+
         path = pathlib.Path(path)
         if path.is_dir():
-            if not (path / CONFIG_FILE).is_file():
+            if not (path / CONFIG_FILE).exists():
                 raise ConfigError(f"{path} holds no {CONFIG_FILE}; pass a run directory made by `fit`, or its {CONFIG_FILE}")
             path = path / CONFIG_FILE
-        elif not path.is_file():
+        elif not path.exists():
             raise ConfigError(f"{path} does not exist; pass a run directory made by `fit`, or its {CONFIG_FILE}")
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not JSON ({e.msg} at line {e.lineno}); pass a {CONFIG_FILE} written by `fit`") from None
+        # A folder, an unreadable, empty, truncated or binary file, or not JSON: one DataError line.
+        d = readback.read_json(path, f"pass a run directory made by `fit`, or its {CONFIG_FILE}", expect=None)
         if not isinstance(d, dict) or not isinstance(d.get("model"), str) or not all(
             isinstance(d.get(k, {}), dict) for k in ("data", "optim")
         ) or not {"data", "optim"} & set(d):
@@ -446,8 +445,10 @@ class RunConfig:
                 f"{path} is not the {CONFIG_FILE} of a kerascnn run (it has no \"model\", \"data\" and \"optim\" "
                 "settings); pass a run directory made by `fit`, or its config.json"
             )
-        written_by = (d.get("resolved") or {}).get("versions", {}) or {}
-        origin = f"written by kerascnn {written_by.get('kerascnn', 'of unknown version')}"
+        resolved = d.get("resolved") or {}
+        written_by = (resolved.get("versions") if isinstance(resolved, dict) else None) or {}
+        version = written_by.get("kerascnn") if isinstance(written_by, dict) else None
+        origin = f"written by kerascnn {version or 'of unknown version'}"
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         for key, section in (("data", DataConfig), ("optim", OptimConfig)):
             unknown += sorted(f"{key}.{k}" for k in set(d.get(key, {})) - {f.name for f in dataclasses.fields(section)})

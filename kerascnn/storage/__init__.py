@@ -3,4 +3,5 @@
     atomic    write to a temporary file in the same folder, then rename
     rundir    the run directory's layout (config.json, history.csv, best.keras, ...), JSON
     history   history.csv: one row per finished epoch
+    readback  reading any of them back: a missing, damaged or foreign file is one DataError line
 """
