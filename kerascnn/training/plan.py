@@ -31,6 +31,7 @@ from kerascnn.runtime import hardware
 from kerascnn.runtime import model_parallel
 from kerascnn.runtime.strategies import scaled_learning_rate
 from kerascnn.storage import rundir
+from kerascnn.storage.history import read_history
 from kerascnn.training import extension
 from kerascnn.training.callbacks import backup_epoch
 from kerascnn.weights import plan as weights_plan
@@ -79,6 +80,9 @@ def load_for_resume(run_dir, epochs=None):
     run_dir = rundir.require_run_dir(run_dir)
     config = RunConfig.read(run_dir)
     finished = (run_dir / rundir.METRICS).exists()
+    # Everything the resumed run reads back is checked before anything is written: its backup (the
+    # epoch it continues from, the weights) here, its history (a finished run has one) before returning.
+    backed_up = backup_epoch(run_dir / rundir.BACKUP)
     if epochs is None or epochs == config.epochs:
         if finished:
             raise ConfigError(
@@ -86,6 +90,7 @@ def load_for_resume(run_dir, epochs=None):
                 f"give --epochs N above {config.epochs} to train it further, or start a new run "
                 f"with its settings: fit --config {run_dir}"
             )
+        read_history(run_dir / rundir.HISTORY, missing_ok=True)
         return run_dir, config, None
     if epochs < config.epochs:
         raise ConfigError(
@@ -93,13 +98,14 @@ def load_for_resume(run_dir, epochs=None):
             "extended, not shortened; drop --epochs, or start a new run with fit --config "
             f"{run_dir} --epochs {epochs}"
         )
-    if finished and backup_epoch(run_dir / rundir.BACKUP) == 0:
+    if finished and backed_up == 0:
         raise ConfigError(
             f"run {run_dir} finished without keeping its training state ({rundir.BACKUP}/, kept by runs since "
             f"extensions exist), so it cannot be extended; start a new run from its weights: "
             f"fit {config.model} --weights {run_dir}"
         )
-    previous = rundir.read_json(run_dir / rundir.METRICS) if finished else None
+    read_history(run_dir / rundir.HISTORY, missing_ok=not finished)
+    previous = rundir.read_metrics(run_dir) if finished else None
     config = extension.extended(config, epochs, previous)
     return run_dir, config, config.extensions[-1]
 
