@@ -55,7 +55,7 @@ def run_macs(config):
             input_shape=record.image_shape,
             **config.get("model_options", {}),
         )
-    except (UserError, ValueError, KeyError):
+    except (UserError, ValueError, KeyError, TypeError):
         return None
     macs = profile_model(inference_model(model)).macs
     keras.backend.clear_session()
@@ -65,8 +65,9 @@ def run_macs(config):
 def read_run(path, macs_cache=None):
     """One comparison row (plus the run's history) from a finished run directory."""
     path = rundir.require_run_dir(path, need=(rundir.CONFIG, rundir.METRICS))
-    config = rundir.read_json(path / rundir.CONFIG)
-    metrics = rundir.read_json(path / rundir.METRICS)
+    config = rundir.read_config(path)
+    metrics = rundir.read_metrics(path)
+    history = read_history(path / rundir.HISTORY, missing_ok=False)  # a finished run has its history
     record = RunRecord.from_dict(config.get("resolved"))
     key = (config.get("model"), repr(sorted(config.get("model_options", {}).items())),
            repr(record.image_shape), record.num_classes)
@@ -84,7 +85,7 @@ def read_run(path, macs_cache=None):
         "epochs": metrics.get("epochs_run"),
         "overfitting_gap": metrics.get("overfitting_gap"),
     }
-    return row, read_history(path / rundir.HISTORY)
+    return row, history
 
 
 def plot_curves(named_histories, path):

@@ -51,6 +51,8 @@ def load_for_analysis(spec, input_shape=None, num_classes=None):
     """A run directory, an export directory or a registered model name -> `Loaded`."""
     from kerascnn.serving import export
     from kerascnn.storage import rundir
+    from kerascnn import layers as _layers  # noqa: F401 -- registers the custom layers a model may hold (LRN)
+    from kerascnn.storage.readback import load_keras_model
     from kerascnn.data.preprocessing import Preprocessing
     from kerascnn.models import list_models
 
@@ -62,8 +64,8 @@ def load_for_analysis(spec, input_shape=None, num_classes=None):
             config, model, preprocessing = load_run(path)
             return Loaded(model, preprocessing, "run", f"run {path} ({config['model']}, best checkpoint)")
         if (path / export.MANIFEST).exists() and (path / export.KERAS_FILE).exists():
-            manifest = export.read_manifest(path)
-            model = keras.saving.load_model(path / export.KERAS_FILE, compile=False)
+            manifest = export.read_manifest(path, serving=False)
+            model = load_keras_model(path / export.KERAS_FILE, export.damaged(path))
             return Loaded(model, manifest["preprocessing"], "export", f"export {path} ({manifest.get('model', model.name)})")
         raise DataError(
             f"{path} is neither a run directory (config.json, best.keras) nor an export "

@@ -74,7 +74,7 @@ def cmd_summary(args):
     if pathlib.Path(args.model).is_dir():
         from kerascnn.storage import rundir
 
-        config = rundir.read_json(rundir.require_run_dir(args.model) / rundir.CONFIG)
+        config = rundir.read_config(rundir.require_run_dir(args.model))
         from kerascnn.record import RunRecord
 
         record = RunRecord.from_dict(config.get("resolved"))

@@ -25,7 +25,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.record import RunRecord
 
 MANIFEST = "kerascnn.json"
@@ -150,6 +149,9 @@ def publish_version(root, write):
         raise
 
 
+# --- reading back ----------------------------------------------------------------
+
+
 def export_run(run_dir, export_dir="saved_models"):
     """Export the best checkpoint of the run in `run_dir`; return the version folder."""
     from kerascnn.serving.run_loading import load_run
@@ -159,8 +161,42 @@ def export_run(run_dir, export_dir="saved_models"):
     return export_model(model, preprocessing, class_names, config["model"], export_dir, config)
 
 
-def read_manifest(path):
-    with open(pathlib.Path(path) / MANIFEST) as f:
-        manifest = json.load(f)
-    manifest["preprocessing"] = Preprocessing.from_dict(manifest["preprocessing"])
+def damaged(path):
+    """What to say after a damaged file of the export `path`: what to do."""
+    return f"the export {path} is damaged: export the run again (`kerascnn export RUN_DIR`)"
+
+
+def read_manifest(path, serving=True):
+    """kerascnn.json of an export, its "preprocessing" as a `Preprocessing`; DataError naming a damaged file.
+
+    With `serving` (predict, evaluate) the manifest must also name the
+    classes and the signature, and labels.txt must list the same classes.
+    """
+    from kerascnn.serving.run_loading import preprocessing_from
+    from kerascnn.storage import readback
+
+    path = pathlib.Path(path)
+    file, what = path / MANIFEST, damaged(path)
+    required = {"preprocessing": dict}
+    if serving:
+        required.update({"model": str, "class_names": list, "signature": str})
+    manifest = readback.read_json(file, what, required=required, optional={"model": str, "run_config": (dict, None)})
+    manifest["preprocessing"] = preprocessing_from(manifest["preprocessing"], file, what, "preprocessing")
+    if serving:
+        check_labels(path, manifest, what)
     return manifest
+
+
+def check_labels(path, manifest, what):
+    """DataError unless the manifest's class names are strings and labels.txt lists them, one a line."""
+    from kerascnn.errors import DataError
+    from kerascnn.storage import readback
+
+    names = manifest["class_names"]
+    if not names or not all(isinstance(n, str) and n and "\n" not in n for n in names):
+        raise DataError(f"{path / MANIFEST} has no list of class names (\"class_names\"); {what}")
+    labels = readback.read_lines(path / LABELS, what)
+    if labels != names:
+        raise DataError(
+            f"{path / LABELS} lists {len(labels)} classes that are not the {len(names)} of {MANIFEST}; {what}"
+        )

@@ -6,7 +6,6 @@ names and the input size; a `.tflite` file without it (from another tool),
 or one that does not match it, is refused in one line.
 """
 
-import json
 import os
 import pathlib
 import warnings
@@ -17,6 +16,8 @@ import tensorflow as tf
 from kerascnn.errors import DataError
 from kerascnn.runtime.quiet import captured_output
 from kerascnn.serving import export
+from kerascnn.serving.run_loading import preprocessing_from
+from kerascnn.storage import readback
 
 SUFFIX = ".tflite"
 _EXPORT_HINT = "export one with `kerascnn export RUN_DIR --format tflite`"
@@ -119,14 +120,20 @@ def load_lite(path, num_threads=None):
             f"{path} is a TensorFlow Lite file without the {export.MANIFEST} of a kerascnn export beside it "
             f"(class names, input size); {_EXPORT_HINT}"
         )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        manifest = None
+    what = export.damaged(path.parent)
+    manifest = readback.read_json(manifest_path, what, expect=None)  # a folder, unreadable, empty, not JSON
     if not isinstance(manifest, dict) or manifest.get("format") != "tflite" or manifest.get("file") != path.name:
         raise DataError(
             f"{path} is not the TensorFlow Lite model that {manifest_path} describes; {_EXPORT_HINT}"
         )
+    readback.check_keys(manifest_path, manifest, {"input": dict, "class_names": list, "preprocessing": dict}, what,
+                        optional={"run_config": (dict, None)})
+    readback.check_keys(manifest_path, manifest["input"], {"shape": list}, what, where="input.")
+    shape = manifest["input"]["shape"]
+    if len(shape) != 4 or not all(readback.is_json(v, int) for v in shape[1:3]):
+        raise DataError(f"{manifest_path} has no input size (\"input.shape\"); {what}")
+    preprocessing_from(manifest["preprocessing"], manifest_path, what, "preprocessing")
+    export.check_labels(path.parent, manifest, what)
     model = LiteModel(path=path, num_threads=num_threads)
     size = tuple(manifest["input"]["shape"][1:3])
     classes = int(model.output["shape"][-1])

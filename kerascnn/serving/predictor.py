@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn.serving import export
-from kerascnn.storage import rundir
+from kerascnn.storage import readback, rundir
 from kerascnn import layers as _layers  # noqa: F401 -- registers the custom layers best.keras may hold (LRN)
 from kerascnn.errors import DataError
 from kerascnn.record import RunRecord
@@ -83,10 +83,11 @@ def load_predictor(path):
         if not (path / export.MANIFEST).exists():
             raise DataError(f"{path} is a SavedModel but not a kerascnn export ({export.MANIFEST} is missing)")
         manifest = export.read_manifest(path)
-        loaded = tf.saved_model.load(str(path))
         run_config = manifest.get("run_config") or {}
+        readback.check_keys(path / export.MANIFEST, run_config, optional={"data": (dict, None)},
+                            what=export.damaged(path), where="run_config.")
         return Predictor(
-            loaded.signatures[manifest["signature"]],
+            _signature(path, manifest["signature"]),
             tuple(manifest["class_names"]),
             tuple(manifest["preprocessing"].image_size),
             run_config.get("data"),
@@ -95,6 +96,8 @@ def load_predictor(path):
         )
     if (path / rundir.CONFIG).exists():
         config, model, preprocessing = load_run(path)
+        readback.check_keys(path / rundir.CONFIG, config, optional={"data": (dict, None)},
+                            what=rundir.damaged(path, rundir.CONFIG))
         fn = tf.function(export.serving_function(model, preprocessing))
         return Predictor(
             lambda images: fn(images),
@@ -108,6 +111,30 @@ def load_predictor(path):
         f"{path} is neither an export (saved_model.pb) nor a run directory (config.json); "
         "pass saved_models/<model>/<version> or runs/<run>"
     )
+
+
+def _signature(path, name):
+    """The serving function `name` of the SavedModel in `path`; DataError when the SavedModel cannot be loaded."""
+    what = export.damaged(path)
+    for file in (path / "saved_model.pb", path / "variables"):
+        if not file.exists():
+            raise DataError(f"{file} is missing; {what}")
+    readback.read_bytes(path / "saved_model.pb", what, size=1)  # a folder, unreadable, empty
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (OSError, ValueError, RuntimeError, KeyError, tf.errors.OpError) as e:
+        detail = " ".join(str(e).split())[:160]
+        raise DataError(f"the SavedModel in {path} cannot be loaded ({type(e).__name__}: {detail}); {what}") from None
+    except Exception as e:  # protobuf's DecodeError of a damaged saved_model.pb
+        if type(e).__name__ != "DecodeError":
+            raise
+        raise DataError(f"{path / 'saved_model.pb'} is damaged (not a SavedModel); {what}") from None
+    if name not in loaded.signatures:
+        raise DataError(
+            f"the SavedModel in {path} has no signature {name!r} (it has {', '.join(loaded.signatures) or 'none'}), "
+            f"which {export.MANIFEST} names; {what}"
+        )
+    return loaded.signatures[name]
 
 
 def decode_image_file(path):

@@ -23,6 +23,7 @@ The file is written under a temporary name and renamed, so a reader never
 sees half a file.
 """
 
+import io
 import json
 import os
 import pathlib
@@ -54,10 +55,18 @@ def save_weights_file(model, path, metadata):
 
 def read_metadata(path):
     """The `kerascnn.json` entry of a `.keras` file as a dict, or None if it has none."""
+    from kerascnn.errors import DataError
+    from kerascnn.storage import readback
+
+    what = "the weights file is damaged: import the weights again (`import-weights`)"
+    data = readback.read_bytes(path, what)  # missing, a folder, unreadable, empty
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
             if METADATA_ENTRY not in archive.namelist():
                 return None
-            return json.loads(archive.read(METADATA_ENTRY))
+            text = archive.read(METADATA_ENTRY).decode("utf-8")
     except zipfile.BadZipFile:
-        return None
+        return None  # not a .keras archive: its loader says so (`kerascnn.storage.readback.load_keras_model`)
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path} is damaged ({METADATA_ENTRY} inside cannot be read: {e}); {what}") from None
+    return readback.read_json_text(f"{path} ({METADATA_ENTRY} inside)", text, what)

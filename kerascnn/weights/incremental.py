@@ -37,7 +37,7 @@ def _variant(name, what):
 def read_source(run_dir, model):
     """(source config dict) of a finished or running VGG run shallower than `model`; ConfigError otherwise."""
     run_dir = rundir.require_run_dir(run_dir, need=(rundir.CONFIG, rundir.BEST))
-    config = rundir.read_json(run_dir / rundir.CONFIG)
+    config = rundir.read_config(run_dir)
     source = config["model"]
     target_stack, target_bn = _variant(model, "the model to train")
     source_stack, source_bn = _variant(source, f"the model of {run_dir}")

@@ -25,7 +25,7 @@ import dataclasses
 import pathlib
 
 from kerascnn.storage import rundir
-from kerascnn.errors import ConfigError
+from kerascnn.errors import ConfigError, DataError
 from kerascnn.weights import finetune, imagenet, incremental, transfer
 from kerascnn.record import RunRecord
 from kerascnn.weights.archive import read_metadata
@@ -187,10 +187,14 @@ def resolve(config, resumed=False):
     kind = transfer.kind_of(config.weights)
     if kind == "run":
         run_dir = rundir.require_run_dir(config.weights, need=(rundir.CONFIG, rundir.BEST))
-        source = rundir.read_json(run_dir / rundir.CONFIG)
+        source = rundir.read_config(run_dir)
         _check_model(source.get("model"), config.model, config.weights)
         record = RunRecord.from_dict(source.get("resolved"))
-        mean, std, channel_order = record.normalization()
+        normalization = record.normalization()
+        if normalization is None:
+            raise DataError(f"{run_dir / rundir.CONFIG} has no normalisation of the images (\"resolved.mean\", "
+                            f"\"resolved.std\"); {rundir.damaged(run_dir, rundir.CONFIG)}")
+        mean, std, channel_order = normalization
         norm = {"mean": list(mean), "std": list(std), "channel_order": channel_order}
         config = _merge(config, source.get("model_options"), record.image_size)
         return config, Plan(kind, config.weights, normalization=norm, source_config=source)

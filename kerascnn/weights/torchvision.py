@@ -175,13 +175,17 @@ def read_state_dict(path):
         import torch
     except ImportError:
         raise ConfigError("reading .pth files needs PyTorch: pip install -e '.[bench]'") from None
+    from kerascnn.storage import readback
+
+    what = "pass a torchvision state dict saved with torch.save (a .pth file)"
+    readback.read_bytes(path, what, size=1)  # missing, a folder, unreadable, empty: one line each
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"no such file: {path}") from None
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{path} is not a PyTorch checkpoint torch.load can read ({first})") from None
+        raise ConfigError(f"{path} is not a PyTorch checkpoint torch.load can read ({first[:200]}); {what}") from None
     if isinstance(loaded, dict):
         for key in ("state_dict", "model"):
             if isinstance(loaded.get(key), dict):
@@ -326,7 +330,11 @@ def import_torchvision(name, pth_path, output):
     from kerascnn.weights.archive import save_weights_file
 
     pth_path = pathlib.Path(pth_path)
-    model, metadata, mapped, ignored = build_from_state_dict(name, read_state_dict(pth_path))
+    try:
+        model, metadata, mapped, ignored = build_from_state_dict(name, read_state_dict(pth_path))
+    except ConfigError as e:  # a tensor missing, extra or of another shape: name the file
+        message = str(e)
+        raise ConfigError(message if str(pth_path) in message else f"{pth_path}: {message}") from None
     metadata["source"] = f"torchvision {name} from {pth_path.name} (sha256 {sha256_of(pth_path)})"
     save_weights_file(model, output, metadata)
     return pathlib.Path(output), metadata["model"], mapped, ignored

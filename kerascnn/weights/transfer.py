@@ -125,15 +125,11 @@ def _fmt(shapes):
 
 def read_keras_file(path):
     """{layer name: [arrays]} of a `.keras` file (a kerascnn weights file or a run's best.keras)."""
-    import keras
-
     import kerascnn.layers  # noqa: F401  (registers the custom layers the file may use)
+    from kerascnn.storage.readback import load_keras_model
 
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as e:  # not a zip, a foreign or damaged model
-        raise DataError(f"cannot read {path} as a Keras model ({' '.join(str(e).split())[:200]})") from None
-    return layer_arrays(model)
+    return layer_arrays(load_keras_model(path, "pass a .keras file written by kerascnn (a run's best.keras, "
+                                               "or one from `import-weights`)"))
 
 
 def _h5_keys(network):
@@ -166,6 +162,9 @@ def read_weights_h5(path, network):
     """
     import h5py
 
+    from kerascnn.storage import readback
+
+    readback.check_hdf5(path, "pass a .weights.h5 file Keras wrote (model.save_weights)")
     try:
         with h5py.File(path, "r") as f:
             group = f["layers"]
