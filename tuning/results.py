@@ -12,6 +12,8 @@ import json
 import math
 import pathlib
 
+from kerascnn.errors import DataError
+from kerascnn.storage import readback
 from kerascnn.storage.atomic import write_text
 from tuning import searchdir
 
@@ -27,12 +29,32 @@ MEASURED = (
 )
 
 
-def _load(path):
+# What a report reads of KerasTuner's trial.json, and of our kerascnn_trial.json where present.
+TRIAL_KEYS = {"trial_id": str, "status": str, "hyperparameters": dict}
+EXTRAS_TYPES = {"settings": dict, **{key: (float, str, None) for key in MEASURED}}
+
+
+def damaged(results_dir):
+    """What to say after a damaged file of the search in `results_dir`: what to do."""
+    return (f"the search in {results_dir} is damaged: delete that trial's folder to run the trial again, "
+            "or start over with `tune ... --overwrite`")
+
+
+def _load(path, what, required=(), optional=None, being_written=False):
+    """A trial's JSON file; None when it does not exist (yet).
+
+    With `being_written` a trial.json that is not whole JSON yet is skipped
+    too (None): KerasTuner writes it in place, so a report taken while a
+    trial starts or ends can see it half-written; it is read next time.
+    Anything else that is wrong (a folder, unreadable, JSON of another
+    shape) is a DataError.
+    """
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None  # a trial being written right now: read it next time
+        return readback.read_json(path, what, required=required, optional=optional, missing_ok=True)
+    except readback.ReadBackError as e:
+        if being_written and e.kind in ("empty", "truncated"):
+            return None
+        raise
 
 
 def collect(results_dir):
@@ -45,10 +67,15 @@ def collect(results_dir):
     project = pathlib.Path(results_dir) / searchdir.PROJECT
     rows = []
     for trial_dir in sorted(project.glob("trial_*")):
-        trial = _load(trial_dir / "trial.json")
-        if trial is None:
+        if not trial_dir.is_dir():
             continue
-        extras = _load(trial_dir / searchdir.EXTRAS) or {}
+        what = damaged(results_dir)
+        trial = _load(trial_dir / "trial.json", what, TRIAL_KEYS, {"score": (float, None)}, being_written=True)
+        if trial is None:
+            continue  # a trial being written right now: read it next time
+        readback.check_keys(trial_dir / "trial.json", trial["hyperparameters"], {"values": dict}, what,
+                            where="hyperparameters.")
+        extras = _load(trial_dir / searchdir.EXTRAS, what, optional=EXTRAS_TYPES) or {}
         row = {
             "trial_id": trial["trial_id"],
             "status": trial["status"],
@@ -172,11 +199,59 @@ def write_report(results_dir, plots=True):
     """Rewrite trials.csv, and with `plots` the PNGs and summary.md. Returns the rows."""
     results_dir = pathlib.Path(results_dir)
     rows = collect(results_dir)
+    identity = searchdir.read_identity(results_dir) if plots else None  # read all before writing anything
     write_trials_csv(rows, results_dir / searchdir.TRIALS_CSV)
     if plots:
         from tuning.plots import write_plots
 
         paths = write_plots(completed(rows), results_dir / searchdir.PLOTS)
-        identity = searchdir.read_identity(results_dir)
         write_text(results_dir / searchdir.SUMMARY, summary_markdown(rows, identity, paths))
     return rows
+
+
+# What KerasTuner's Oracle.set_state reads of oracle.json (a reload fails without any of them).
+ORACLE_KEYS = {"ongoing_trials": dict, "hyperparameters": dict, "start_order": list, "end_order": list,
+               "run_times": dict, "retry_queue": list, "seed": int, "seed_state": int, "tried_so_far": list,
+               "id_to_hash": dict, "display": dict}
+CHECKPOINT = "checkpoint.weights.h5"  # KerasTuner's best epoch of a trial
+TRIAL_STATE_KEYS = {**TRIAL_KEYS, "metrics": dict, "best_step": (int, None), "message": (str, None)}
+
+
+def check_resumable(results_dir, tuner_id=None):
+    """DataError unless every file KerasTuner reloads to resume the search in `results_dir` is whole.
+
+    KerasTuner reads its project (search/oracle.json, search/tuner*.json,
+    every search/trial_*/trial.json) without checking it; a damaged one
+    would end `tune` with a traceback after the data was opened. With
+    `tuner_id` (a search in one process: "tuner0") that tuner's file must
+    be there too. Nothing is skipped here: a trial.json a killed process
+    left half-written is named, with what to do.
+    """
+    project = pathlib.Path(results_dir) / searchdir.PROJECT
+    what = damaged(results_dir)
+    if not project.exists():
+        return
+    if not project.is_dir():
+        raise DataError(f"{project} is a file, not the folder of KerasTuner's search; {what}")
+    oracle = project / "oracle.json"
+    if oracle.exists() or any(project.glob("trial_*")):
+        readback.read_json(oracle, what, required=ORACLE_KEYS, optional={"grid_order": list, "populate_next": list})
+    for path in sorted(project.glob("tuner*.json")):
+        readback.read_json(path, what)
+    if tuner_id is not None and oracle.exists():
+        # KerasTuner reloads the search only when this tuner's file is there: without it the oracle
+        # would start again at trial 0, over the trials on disk.
+        readback.read_json(project / f"{tuner_id}.json", what)
+    for trial_dir in sorted(project.glob("trial_*")):
+        if not trial_dir.is_dir():
+            continue
+        path = trial_dir / "trial.json"
+        trial = readback.read_json(path, what, required=TRIAL_STATE_KEYS, optional={"score": (float, None)},
+                                   missing_ok=True)
+        if trial is not None:
+            readback.check_keys(path, trial["hyperparameters"], {"values": dict, "space": list}, what,
+                                where="hyperparameters.")
+        _load(trial_dir / searchdir.EXTRAS, what, optional=EXTRAS_TYPES)
+        checkpoint = trial_dir / CHECKPOINT
+        if checkpoint.exists() or checkpoint.is_symlink():  # reloaded to record or --export the trial
+            readback.check_hdf5(checkpoint, what)

@@ -17,7 +17,7 @@ import os
 import sys
 
 from kerascnn.config import RunConfig
-from kerascnn.errors import ConfigError
+from kerascnn.errors import ConfigError, DataError
 from kerascnn.models import check_model_name, model_defaults
 
 from tuning import searchdir
@@ -130,8 +130,13 @@ def run_search(request, log=print, verbose=None):
     from kerascnn.training.context import runtime_context
     from kerascnn.training.data import open_run_source
 
+    from tuning.results import check_resumable
+
     request.check()
     role = searchdir.distributed_role()
+    if not request.overwrite:
+        # What KerasTuner reloads, read (only) before anything else.
+        check_resumable(request.results_dir, tuner_id="tuner0" if role is None else None)
     devices = "all" if request.distribution_strategy == "mirrored" else request.base.devices
     plan = plan_run(request.base.replace(devices=devices))
     # Open the data before the folder is touched: a wrong path fails here.
@@ -153,17 +158,27 @@ def _search(request, plan, runtime, source, resumed, role, log, verbose):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     hypermodel = CNNHyperModel(plan, get_space(request.space), source, runtime, verbose=verbose)
-    tuner = make_tuner(
-        request.tuner,
-        hypermodel,
-        request.results_dir,
-        max_trials=request.max_trials,
-        max_epochs=request.max_epochs,
-        seed=base.seed,
-        # Workers never wipe the shared folder; the chief's --overwrite did (prepare).
-        overwrite=False,
-        distribution_strategy=runtime.strategy,
-    )
+    try:
+        tuner = make_tuner(
+            request.tuner,
+            hypermodel,
+            request.results_dir,
+            max_trials=request.max_trials,
+            max_epochs=request.max_epochs,
+            seed=base.seed,
+            # Workers never wipe the shared folder; the chief's --overwrite did (prepare).
+            overwrite=False,
+            distribution_strategy=runtime.strategy,
+        )
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+        if not resumed:
+            raise
+        # KerasTuner reloads its project here; `check_resumable` has read every file, this is what it could not see.
+        from tuning.results import damaged
+
+        detail = " ".join(str(e).split())[:160]
+        raise DataError(f"KerasTuner cannot reload the search in {request.results_dir} ({type(e).__name__}: "
+                        f"{detail}); {damaged(request.results_dir)}") from None
     if role is None:
         # trials.csv after every trial: a long search can be watched, and a
         # killed one still leaves its finished trials listed.

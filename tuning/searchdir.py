@@ -17,14 +17,13 @@ search (another model, space, tuner or data) is refused unless
 `--overwrite`, which deletes it and starts over.
 """
 
-import json
 import os
 import pathlib
 import shutil
 import time
 
 from kerascnn.storage import rundir
-from kerascnn.errors import ConfigError
+from kerascnn.errors import ConfigError, DataError
 
 IDENTITY = "search.json"
 PROJECT = "search"
@@ -56,13 +55,11 @@ def distributed_role():
 
 
 def read_identity(results_dir):
+    """search.json of a results folder (None when there is none); DataError when it is not a search's identity."""
     path = pathlib.Path(results_dir) / IDENTITY
-    try:
-        return rundir.read_json(path)
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError:
-        raise ConfigError(f"{path} is not valid JSON; delete the folder or use --overwrite") from None
+    what = f"the results folder {results_dir} is damaged: delete it, or start over with --overwrite"
+    return rundir.read_json(path, what, required={"model": str, "space": str, "tuner": str},
+                            optional={"data": (dict, None)}, missing_ok=True)
 
 
 def _describe(identity):
@@ -88,9 +85,15 @@ def prepare(results_dir, identity, overwrite=False, role=None):
                     "with the same --results-dir (a folder both can reach)"
                 )
             time.sleep(0.5)
-    existing = read_identity(results_dir)
+    wipe = overwrite and role != "worker"
+    try:
+        existing = read_identity(results_dir)
+    except DataError:
+        if not (wipe and (results_dir / PROJECT).is_dir()):
+            raise
+        existing = {}  # a damaged search.json beside a search: --overwrite may delete it
     non_empty = results_dir.is_dir() and any(results_dir.iterdir())
-    if overwrite and role != "worker" and non_empty:
+    if wipe and non_empty:
         if existing is None:
             raise ConfigError(
                 f"--overwrite would delete {results_dir}, which is not a tuning results folder "

@@ -43,24 +43,33 @@ from kerascnn.errors import DataError
 DAMAGED = "it was not written by kerascnn, or it was damaged after"
 
 
+class ReadBackError(DataError):
+    """A file that cannot be read back; `kind` says how: "missing", "folder", "unreadable", "empty",
+    "truncated", "format" (not text, JSON, CSV, ...) or "content" (the wrong type or keys)."""
+
+    def __init__(self, message, kind):
+        super().__init__(message)
+        self.kind = kind
+
+
 def _open(path, mode="rb"):
     """The one low-level open of this module (the tests make it refuse a path, as for a user without rights)."""
     return open(path, mode)
 
 
-def _fail(path, problem, what):
-    raise DataError(f"{path} {problem}; {what or DAMAGED}")
+def _fail(path, problem, what, kind="content"):
+    raise ReadBackError(f"{path} {problem}; {what or DAMAGED}", kind)
 
 
 def _check_file(path, what, missing_ok):
     """None when the file is missing and that is fine; raise for a missing file or a folder."""
     path = pathlib.Path(path)
     if path.is_dir():
-        _fail(path, "is a folder, not a file", what)
+        _fail(path, "is a folder, not a file", what, "folder")
     if not path.exists():
         if missing_ok:
             return None
-        _fail(path, "is missing", what)
+        _fail(path, "is missing", what, "missing")
     return path
 
 
@@ -78,13 +87,13 @@ def read_bytes(path, what=None, missing_ok=False, allow_empty=False, size=-1):
     except FileNotFoundError:  # removed between the check and the read
         if missing_ok:
             return None
-        _fail(path, "is missing", what)
+        _fail(path, "is missing", what, "missing")
     except IsADirectoryError:
-        _fail(path, "is a folder, not a file", what)
+        _fail(path, "is a folder, not a file", what, "folder")
     except OSError as e:
-        _fail(path, f"cannot be read ({e.strerror or e})", what)
+        _fail(path, f"cannot be read ({e.strerror or e})", what, "unreadable")
     if not data and not allow_empty:
-        _fail(path, "is empty", what)
+        _fail(path, "is empty", what, "empty")
     return data
 
 
@@ -96,9 +105,9 @@ def read_text(path, what=None, missing_ok=False, allow_empty=False):
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        _fail(path, f"is not text (byte {e.start} is not UTF-8)", what)
+        _fail(path, f"is not text (byte {e.start} is not UTF-8)", what, "format")
     if "\x00" in text:
-        _fail(path, f"is not text (a NUL byte at {text.index(chr(0))})", what)
+        _fail(path, f"is not text (a NUL byte at {text.index(chr(0))})", what, "format")
     if text.startswith("\ufeff"):
         text = text[1:]
     return text
@@ -193,10 +202,10 @@ def parse_json(path, text, what=None):
         return json.loads(text)
     except json.JSONDecodeError as e:
         if _cut_short(text, e):
-            _fail(path, f"is truncated (its JSON stops at byte {len(text.encode())})", what)
-        _fail(path, f"is not JSON ({e.msg} at line {e.lineno}, column {e.colno})", what)
+            _fail(path, f"is truncated (its JSON stops at byte {len(text.encode())})", what, "truncated")
+        _fail(path, f"is not JSON ({e.msg} at line {e.lineno}, column {e.colno})", what, "format")
     except RecursionError:
-        _fail(path, "is not JSON (nested too deeply)", what)
+        _fail(path, "is not JSON (nested too deeply)", what, "format")
 
 
 def read_json_text(name, text, what=None, expect=dict, required=(), optional=None):
@@ -225,7 +234,7 @@ def read_json(path, what=None, expect=dict, required=(), optional=None, missing_
 
 def _complete(path, text, what):
     if not text.endswith("\n"):
-        _fail(path, "is truncated (its last line stops before the end of the line)", what)
+        _fail(path, "is truncated (its last line stops before the end of the line)", what, "truncated")
 
 
 def read_csv(path, what=None, columns=(), numeric=(), missing_ok=False, min_columns=1):
@@ -242,7 +251,7 @@ def read_csv(path, what=None, columns=(), numeric=(), missing_ok=False, min_colu
     try:
         lines = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as e:
-        _fail(path, f"is not CSV ({e})", what)
+        _fail(path, f"is not CSV ({e})", what, "format")
     if not lines or not lines[0]:
         _fail(path, "has no header line", what)
     header, rows = lines[0], lines[1:]
@@ -293,7 +302,7 @@ def read_toml(path, what=None, missing_ok=False):
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        _fail(path, f"is not valid TOML ({e})", what)
+        _fail(path, f"is not valid TOML ({e})", what, "format")
 
 
 # --- HDF5 and Keras ----------------------------------------------------------------
@@ -307,7 +316,7 @@ def check_hdf5(path, what=None):
     import h5py
 
     if read_bytes(path, what, size=len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:  # missing, a folder, unreadable, empty
-        _fail(path, "is not an HDF5 weights file", what)
+        _fail(path, "is not an HDF5 weights file", what, "format")
     try:
         with h5py.File(path, "r") as f:
             f.visit(lambda name: None)
@@ -335,12 +344,12 @@ def load_keras_model(path, what=None, compile=False):
     data = read_bytes(path, what)  # missing, a folder, unreadable, empty
     if not zipfile.is_zipfile(io.BytesIO(data)):
         problem = "is truncated" if data[:4] == b"PK\x03\x04" else "is not a Keras model file"
-        _fail(path, f"{problem} (not a whole .keras archive)", what)
+        _fail(path, f"{problem} (not a whole .keras archive)", what, "format")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
             if "config.json" not in names:
-                _fail(path, "is not a Keras model file (no config.json inside)", what)
+                _fail(path, "is not a Keras model file (no config.json inside)", what, "format")
             broken = archive.testzip()
             if broken is not None:
                 _fail(path, f"is damaged ({broken} inside fails its checksum)", what)
