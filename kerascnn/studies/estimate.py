@@ -27,6 +27,7 @@ import os
 import pathlib
 import statistics
 
+from kerascnn.errors import DataError
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
 
@@ -106,16 +107,29 @@ def split_sizes(config):
 
 def measured_cost(run_dir):
     """Seconds per training image measured by a run (median epoch after the first), or None."""
-    try:
-        config = rundir.read_json(pathlib.Path(run_dir) / rundir.CONFIG)
-    except (FileNotFoundError, ValueError):
+    config, history = _read_measured(run_dir)
+    if config is None:
         return None
-    seconds = [r["epoch_seconds"] for r in read_history(pathlib.Path(run_dir) / rundir.HISTORY) if "epoch_seconds" in r]
+    seconds = [r["epoch_seconds"] for r in history if "epoch_seconds" in r]
     train = (config.get("resolved") or {}).get("num_train")
+    if not isinstance(train, int) or isinstance(train, bool):
+        return None
     if not seconds or not train:
         return None
     steady = seconds[1:] if len(seconds) > 1 else seconds
     return statistics.median(steady) / train
+
+
+def _read_measured(run_dir):
+    """(config dict, history) of a run to take timings from; (None, None) when either cannot be read.
+
+    Timings are a best guess: a damaged or foreign run among the folders
+    searched gives no measurement rather than stopping the dry run.
+    """
+    try:
+        return rundir.read_config(run_dir), read_history(pathlib.Path(run_dir) / rundir.HISTORY, missing_ok=True)
+    except DataError:
+        return None, None
 
 
 def _signature(config_dict):
@@ -141,9 +155,11 @@ class Timings:
                 cost = measured_cost(run)
                 if cost is None:
                     continue
+                config, _ = _read_measured(run)
                 try:
-                    key = _signature(rundir.read_json(config_path))
-                except ValueError:
+                    key = _signature(config)
+                    hash(key)
+                except (TypeError, AttributeError):  # a setting of an unexpected type: no signature
                     continue
                 self.found.setdefault(key, []).append((cost, str(run)))
 

@@ -252,6 +252,27 @@ def gradcam(summaries, loaded, images, labels, class_names, path):
 # --- test images ------------------------------------------------------------------
 
 
+def _read_samples(cache):
+    """(images, labels, class names) of the samples cache; None when there is none or it cannot be read.
+
+    It is a cache: a damaged one is made again from the data (the images are the same).
+    """
+    import io
+    import zipfile
+
+    from kerascnn.errors import DataError
+    from kerascnn.storage import readback
+
+    try:
+        data = readback.read_bytes(cache, missing_ok=True)
+        if data is None:
+            return None
+        with np.load(io.BytesIO(data)) as saved:
+            return saved["images"], saved["labels"], tuple(str(c) for c in saved["class_names"])
+    except (DataError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
 def test_samples(study_dir, config, count=SAMPLE_IMAGES):
     """(uint8 images [count, H, W, 3], labels, class names) of the study's test split, one per class.
 
@@ -259,9 +280,9 @@ def test_samples(study_dir, config, count=SAMPLE_IMAGES):
     so `study-report` redraws the figures without the data.
     """
     cache = pathlib.Path(study_dir) / FIGURES / SAMPLES
-    if cache.exists():
-        with np.load(cache) as saved:
-            return saved["images"], saved["labels"], tuple(str(c) for c in saved["class_names"])
+    saved = _read_samples(cache)
+    if saved is not None:
+        return saved
     from kerascnn.data.choose_source import open_source
 
     data = config["data"]

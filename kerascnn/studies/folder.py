@@ -18,7 +18,7 @@ import json
 import pathlib
 
 from kerascnn.errors import ConfigError, DataError
-from kerascnn.storage import rundir
+from kerascnn.storage import readback, rundir
 from kerascnn.storage.atomic import write_text
 
 STUDY_JSON = "study.json"
@@ -37,14 +37,31 @@ def read_identity(folder):
     """study.json of a study folder; DataError when `folder` is not one."""
     folder = pathlib.Path(folder)
     path = folder / STUDY_JSON
+    if folder.is_file():
+        raise DataError(f"{folder} is a file, not a study folder; pass the --out folder of a `study` run")
     if not folder.is_dir():
         raise DataError(f"study folder {folder} does not exist; pass the --out folder of a `study` run")
-    try:
-        return rundir.read_json(path)
-    except FileNotFoundError:
-        raise DataError(f"{folder} is not a study folder (no {STUDY_JSON}); pass the --out folder of a `study` run") from None
-    except json.JSONDecodeError:
-        raise DataError(f"{path} is not valid JSON; the study folder is damaged") from None
+    if not path.exists() and not path.is_symlink():
+        raise DataError(f"{folder} is not a study folder (no {STUDY_JSON}); pass the --out folder of a `study` run")
+    what = (f"the study folder is damaged: restore {STUDY_JSON} from a copy, or run the study again "
+            "in a new folder (--out)")
+    identity = rundir.read_json(path, what, required=IDENTITY_KEYS, optional=IDENTITY_OPTIONAL)
+    for key, fields in (("runs", RUN_KEYS), ("arms", ARM_KEYS)):
+        for i, entry in enumerate(identity.get(key) or []):
+            if not isinstance(entry, dict):
+                raise DataError(f"{path} has \"{key}[{i}]\" as {type(entry).__name__}, not an object; {what}")
+            readback.check_keys(path, entry, fields, what, where=f"{key}[{i}].")
+    return identity
+
+
+# What the report and the resume read of study.json (`StudyPlan.identity()`).
+IDENTITY_KEYS = {"study": str, "title": str, "budget": str}
+IDENTITY_OPTIONAL = {"kind": str, "runs": list, "arms": list, "search": (dict, None), "skipped": list,
+                     "figures": (list, None), "references": (list, None), "question": (str, None),
+                     "baseline": (str, None), "source": (str, None), "budget_description": (str, None),
+                     "data_override": (dict, None)}
+RUN_KEYS = {"name": str, "arm": str, "seed": int, "config": dict}
+ARM_KEYS = {"name": str, "label": str, "model": str}
 
 
 def _normal(obj):
@@ -76,24 +93,48 @@ def _first_change(a, b, prefix=""):
     return "?"
 
 
-def prepare(folder, plan):
-    """Check the folder against `plan` (or create it); write study.json and study.toml. True when continuing."""
+def check_folder(folder, plan):
+    """The identity of the study already in `folder` (None for a new folder); ConfigError when it is another's.
+
+    Reads only: `run_study` calls it before opening the data, `prepare` again before writing.
+    """
     folder = pathlib.Path(folder)
-    identity = plan.identity()
-    existing = None
-    if (folder / STUDY_JSON).exists():
+    if (folder / STUDY_JSON).exists() or (folder / STUDY_JSON).is_symlink():
         existing = read_identity(folder)
-        difference = _difference(existing, identity)
+        difference = _difference(existing, plan.identity())
         if difference:
             raise ConfigError(
                 f"{folder} holds a different study run ({difference}); choose another --out or delete the folder"
             )
-    elif folder.exists() and any(folder.iterdir()):
+        return existing
+    if folder.is_file():
+        raise ConfigError(f"{folder} is a file, not a study folder; choose another --out")
+    if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} exists and is not a study folder (no {STUDY_JSON}); choose another --out")
-    rundir.write_json(folder / STUDY_JSON, _normal(identity))
-    write_text(folder / STUDY_TOML, plan.study.text)
+    return None
+
+
+def prepare(folder, plan):
+    """Check the folder against `plan` (or create it); write study.json and study.toml. True when continuing."""
+    folder = pathlib.Path(folder)
+    identity = plan.identity()
+    existing = check_folder(folder, plan)
+    # Rewritten only when they change: a study continued as it was planned leaves them as they are, so a
+    # refusal further on (a damaged run) leaves the folder as it found it.
+    if existing is None or _normal(existing) != _normal(identity):
+        rundir.write_json(folder / STUDY_JSON, _normal(identity))
+    if existing is None or _copy_text(folder / STUDY_TOML) != plan.study.text:
+        write_text(folder / STUDY_TOML, plan.study.text)
     (folder / RUNS).mkdir(exist_ok=True)
     return existing is not None
+
+
+def _copy_text(path):
+    """The text of the folder's copy of the study file; None when it is missing or damaged (it is written anew)."""
+    try:
+        return readback.read_text(path, missing_ok=True, allow_empty=True)
+    except DataError:
+        return None
 
 
 def run_dir(folder, name):
@@ -121,10 +162,13 @@ def run_state(folder, name):
 
 
 def failure(folder, name):
-    try:
-        return failure_path(folder, name).read_text().strip()
-    except FileNotFoundError:
-        return None
+    """Why the run `name` failed (its .failed note), or None when it has not failed."""
+    path = failure_path(folder, name)
+    what = f"the note of why run {name} failed is damaged: delete it and the run's folder to run it again"
+    text = readback.read_text(path, what, missing_ok=True)
+    if text is not None and not text.endswith("\n"):
+        raise DataError(f"{path} is truncated (its last line stops before the end of the line); {what}")
+    return None if text is None else text.strip()
 
 
 def record_failure(folder, name, message):

@@ -236,13 +236,13 @@ def _split_settings(reader, table, key):
 
 def load_study(path):
     """Read and check the study file at `path`; a `Study`, or StudyFileError."""
+    from kerascnn.storage import readback
+
     path = pathlib.Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StudyFileError(f"study file {path} does not exist; name a shipped study or a .toml file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise StudyFileError(f"study file {path} cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    if not path.exists() and not path.is_symlink():
+        raise StudyFileError(f"study file {path} does not exist; name a shipped study or a .toml file")
+    # A folder, an unreadable or empty file, bytes that are not text: one line naming the file.
+    text = readback.read_text(path, "pass a study file (TOML, see `kerascnn/studies/files/`)")
     return parse_study(text, path.name, str(path))
 
 

@@ -218,8 +218,8 @@ def _data_description(outcomes):
         if o.config:
             resolved = o.config.get("resolved") or {}
             shape = resolved.get("image_shape")
-            size = f" at {shape[0]}x{shape[1]}" if shape else ""
-            return (f"{resolved.get('source') or o.config['data'].get('dataset') or 'cifar10'}, "
+            size = f" at {shape[0]}x{shape[1]}" if shape and len(shape) >= 2 else ""
+            return (f"{resolved.get('source') or (o.config.get('data') or {}).get('dataset') or 'cifar10'}, "
                     f"{resolved.get('num_train', '?'):,} training / {resolved.get('num_val', 0):,} validation / "
                     f"{resolved.get('num_test', '?'):,} test images{size}")
     return "no run has started yet"
@@ -231,12 +231,14 @@ def _arm_report(doc, study_dir, identity, log):
     done = [s for s in summaries if s.test_mean is not None]
     figures_dir = pathlib.Path(study_dir) / study_figures.FIGURES
     figures, field_facts = [], []
+    # Every model a figure shows is read back before the first figure is written.
+    loaded = _load_pictured(identity, done)
     if done:
         figures.append(study_figures.curves(done, figures_dir / "curves.png"))
         figures.append(study_figures.per_class(done, figures_dir / "per_class.png"))
         best = max(done, key=lambda s: s.test_mean)
         figures.append(study_figures.confusion(best, figures_dir / "confusion.png"))
-        figures += _requested_figures(study_dir, identity, done, figures_dir, field_facts, log)
+        figures += _requested_figures(study_dir, identity, done, loaded, figures_dir, field_facts, log)
     findings = study_findings.arm_findings(summaries, identity.get("baseline"))
     findings += study_findings.field_findings(field_facts)
     doc.heading("Findings", id="findings-heading")
@@ -250,7 +252,7 @@ def _arm_report(doc, study_dir, identity, log):
          ("folder", "folder")),
         [{"run": o.name, "seed": o.seed, "state": o.state + (f": {o.failure}" if o.failure else ""),
           "test": _pct(o.metrics["test_accuracy"]) if o.metrics else "-",
-          "epochs": o.metrics["epochs_run"] if o.metrics else len(o.history),
+          "epochs": o.metrics.get("epochs_run") if o.metrics else len(o.history),
           "folder": f"{study_folder.RUNS}/{o.name}"} for o in outcomes],
         "runs",
     )
@@ -266,19 +268,28 @@ def _arm_report(doc, study_dir, identity, log):
     return exact
 
 
-def _requested_figures(study_dir, identity, done, figures_dir, field_facts, log):
+PICTURES = ("filters", "feature_maps", "gradcam")
+
+
+def _load_pictured(identity, done):
+    """{arm: `Loaded` model} of the arms whose best model a requested figure draws ({} when none does)."""
+    if not done or not any(f in PICTURES for f in identity.get("figures") or []):
+        return {}
+    from kerascnn.analysis.visualize import load_for_analysis
+
+    return {s.name: load_for_analysis(s.runs[0].path) for s in done}
+
+
+def _requested_figures(study_dir, identity, done, loaded, figures_dir, field_facts, log):
     requested = identity.get("figures") or []
     figures = []
     if "receptive_field" in requested:
         figure, facts = study_figures.receptive_field(done, figures_dir / "receptive_field.png")
         figures.append(figure)
         field_facts.extend(facts)
-    pictures = [f for f in ("filters", "feature_maps", "gradcam") if f in requested]
+    pictures = [f for f in PICTURES if f in requested]
     if not pictures:
         return figures
-    from kerascnn.analysis.visualize import load_for_analysis
-
-    loaded = {s.name: load_for_analysis(s.runs[0].path) for s in done}
     images, labels, class_names = None, None, None
     if "feature_maps" in pictures or "gradcam" in pictures:
         images, labels, class_names = study_figures.test_samples(study_dir, done[0].runs[0].config)

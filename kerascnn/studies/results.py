@@ -13,13 +13,13 @@ confusion_matrix.csv. Per arm, over its finished seeds:
                       (`kerascnn.analysis.compare.run_macs`)
 """
 
-import csv
 import dataclasses
 import statistics
 
 import numpy as np
 
-from kerascnn.storage import rundir
+from kerascnn.errors import DataError
+from kerascnn.storage import readback, rundir
 from kerascnn.storage.history import read_history
 from kerascnn.studies import folder as study_folder
 
@@ -71,12 +71,10 @@ class ArmSummary:
         return len(self.runs)
 
 
-def _read_csv(path):
-    try:
-        with open(path, newline="") as f:
-            return list(csv.reader(f))
-    except FileNotFoundError:
-        return None
+def _read_csv(path, numeric):
+    """[header, *rows] of a run's table (None when the run has none: runs before it was written)."""
+    table = readback.read_csv(path, rundir.damaged(path.parent, path.name), numeric=numeric, missing_ok=True)
+    return None if table is None else [table[0], *table[1]]
 
 
 def read_run(study_dir, planned):
@@ -86,20 +84,31 @@ def read_run(study_dir, planned):
     state = study_folder.run_state(study_dir, name)
     outcome = RunOutcome(name, planned["arm"], planned["seed"], state, path,
                          failure=study_folder.failure(study_dir, name))
-    if not (path / rundir.CONFIG).exists():  # not started, or failed before its folder was made
-        return outcome
-    outcome.config = rundir.read_json(path / rundir.CONFIG)
-    outcome.history = read_history(path / rundir.HISTORY)
+    if not (path / rundir.CONFIG).exists() and state != study_folder.FINISHED:
+        return outcome  # not started, or failed before its folder was made
+    outcome.config = rundir.read_config(path)
+    # A finished run has its history; an interrupted one may have stopped before its first epoch ended.
+    outcome.history = read_history(path / rundir.HISTORY, missing_ok=not outcome.finished)
     if not outcome.finished:
         return outcome
-    outcome.metrics = rundir.read_json(path / rundir.METRICS)
+    outcome.metrics = rundir.read_metrics(path)
     outcome.class_names = tuple((outcome.config.get("resolved") or {}).get("class_names") or ())
-    rows = _read_csv(path / rundir.PER_CLASS_CSV)
+    rows = _read_csv(path / rundir.PER_CLASS_CSV, numeric=("images", "correct", "accuracy"))
     if rows:
+        if len(rows[0]) < 4:
+            raise DataError(f"{path / rundir.PER_CLASS_CSV} has {len(rows[0])} columns, not class, images, correct "
+                            f"and accuracy; {rundir.damaged(path, rundir.PER_CLASS_CSV)}")
         outcome.per_class = {r[0]: (float(r[3]) if r[3] else None) for r in rows[1:]}
-    rows = _read_csv(path / rundir.CONFUSION_CSV)
+    rows = _read_csv(path / rundir.CONFUSION_CSV, numeric="rest")
     if rows:
-        outcome.confusion = np.array([[int(v) for v in r[1:]] for r in rows[1:]], dtype=np.int64)
+        what = rundir.damaged(path, rundir.CONFUSION_CSV)
+        try:
+            outcome.confusion = np.array([[int(v) for v in r[1:]] for r in rows[1:]], dtype=np.int64)
+        except ValueError:
+            raise DataError(f"{path / rundir.CONFUSION_CSV} has a count that is not a whole number; {what}") from None
+        if outcome.confusion.shape != (len(rows[0]) - 1,) * 2:
+            raise DataError(f"{path / rundir.CONFUSION_CSV} is not a square table of counts "
+                            f"({len(rows) - 1} rows of {len(rows[0]) - 1} classes); {what}")
         outcome.class_names = outcome.class_names or tuple(rows[0][1:])
     return outcome
 

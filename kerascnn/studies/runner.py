@@ -42,6 +42,7 @@ def check_data(plan, out_dir):
 def run_study(plan, out_dir, arms=None, log=print, verbose=None):
     """Run (or continue) `plan` in `out_dir`, then write its report; returns the report's paths."""
     selected = plan.select(arms)
+    study_folder.check_folder(out_dir, plan)  # a damaged or foreign folder is refused before the data is read
     check_data(plan, out_dir)
     continuing = study_folder.prepare(out_dir, plan)
     study = plan.study
