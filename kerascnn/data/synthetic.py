@@ -77,19 +77,8 @@ class SyntheticSource(ArraySource):
             )
         height, width, _ = (int(d) for d in image_shape)
 
-        pattern_seq, train_seq, test_seq = np.random.SeedSequence(int(seed)).spawn(3)
-        grids = (
-            np.random.default_rng(pattern_seq)
-            .uniform(32, 224, size=(num_classes, _GRID, _GRID, 3))
-            .astype(np.float32)
-        )
-        patterns = _upsample(grids, height, width)
-
-        self._train_images, self._train_labels = self._draw(
-            np.random.default_rng(train_seq), patterns, num_train
-        )
-        self._test_images, self._test_labels = self._draw(
-            np.random.default_rng(test_seq), patterns, num_test
+        (self._train_images, self._train_labels, self._test_images, self._test_labels) = _drawn(
+            num_train, num_test, num_classes, height, width, int(seed)
         )
         self.info = SourceInfo(
             name="synthetic",
@@ -99,18 +88,52 @@ class SyntheticSource(ArraySource):
             image_shape=(height, width, 3),
         )
 
-    @staticmethod
-    def _draw(rng, patterns, n):
-        num_classes = patterns.shape[0]
-        labels = rng.permutation(np.arange(n) % num_classes).astype(np.int32)
-        images = np.empty((n,) + patterns.shape[1:], dtype=np.uint8)
-        # In chunks: the float32 intermediate of a large set would otherwise
-        # need several times the memory of the uint8 result.
-        for start in range(0, n, 1024):
-            lab = labels[start : start + 1024]
-            x = patterns[lab] + rng.normal(0, _NOISE_STD, size=(len(lab),) + patterns.shape[1:])
-            x += rng.uniform(
-                -_MAX_BRIGHTNESS_SHIFT, _MAX_BRIGHTNESS_SHIFT, size=(len(lab), 1, 1, 1)
-            )
-            images[start : start + 1024] = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-        return images, labels
+
+# The last few sets drawn, read-only: the arrays depend on the arguments alone, and a
+# process that opens the same set again (every run of a study, `evaluate` after `fit`,
+# the tests) would otherwise spend half a second drawing the default 6,000 images anew.
+_CACHE = {}
+_CACHE_SIZE = 4
+_CACHE_MAX_BYTES = 64 * 2**20  # a set larger than this is drawn each time
+
+
+def _drawn(num_train, num_test, num_classes, height, width, seed):
+    """(train images, train labels, test images, test labels), read-only, of these arguments."""
+    key = (num_train, num_test, num_classes, height, width, seed)
+    arrays = _CACHE.pop(key, None)
+    if arrays is None:
+        pattern_seq, train_seq, test_seq = np.random.SeedSequence(seed).spawn(3)
+        grids = (
+            np.random.default_rng(pattern_seq)
+            .uniform(32, 224, size=(num_classes, _GRID, _GRID, 3))
+            .astype(np.float32)
+        )
+        patterns = _upsample(grids, height, width)
+        arrays = (
+            *_draw(np.random.default_rng(train_seq), patterns, num_train),
+            *_draw(np.random.default_rng(test_seq), patterns, num_test),
+        )
+        for array in arrays:
+            array.flags.writeable = False
+        if sum(a.nbytes for a in arrays) > _CACHE_MAX_BYTES:
+            return arrays
+    _CACHE[key] = arrays  # most recently used last
+    while len(_CACHE) > _CACHE_SIZE:
+        del _CACHE[next(iter(_CACHE))]
+    return arrays
+
+
+def _draw(rng, patterns, n):
+    num_classes = patterns.shape[0]
+    labels = rng.permutation(np.arange(n) % num_classes).astype(np.int32)
+    images = np.empty((n,) + patterns.shape[1:], dtype=np.uint8)
+    # In chunks: the float32 intermediate of a large set would otherwise
+    # need several times the memory of the uint8 result.
+    for start in range(0, n, 1024):
+        lab = labels[start : start + 1024]
+        x = patterns[lab] + rng.normal(0, _NOISE_STD, size=(len(lab),) + patterns.shape[1:])
+        x += rng.uniform(
+            -_MAX_BRIGHTNESS_SHIFT, _MAX_BRIGHTNESS_SHIFT, size=(len(lab), 1, 1, 1)
+        )
+        images[start : start + 1024] = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return images, labels
