@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn.record import RunRecord
+from kerascnn import faults
+from kerascnn.storage.atomic import staging_folder
 
 MANIFEST = "kerascnn.json"
 LABELS = "labels.txt"
@@ -118,24 +120,25 @@ def export_model(model, preprocessing=None, class_names=None, model_name=None, e
         raise TypeError("export_model(keras_model, ...) needs preprocessing, class_names and model_name")
     def write(tmp):
         _write(tmp, model, preprocessing, class_names, model_name, run_config)
+        faults.point("export.write")
         verify_export(tmp, model, preprocessing)
 
     return publish_version(pathlib.Path(export_dir) / model_name, write)
 
 
 def publish_version(root, write):
-    """Run `write(folder)` on a temporary folder under `root`, then rename it to the next version; return it.
+    """Run `write(folder)` on a staging folder under `root`, then rename it to the next version; return it.
 
-    A failure (or Ctrl-C) removes the temporary folder, so `root` only ever
-    holds complete versions.
+    A failure (or Ctrl-C) removes the staging folder, so `root` only ever
+    holds complete versions; a process killed while writing leaves its
+    staging folder, which the next export under `root` removes
+    (`kerascnn.storage.atomic.staging_folder`).
     """
     root = pathlib.Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = staging_folder(root / "version")
     try:
         write(tmp)
+        faults.point("export.version")
         while True:
             final = root / str(next_version(root))
             try:
