@@ -330,8 +330,9 @@ def import_torchvision(name, pth_path, output):
     from kerascnn.weights.archive import save_weights_file
 
     pth_path = pathlib.Path(pth_path)
+    tensors = read_state_dict(pth_path)
     try:
-        model, metadata, mapped, ignored = build_from_state_dict(name, read_state_dict(pth_path))
+        model, metadata, mapped, ignored = build_from_state_dict(name, tensors)
     except ConfigError as e:  # a tensor missing, extra or of another shape: name the file
         message = str(e)
         raise ConfigError(message if str(pth_path) in message else f"{pth_path}: {message}") from None
