@@ -173,5 +173,5 @@ def test_ema_puts_the_weight_average_in_the_model_between_epochs_and_at_the_end(
         f.visititems(lambda name, node: saved.append(node[()]) if isinstance(node, h5py.Dataset) else None)
     for raw in watch.raw_after_last_step[1]:
         assert any(s.shape == raw.shape and np.array_equal(s, raw) for s in saved)
-    with pytest.raises(ConfigError, match="ema must be in"):
+    with pytest.raises(ConfigError, match="ema must be a number in"):
         tiny_config(tmp_path, ema=1.0)
