@@ -230,6 +230,13 @@ def test_a_nan_validation_loss_is_divergence_and_nothing_of_that_epoch_is_kept(t
     assert [int(r["epoch"]) for r in read_history(run / rundir.HISTORY)] == [0, 1]  # stopped after epoch 2
 
 
+def test_a_run_diverged_in_its_first_epoch_does_not_claim_a_checkpoint(tmp_path):
+    with pytest.raises(UserError, match=r"validation loss became nan at epoch 1; .* holds no checkpoint;") as error:
+        fit(tiny(tmp_path, epochs=1), log=lambda *_: None, verbose=0, extra_callbacks=[PoisonAfterLastBatch(0)])
+    assert "are kept" not in str(error.value)
+    assert not (tmp_path / "run" / rundir.BEST).exists()
+
+
 def test_a_model_that_tests_nan_is_divergence_not_a_result(tmp_path):
     # No validation set: the last epoch's model is tested, and it broke after its last batch.
     config = tiny(tmp_path, val_split=0.0, epochs=2)

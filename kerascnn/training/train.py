@@ -51,11 +51,11 @@ def train(config, run_dir, data, built, run_callbacks, verbose=None):
         epoch, batch, value, key = run_callbacks.stopper.where
         what = "the loss" if key == "loss" else f"the {_figure(key)}"
         at = f"epoch {epoch}" if batch is None else f"epoch {epoch}, batch {batch}"
-        raise Diverged(
-            f"{what} became {value} at {at}; training stopped. "
-            f"{run_dir / rundir.BEST} (the best epoch so far) and the backup of the last good epoch are kept; "
-            f"{ADVICE}"
-        )
+        if (run_dir / rundir.BEST).exists():
+            kept = f"{run_dir / rundir.BEST} (the best epoch so far) and the backup of the last good epoch are kept"
+        else:  # diverged in its first epoch: nothing good to keep
+            kept = f"no epoch of {run_dir} ended well, so it holds no checkpoint"
+        raise Diverged(f"{what} became {value} at {at}; training stopped. {kept}; {ADVICE}")
 
 
 def _figure(key):
