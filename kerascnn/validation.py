@@ -34,7 +34,36 @@ def _fmt(x):
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-class Number:
+class Kind:
+    """A kind of value: `accepts(value)` says whether a value is one, `kind(name, value)` checks it.
+
+    Subclasses define `accepts` and, when the checked value is returned in another form
+    (a shape as a tuple), `convert`.
+    """
+
+    expected = "a value"
+
+    def accepts(self, value):
+        raise NotImplementedError
+
+    def convert(self, value):
+        return value
+
+    def received(self, value):
+        """The value as the message shows it after "Received: NAME="."""
+        return value
+
+    def __call__(self, name, value):
+        """`value` (converted), or ConfigError "NAME must be EXPECTED. Received: NAME=VALUE"."""
+        if not self.accepts(value):
+            raise ConfigError(f"{name} must be {self.expected}. Received: {name}={self.received(value)}")
+        return self.convert(value)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.expected!r})"
+
+
+class Number(Kind):
     """Numbers of one kind: integers or reals, finite, optionally bounded.
 
     Args:
@@ -67,15 +96,6 @@ class Number:
             return False
         return True
 
-    def __call__(self, name, value):
-        """`value`, or ConfigError "NAME must be EXPECTED. Received: NAME=VALUE"."""
-        if not self.accepts(value):
-            raise ConfigError(f"{name} must be {self.expected}. Received: {name}={value}")
-        return value
-
-    def __repr__(self):
-        return f"Number({self.expected!r})"
-
 
 positive_int = Number("a positive integer", integer=True, low=1)
 non_negative_int = Number("an integer >= 0", integer=True, low=0)
@@ -104,7 +124,7 @@ def in_range(name, value, low, high, low_open=False, high_open=False):
     return interval(low, high, low_open, high_open)(name, value)
 
 
-class Shape:
+class Shape(Kind):
     """`length` positive integers (a tuple or list), returned as a tuple.
 
     Args:
@@ -123,9 +143,7 @@ class Shape:
             and all(positive_int.accepts(v) for v in value)
         )
 
-    def __call__(self, name, value):
-        if not self.accepts(value):
-            raise ConfigError(f"{name} must be {self.expected}. Received: {name}={value}")
+    def convert(self, value):
         return tuple(value)
 
     def __repr__(self):
@@ -137,7 +155,7 @@ def shape(name, value, length):
     return Shape(length)(name, value)
 
 
-class Either:
+class Either(Kind):
     """A value one of `kinds` accepts (tried in order), or one of the strings `words`.
 
     Args:
@@ -156,16 +174,8 @@ class Either:
             return value in self.words
         return any(k.accepts(value) for k in self.kinds)
 
-    def __call__(self, name, value):
-        if not self.accepts(value):
-            raise ConfigError(f"{name} must be {self.expected}. Received: {name}={value}")
-        return value
 
-    def __repr__(self):
-        return f"Either({self.expected!r})"
-
-
-class Choice:
+class Choice(Kind):
     """One of `values`, compared with their type (True is not 1).
 
     Args:
@@ -185,16 +195,8 @@ class Choice:
     def accepts(self, value):
         return any(type(value) is type(v) and value == v for v in self.words.values())
 
-    def __call__(self, name, value):
-        if not self.accepts(value):
-            raise ConfigError(f"{name} must be {self.expected}. Received: {name}={value}")
-        return value
 
-    def __repr__(self):
-        return f"Choice({self.expected!r})"
-
-
-class Text:
+class Text(Kind):
     """A non-empty string without spaces at its ends, such as a name."""
 
     def __init__(self, expected="a name"):
@@ -203,16 +205,11 @@ class Text:
     def accepts(self, value):
         return isinstance(value, str) and value != "" and value == value.strip()
 
-    def __call__(self, name, value):
-        if not self.accepts(value):
-            raise ConfigError(f"{name} must be {self.expected}. Received: {name}={value!r}")
-        return value
-
-    def __repr__(self):
-        return f"Text({self.expected!r})"
+    def received(self, value):
+        return repr(value)
 
 
-class Sequence:
+class Sequence(Kind):
     """A list (or tuple) of at least `min_length` values of the kind `item`, returned as a list.
 
     Args:
@@ -233,9 +230,7 @@ class Sequence:
             and all(self.item.accepts(v) for v in value)
         )
 
-    def __call__(self, name, value):
-        if not self.accepts(value):
-            raise ConfigError(f"{name} must be {self.expected}. Received: {name}={value}")
+    def convert(self, value):
         return list(value)
 
     def __repr__(self):

@@ -100,6 +100,17 @@ def refuse(argv, cwd, watch=()):
     return stderr
 
 
+def leftovers(*folders):
+    """Temporary files and staging folders a writer leaves while it works (`kerascnn.storage.atomic`)."""
+    found = []
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in dirnames + filenames:
+                if ".partial-" in name or ".tmp-" in name or name.endswith(".tmp"):
+                    found.append(os.path.join(dirpath, name))
+    return found
+
+
 class Tally:
     """Cases tried per command, printed at the end of a battery (`pytest -s` shows it)."""
 

@@ -24,17 +24,13 @@ import uuid
 import keras
 import pytest
 
-from battery import run_in_process
+from battery import leftovers, run_in_process
 from kerascnn import faults
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["vgg8", "--dataset", "synthetic", "--limit-train", "64", "--batch-size", "32", "--width-multiplier", "0.125"]
-
-
-def leftovers(folder):
-    return [str(p) for p in pathlib.Path(folder).rglob("*") if ".partial-" in p.name or ".tmp-" in p.name]
 
 
 def cli(argv, cwd, fault=None, monkeypatch=None):

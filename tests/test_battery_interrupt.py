@@ -25,7 +25,6 @@ the suite walks the whole list over time); KERASCNN_BATTERY=full tries every
 point, KERASCNN_BATTERY_SEED=S repeats a day's sample.
 """
 
-import csv
 import datetime
 import json
 import math
@@ -39,10 +38,11 @@ import sys
 import keras
 import pytest
 
+from battery import leftovers
 from kerascnn import faults
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
-from tuning import searchdir
+from test_tuning_search import extras, read_trials
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KILLED = -signal.SIGKILL
@@ -84,17 +84,6 @@ def run(args, cwd, fault=None, timeout=300):
         env[faults.ENV] = fault
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def leftovers(*folders):
-    """Temporary files and staging folders a writer leaves while it works."""
-    found = []
-    for folder in folders:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            for name in dirnames + filenames:
-                if ".partial-" in name or ".tmp-" in name or name.endswith(".tmp"):
-                    found.append(os.path.join(dirpath, name))
-    return found
 
 
 def complete_versions(model_root):
@@ -161,22 +150,13 @@ TUNE = ["tune", "vgg8", "--dataset", "synthetic", "--limit-train", "64", "--epoc
         "0.125", "--max-trials", "3", "--results-dir", "search"]
 
 
-def read_trials(folder):
-    with open(pathlib.Path(folder) / searchdir.TRIALS_CSV, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def trial_record(folder, trial_id):
-    return json.loads((pathlib.Path(folder) / "search" / f"trial_{trial_id}" / searchdir.EXTRAS).read_text())
-
-
 def test_a_search_killed_inside_a_trial_resumes_without_losing_or_repeating_one(tmp_path):
     # Two batches per trial (58 training images, batch 32): the third batch is the second trial's first.
     killed = run(TUNE, tmp_path, fault="kill@train.batch:3")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
     done = [r for r in read_trials(tmp_path / "search") if r["status"] == "COMPLETED"]
     assert len(done) == 1
-    first = trial_record(tmp_path / "search", done[0]["trial_id"])
+    first = extras(tmp_path / "search", done[0]["trial_id"])
 
     resumed = run(TUNE, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -185,7 +165,7 @@ def test_a_search_killed_inside_a_trial_resumes_without_losing_or_repeating_one(
     assert len(table) == 3 and {r["status"] for r in table} == {"COMPLETED"}
     assert len({r["trial_id"] for r in table}) == 3
     assert len({(r["val_split"], r["regularization"]) for r in table}) == 3  # three grid points, none twice
-    assert trial_record(tmp_path / "search", done[0]["trial_id"]) == first  # the finished trial was not redone
+    assert extras(tmp_path / "search", done[0]["trial_id"]) == first  # the finished trial was not redone
     assert leftovers(tmp_path / "search") == []
     print("tune kill points: tried 1, killed and survived 1: train.batch:3 (inside trial 2)", file=sys.__stdout__)
 
