@@ -37,6 +37,8 @@ VARIANTS = {
     "no_logit_scale": ("logits not scaled (logit_scale 1)", ["logit_scale=1.0"]),
     "no_label_smoothing": ("label smoothing 0", ["label_smoothing=0.0"]),
     "no_cutout": ("no cutout", ["cutout=0"]),
+    "no_augmentation": ("no crops or flips (nor cutout)", ["augment=none", "cutout=0"]),
+    "with_cutout": ("(added) cutout 8x8", ["cutout=8"]),
     "no_nesterov": ("classical momentum, not Nesterov", ["nesterov=False"]),
     "no_onecycle": ("cosine decay from the peak, no warm-up, instead of one-cycle", ["schedule=cosine", "warmup_epochs=0"]),
     "no_batch_norm": ("no batch normalisation", ["batch_norm=False"]),
