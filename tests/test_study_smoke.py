@@ -89,6 +89,8 @@ def expected_figures(identity):
         wanted.add("receptive-field")
     if "gradcam" in requested:
         wanted.add("gradcam")
+    if "memory" in requested:
+        wanted.add("memory")
     for arm in finished:
         if "filters" in requested:
             wanted.add(f"filters-{arm}")
@@ -136,6 +138,37 @@ def check_arm_results(out, identity, results, findings):
     assert findings[0].startswith(f"{winner} won with {100 * accuracies[winner]:.1f}%")
     runs = {row[0]: row for row in Report((out / "report.html").read_text()).tables["runs"][1:]}
     assert all(row[2] == "finished" for row in runs.values())
+    if "memory" in identity["figures"]:
+        check_memory_table(out, planned)
+
+
+def check_memory_table(out, planned):
+    """One row per arm; each GB column is floor((G - fixed) / per image) of the shown MiB, and a power of two below it.
+
+    The shown MiB are rounded (per image to 0.001, fixed to 1), so the batch must lie
+    between the bounds those roundings allow; the estimate itself is tested by hand in
+    tests/test_analysis_memory.py.
+    """
+    table = Report((out / "report.html").read_text()).tables["memory"]
+    header, rows = table[0], table[1:]
+    gpus = [h for h in header if h.endswith(" GB")]
+    assert header[:6] == ["arm", "parameters", "optimizer (slots s)", "activations", "MiB per image (2A)",
+                          "fixed MiB"] and gpus == ["8 GB", "16 GB", "24 GB", "40 GB", "80 GB"]
+    assert [r[0] for r in rows] == [a["label"] for a in planned]
+    for arm, row in zip(planned, rows):
+        metrics = json.loads((out / "runs" / f"{arm['name']}-seed0" / "metrics.json").read_text())
+        assert row[1] == f"{metrics['params']:,}" and row[2] == "SGD + momentum (1)" and row[3] == "float32"
+        per, fixed = float(row[4]), float(row[5].replace(",", ""))
+        assert per > 0 and fixed >= 1024  # the 1 GiB reserve
+        batches = []
+        for gpu, cell in zip(gpus, row[6:]):
+            batch, power = (int(v.replace(",", "")) for v in re.fullmatch(r"([\d,]+) \(([\d,]+)\)", cell).groups())
+            assert power & (power - 1) == 0 and power <= batch < 2 * power, cell
+            total = 1024 * int(gpu.split()[0])
+            assert (total - fixed - 0.5) / (per + 0.0005) - 1 <= batch <= (total - fixed + 0.5) / (per - 0.0005)
+            batches.append(batch)
+        assert batches == sorted(batches)
+    assert "Estimated from the networks' sizes, not measured" in (out / "report.md").read_text()
 
 
 # Every shipped study, in the default suite (the issue's bar). Every fit costs seconds of

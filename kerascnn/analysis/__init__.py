@@ -2,6 +2,7 @@
 
     profile          per-layer output shape, activation memory, parameters, MACs (`summary`)
     macs             total multiply-accumulates of a forward pass
+    memory           ESTIMATED training memory and the largest batch per GPU size
     receptive_field  receptive field size, jump and start along the graph (`receptive-field`)
     visualize        first-layer filters and per-block feature maps (`visualize`)
     confusion        confusion matrix and per-class accuracy of a run (written by `fit`)
@@ -19,6 +20,7 @@ _PUBLIC = {
     "profile_model": "kerascnn.analysis.profile",
     "format_profile": "kerascnn.analysis.profile",
     "forward_macs": "kerascnn.analysis.macs",
+    "estimate_training_memory": "kerascnn.analysis.memory",
     "receptive_fields": "kerascnn.analysis.receptive_field",
     "plot_fields": "kerascnn.analysis.receptive_field",
     "visualize": "kerascnn.analysis.visualize:visualize",

@@ -39,23 +39,31 @@ HEADERS = (
 )
 
 
-def run_macs(config):
-    """MACs per image of the run's model, rebuilt from its config (None if it cannot be rebuilt)."""
-    import keras
-
-    from kerascnn.analysis.profile import profile_model
-    from kerascnn.models.auxiliary import inference_model
+def rebuild_model(config):
+    """The run's training model, untrained, rebuilt from its config.json (None if it cannot be rebuilt)."""
     from kerascnn.models import create_model
 
     record = RunRecord.from_dict(config.get("resolved"))
     try:
-        model = create_model(
+        return create_model(
             config["model"],
             num_classes=record.num_classes,
             input_shape=record.image_shape,
             **config.get("model_options", {}),
         )
     except (UserError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_macs(config):
+    """MACs per image of the run's model, rebuilt from its config (None if it cannot be rebuilt)."""
+    import keras
+
+    from kerascnn.analysis.profile import profile_model
+    from kerascnn.models.auxiliary import inference_model
+
+    model = rebuild_model(config)
+    if model is None:
         return None
     macs = profile_model(inference_model(model)).macs
     keras.backend.clear_session()

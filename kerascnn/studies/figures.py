@@ -13,6 +13,8 @@ figures/samples.npz so the report can be rebuilt without the data):
     feature_maps     per-block feature maps of one test image, each arm's first seed
     gradcam          Grad-CAM maps (Selvaraju et al. 2017, `kerascnn.analysis.gradcam`)
                      of every arm for the same test images
+    memory           ESTIMATED training memory against batch size (`kerascnn.analysis.memory`),
+                     with the accelerator sizes of the report's memory table
 """
 
 import dataclasses
@@ -247,6 +249,38 @@ def gradcam(summaries, loaded, images, labels, class_names, path):
                   labels=labels)
     return Figure("gradcam", path, f"Grad-CAM (Selvaraju et al. 2017) of each arm for the same {len(images)} test "
                   "images: where the last convolutional map raises the predicted class's score (red: most).")
+
+
+def memory(estimates, path):
+    """M(b) of each arm (`kerascnn.studies.memory.arm_estimates`) on log-2 axes, a dashed line per card size."""
+    from kerascnn.analysis.memory import GIB, GPU_GIB
+
+    plt = _pyplot()
+    largest = max([e.max_batch(max(GPU_GIB) * GIB) for _, e in estimates] + [1024])
+    batches = [2 ** k for k in range(0, largest.bit_length() + 1)]
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for s, e in estimates:
+        ax.plot(batches, [e.bytes(b) / GIB for b in batches], "-", marker="o", markersize=3, label=s.label)
+    for g in GPU_GIB:
+        ax.axhline(g, color="0.5", linestyle="--", linewidth=0.8)
+        ax.annotate(f"{g} GB", (batches[0], g), xytext=(2, 2), textcoords="offset points", fontsize=7, color="0.3")
+    trained = sorted({(s.runs[0].config.get("resolved") or {}).get("batch_size") for s, _ in estimates} - {None})
+    for b in trained:  # where the study's own runs sit on the curves
+        ax.axvline(b, color="0.3", linestyle=":", linewidth=0.8)
+        ax.annotate(f"batch {b} (the runs')", (b, 1), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                    textcoords="offset points", fontsize=7, color="0.3")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("batch size (log 2)")
+    ax.set_ylabel("estimated training memory (GiB, log 2)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return Figure("memory", path, "Estimated (not measured) training memory against batch size of each arm, "
+                  "M(b) = 4 B x (P + T x (1 + s)) + 1 GiB + b x 2 x A as in the memory table, with the 8 to 80 GB "
+                  "cards as dashed lines.")
 
 
 # --- test images ------------------------------------------------------------------

@@ -16,7 +16,9 @@ The format (every table optional unless marked):
     question = "..."             one line: what the study asks
     references = ["..."]         papers the arms come from
     seeds = [0, 1]               default seeds of every arm (default [0])
-    figures = ["receptive_field", "filters", "feature_maps", "gradcam"]
+    figures = ["receptive_field", "filters", "feature_maps", "gradcam", "memory"]
+                                 (memory: a table and a figure of each arm's
+                                 ESTIMATED GPU training memory and batch limits)
     baseline = "ARM"             the arm the others are compared with
     kind = "arms"                "arms" (default) or "search"
 
@@ -61,7 +63,7 @@ from kerascnn.config import DataConfig, OptimConfig, RunConfig
 from kerascnn.errors import ConfigError, UserError
 
 KINDS = ("arms", "search")
-FIGURES = ("receptive_field", "filters", "feature_maps", "gradcam")
+FIGURES = ("receptive_field", "filters", "feature_maps", "gradcam", "memory")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ARM_REFERENCE = "arm:"

@@ -231,6 +231,7 @@ def _arm_report(doc, study_dir, identity, log):
     done = [s for s in summaries if s.test_mean is not None]
     figures_dir = pathlib.Path(study_dir) / study_figures.FIGURES
     figures, field_facts = [], []
+    memory = _memory_estimates(identity, done)
     # Every model a figure shows is read back before the first figure is written.
     loaded = _load_pictured(identity, done)
     if done:
@@ -239,6 +240,8 @@ def _arm_report(doc, study_dir, identity, log):
         best = max(done, key=lambda s: s.test_mean)
         figures.append(study_figures.confusion(best, figures_dir / "confusion.png"))
         figures += _requested_figures(study_dir, identity, done, loaded, figures_dir, field_facts, log)
+    if memory:
+        figures.append(study_figures.memory(memory, figures_dir / "memory.png"))
     findings = study_findings.arm_findings(summaries, identity.get("baseline"))
     findings += study_findings.field_findings(field_facts)
     doc.heading("Findings", id="findings-heading")
@@ -260,6 +263,10 @@ def _arm_report(doc, study_dir, identity, log):
     if not_run:
         doc.heading("Arms not run", 3, id="not-run")
         doc.items(not_run)
+    if "memory" in (identity.get("figures") or []) and done:
+        from kerascnn.studies.memory import section
+
+        section(doc, done, memory)
     doc.heading("Figures", id="figures")
     for figure in figures:
         doc.figure(figure)
@@ -269,6 +276,15 @@ def _arm_report(doc, study_dir, identity, log):
 
 
 PICTURES = ("filters", "feature_maps", "gradcam")
+
+
+def _memory_estimates(identity, done):
+    """[(ArmSummary, MemoryEstimate)] when the study asks for the `memory` section, else []."""
+    if not done or "memory" not in (identity.get("figures") or []):
+        return []
+    from kerascnn.studies.memory import arm_estimates
+
+    return arm_estimates(done)
 
 
 def _load_pictured(identity, done):
