@@ -82,12 +82,17 @@ def _on_off(text):
     return text == "on"
 
 
-def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_size, steps, seed=0):
-    """(train_run, infer_run, forward MACs per image, trainable parameters) of kerascnn `name` as `fit` builds it."""
+def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_size, steps, seed=0, optim=None,
+                    model_options=None):
+    """(train_run, infer_run, forward MACs per image, trainable parameters) of kerascnn `name` as `fit` builds it.
+
+    `optim` (an `OptimConfig`, default fit's: SGD) and `model_options` (default `MODEL_OPTIONS`) as `fit` takes them.
+    """
     keras.utils.set_random_seed(seed)
+    options = MODEL_OPTIONS.get(name, {}) if model_options is None else model_options
     with precision_policy(precision):  # the runtime phase's policy switch, the caller's restored
         network, model, inference = build_models(
-            name, NUM_CLASSES, (image_size, image_size, 3), MODEL_OPTIONS.get(name, {}), OptimConfig(),
+            name, NUM_CLASSES, (image_size, image_size, 3), options, optim or OptimConfig(),
             steps_per_epoch=100, epochs=30, jit=jit,
         )
     if inference is not model:

@@ -4,13 +4,13 @@
     python benchmarks/torch_reference.py --time alexnet_cifar vgg16_bn resnet18   # PyTorch alone
 
 Layer for layer the same networks as kerascnn builds at 32x32 with 10
-classes, so `benchmarks/throughput.py --torch` compares the frameworks, not
-the architectures:
+classes, so `benchmarks/throughput.py --torch` and `benchmarks/vs_torch.py`
+compare the frameworks, not the architectures:
 
 - `alexnet_cifar` (kerascnn `alexnet_cifar(batch_norm=True)`): 3x3 convs
   64-128-256-256-256 with bias, each followed by batch norm and ReLU, 2x2/2
   max pooling after conv1, conv2 and conv5 (a 4x4x256 map), then FC-4096,
-  BN, ReLU, dropout 0.5 twice, and the 10-way logits.
+  BN, ReLU, dropout 0.5 twice (none with `dropout=0`), and the 10-way logits.
 - `vgg16_bn` (kerascnn `vgg16_bn` at 32x32, its compact head): configuration
   D, 13 3x3 convs with bias, batch norm and ReLU, 2x2/2 pooling after each
   of the five stages (a 1x1x512 map), then FC-512, ReLU, dropout 0.5 twice
@@ -20,25 +20,56 @@ the architectures:
   kuangliu/pytorch-cifar), four stages of two basic blocks (64, 128, 256,
   512), projection shortcuts (1x1 conv + BN) where the shape changes, global
   average pooling and the logits.
+- `googlenet_cifar` (kerascnn `googlenet_cifar`, batch-normalised): a 3x3/1
+  conv-192 stem, inception 3a..5b with Table 1's widths and real 5x5
+  branches, every convolution without bias and followed by BN and ReLU,
+  3x3/2 ceil-mode max pooling after 3b and 4e (kerascnn's "same" pooling at
+  even sizes: 32 -> 16 -> 8), global average pooling, dropout 0.4, logits.
 
 Batch norm uses kerascnn's constants (PyTorch's defaults: momentum 0.1 in
-PyTorch's convention, eps 1e-5). Training is the usual loop: SGD with
-momentum 0.9 and weight decay 5e-4 (kerascnn's defaults) on the conv and
-linear weights only (kerascnn decays kernels, not biases or batch norm),
-cross-entropy on logits, eager mode, NCHW, `torch.set_num_threads(os.cpu_count())`.
-Nothing here is tuned either way: it is what a PyTorch user would write.
+PyTorch's convention, eps 1e-5). Training is the usual loop, cross-entropy on
+logits, `torch.set_num_threads(os.cpu_count())`, with kerascnn's optimizers
+at Keras' constants (`make_optimizer`): SGD with momentum 0.9, Adam (betas
+0.9/0.999, eps 1e-7), RMSprop (rho 0.9, eps 1e-7, no momentum), and
+kerascnn's coupled weight decay (5e-4 unless given) on the conv and linear
+weights only (kerascnn decays kernels, not biases or batch norm).
+
+Modes (`MODES`; any "+"-joined set of the features): `float32` is eager NCHW
+float32, what a PyTorch user writes first; `channels_last` converts the model
+and the inputs to `torch.channels_last` (NHWC in memory, oneDNN's preferred
+layout); `bf16` runs forward and loss under `torch.autocast("cpu",
+dtype=torch.bfloat16)` (the backward follows the forward's dtypes);
+`compile` wraps the model in `torch.compile` (Inductor, which needs a C++
+compiler). A mode that fails on this machine is reported as "unavailable:
+<reason>" by `Worker`, not raised. "PyTorch at its best" is the fastest mode
+measured in the same run.
 """
 
+import collections
+import contextlib
+import json
 import os
 
 import torch
 from torch import nn
 
 NUM_CLASSES = 10
+FEATURES = ("channels_last", "bf16", "compile")
+FLOAT32 = "float32"
+MODES = (
+    FLOAT32, "channels_last", "bf16", "channels_last+bf16", "compile", "compile+channels_last+bf16",
+)
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+# kerascnn.config.DEFAULT_LR (without importing kerascnn, which imports TensorFlow).
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "rmsprop": 1e-3}
 
 
-def conv_bn_relu(c_in, c_out, bias=True):
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+def conv_bn_relu(c_in, c_out, bias=True, kernel=3):
+    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def _dropout(rate):
+    return [nn.Dropout(rate)] if rate > 0 else []
 
 
 class AlexNetCifar(nn.Module):
@@ -53,8 +84,8 @@ class AlexNetCifar(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(256 * 4 * 4, 4096), nn.BatchNorm1d(4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.BatchNorm1d(4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(256 * 4 * 4, 4096), nn.BatchNorm1d(4096), nn.ReLU(inplace=True), *_dropout(dropout),
+            nn.Linear(4096, 4096), nn.BatchNorm1d(4096), nn.ReLU(inplace=True), *_dropout(dropout),
             nn.Linear(4096, num_classes),
         )
 
@@ -76,8 +107,8 @@ class VGG16BN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(512, units), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(units, units), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(512, units), nn.ReLU(inplace=True), *_dropout(dropout),
+            nn.Linear(units, units), nn.ReLU(inplace=True), *_dropout(dropout),
             nn.Linear(units, num_classes),
         )
 
@@ -120,15 +151,74 @@ class ResNet18Cifar(nn.Module):
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
 
-MODELS = {"alexnet_cifar": AlexNetCifar, "vgg16_bn": VGG16BN, "resnet18": ResNet18Cifar}
+# GoogLeNet's Table 1 (kerascnn.models.googlenet.INCEPTION_BLOCKS, copied so the child process
+# never imports Keras): name, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj.
+Inception = collections.namedtuple("Inception", "name n1x1 n3x3_reduce n3x3 n5x5_reduce n5x5 pool_proj")
+INCEPTION_BLOCKS = (
+    Inception("3a", 64, 96, 128, 16, 32, 32),
+    Inception("3b", 128, 128, 192, 32, 96, 64),
+    Inception("4a", 192, 96, 208, 16, 48, 64),
+    Inception("4b", 160, 112, 224, 24, 64, 64),
+    Inception("4c", 128, 128, 256, 24, 64, 64),
+    Inception("4d", 112, 144, 288, 32, 64, 64),
+    Inception("4e", 256, 160, 320, 32, 128, 128),
+    Inception("5a", 256, 160, 320, 32, 128, 128),
+    Inception("5b", 384, 192, 384, 48, 128, 128),
+)
+GOOGLENET_POOL_AFTER = ("3b", "4e")
+# The branches in the order of their modules below (and of kerascnn's layer names).
+INCEPTION_BRANCHES = ("1x1", "3x3_reduce", "3x3", "5x5_reduce", "5x5", "pool_proj")
+
+
+def basic_conv(c_in, c_out, kernel):
+    """Convolution without bias, batch norm, ReLU ("same" padding at stride 1)."""
+    return nn.Sequential(*conv_bn_relu(c_in, c_out, bias=False, kernel=kernel))
+
+
+class InceptionModule(nn.Module):
+    def __init__(self, c_in, spec):
+        super().__init__()
+        self.branch1 = basic_conv(c_in, spec.n1x1, 1)
+        self.branch2 = nn.Sequential(basic_conv(c_in, spec.n3x3_reduce, 1), basic_conv(spec.n3x3_reduce, spec.n3x3, 3))
+        self.branch3 = nn.Sequential(basic_conv(c_in, spec.n5x5_reduce, 1), basic_conv(spec.n5x5_reduce, spec.n5x5, 5))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), basic_conv(c_in, spec.pool_proj, 1))
+        self.out_channels = spec.n1x1 + spec.n3x3 + spec.n5x5 + spec.pool_proj
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class GoogLeNetCifar(nn.Module):
+    def __init__(self, num_classes=NUM_CLASSES, dropout=0.4):
+        super().__init__()
+        layers, c_in = [basic_conv(3, 192, 3)], 192
+        for spec in INCEPTION_BLOCKS:
+            module = InceptionModule(c_in, spec)
+            layers.append(module)
+            c_in = module.out_channels
+            if spec.name in GOOGLENET_POOL_AFTER:
+                layers.append(nn.MaxPool2d(3, 2, ceil_mode=True))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
+
+
+MODELS = {
+    "alexnet_cifar": AlexNetCifar, "vgg16_bn": VGG16BN, "resnet18": ResNet18Cifar, "googlenet_cifar": GoogLeNetCifar,
+}
 # The kerascnn options these modules reproduce (the rest are each model's defaults at 32x32).
-KERASCNN_OPTIONS = {"alexnet_cifar": {"batch_norm": True}, "vgg16_bn": {}, "resnet18": {}}
+KERASCNN_OPTIONS = {"alexnet_cifar": {"batch_norm": True}, "vgg16_bn": {}, "resnet18": {}, "googlenet_cifar": {}}
 
 
-def create(name, num_classes=NUM_CLASSES):
+def create(name, num_classes=NUM_CLASSES, **options):
+    """The reference `name`; `options` (only `dropout` today) as kerascnn's builder takes them."""
     if name not in MODELS:
         raise KeyError(f"no PyTorch reference for {name!r}; available: {', '.join(MODELS)}")
-    return MODELS[name](num_classes)
+    return MODELS[name](num_classes, **options)
 
 
 def param_count(module):
@@ -136,49 +226,159 @@ def param_count(module):
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def sgd(module, lr=0.01, momentum=0.9, weight_decay=5e-4):
-    """SGD with momentum; weight decay on conv and linear weights only, as kerascnn."""
+def parse_mode(mode):
+    """The set of FEATURES of a mode name ("float32", or features joined by "+")."""
+    features = frozenset() if mode == FLOAT32 else frozenset(mode.split("+"))
+    unknown = sorted(features - set(FEATURES))
+    if unknown or not features and mode != FLOAT32:
+        raise ValueError(f"mode must be {FLOAT32!r} or a '+'-joined set of {', '.join(FEATURES)}. Received: mode={mode!r}")
+    return features
+
+
+def autocast(features):
+    """bfloat16 autocast on the CPU for a `bf16` mode, else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in features else contextlib.nullcontext()
+
+
+def prepare(model, features):
+    """(module to call, memory format of its inputs) for a mode: channels_last and/or torch.compile applied."""
+    memory_format = torch.channels_last if "channels_last" in features else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    return (torch.compile(model) if "compile" in features else model), memory_format
+
+
+def make_optimizer(module, name="sgd", lr=None, weight_decay=5e-4, momentum=0.9):
+    """kerascnn's optimizer `name` at Keras' constants; coupled decay on conv and linear weights only.
+
+    kerascnn adds `weight_decay * w` to the gradient of every kernel (an L2
+    penalty, kerascnn.training.optim), which is PyTorch's `weight_decay` of
+    SGD, Adam and RMSprop, given here to the conv and linear weights alone.
+    """
     decay = [p for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) for p in [m.weight]]
     ids = {id(p) for p in decay}
     rest = [p for p in module.parameters() if id(p) not in ids]
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
-        lr=lr, momentum=momentum,
-    )
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    lr = DEFAULT_LR[name] if lr is None else lr
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adam":  # keras.optimizers.Adam: beta_1 0.9, beta_2 0.999, epsilon 1e-7
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-7)
+    if name == "rmsprop":  # keras.optimizers.RMSprop: rho 0.9, epsilon 1e-7, momentum 0, not centred
+        return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-7)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}. Received: optimizer={name!r}")
+
+
+def sgd(module, lr=0.01, momentum=0.9, weight_decay=5e-4):
+    """SGD with momentum; weight decay on conv and linear weights only, as kerascnn."""
+    return make_optimizer(module, "sgd", lr, weight_decay, momentum)
+
+
+def one_line(error):
+    """`Type: first line of the message`, at most 200 characters: why a mode is unavailable."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:200]
 
 
 class Trainer:
-    """The training and inference steps of the reference, on fixed synthetic batches."""
+    """The training and inference steps of the reference, on fixed synthetic batches, in one mode."""
 
-    def __init__(self, name, batch_size, infer_batch_size, image_size=32, seed=0):
-        torch.set_num_threads(os.cpu_count())
+    def __init__(self, name, batch_size, infer_batch_size, image_size=32, seed=0, optimizer="sgd", mode=FLOAT32,
+                 lr=None, weight_decay=5e-4, model_options=None, threads=None):
+        torch.set_num_threads(threads or os.cpu_count())
         torch.manual_seed(seed)
-        self.model = create(name)
-        self.optimizer = sgd(self.model)
+        self.features = parse_mode(mode)
+        self.model = create(name, **(model_options or {}))
+        self.net, memory_format = prepare(self.model, self.features)
+        self.optimizer = make_optimizer(self.model, optimizer, lr, weight_decay)
         self.loss = nn.CrossEntropyLoss()
         g = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(batch_size, 3, image_size, image_size, generator=g)
+        self.x = torch.randn(batch_size, 3, image_size, image_size, generator=g).contiguous(memory_format=memory_format)
         self.y = torch.randint(0, NUM_CLASSES, (batch_size,), generator=g)
-        self.x_infer = torch.randn(infer_batch_size, 3, image_size, image_size, generator=g)
+        self.x_infer = torch.randn(infer_batch_size, 3, image_size, image_size, generator=g).contiguous(
+            memory_format=memory_format
+        )
 
     def train_steps(self, steps):
         self.model.train()
         for _ in range(steps):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(self.model(self.x), self.y)
+            with autocast(self.features):
+                loss = self.loss(self.net(self.x), self.y)
             loss.backward()
             self.optimizer.step()
         return loss.item()  # waits for the step, as the Keras side does
 
     def infer(self, batches):
         self.model.eval()
-        with torch.no_grad():
+        with torch.inference_mode(), autocast(self.features):
             for _ in range(batches):
-                out = self.model(self.x_infer)
-        return out.numpy()
+                out = self.net(self.x_infer)
+        return out.float().numpy()
+
+    def warm_up(self, calls=None):
+        """None, or "unavailable: <reason>" when the mode fails here (torch.compile without a compiler...).
+
+        `calls` of each step: by default 2 with torch.compile (which may compile again on the second), else 1.
+        """
+        calls = calls or (2 if "compile" in self.features else 1)
+        try:
+            for _ in range(calls):
+                if len(self.x):
+                    self.train_steps(1)
+                if len(self.x_infer):
+                    self.infer(1)
+        except Exception as e:  # Inductor, oneDNN and autocast raise many types
+            return f"unavailable: {one_line(e)}"
+        return None
 
 
-class Worker:
+class Child:
+    """A Python process running `script --child OPTIONS_JSON`, answering one JSON line per request.
+
+    The child imports only PyTorch (each framework in its own process,
+    taking turns: see `Worker`). Its first line is a JSON "hello"; then each
+    request line `VERB ARG...` gets one JSON line back. A pipe round trip is
+    well under a millisecond; where that matters (batch-1 latency) the child
+    times its own calls and sends the timings back.
+    """
+
+    def __init__(self, script, options):
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, os.path.abspath(script), "--child", json.dumps(options)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self.hello = self._reply()
+
+    def _reply(self):
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the PyTorch reference process ended (exit status {self._process.wait()})")
+        return json.loads(line)
+
+    def request(self, verb, *args):
+        self._process.stdin.write(" ".join([verb, *map(str, args)]) + "\n")
+        return self._reply()
+
+    def close(self):
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            self._process.wait()
+
+
+def answer_requests(obj, hello):
+    """The child side of `Child`: print `hello`, then answer `VERB ARG...` lines with `obj.VERB(*args)`."""
+    import sys
+
+    print(json.dumps(hello), flush=True)
+    for line in sys.stdin:
+        verb, *args = line.split()
+        print(json.dumps(getattr(obj, verb)(*args)), flush=True)
+
+
+class Worker(Child):
     """A `Trainer` in its own Python process, driven one timed call at a time.
 
     Why a process: in one run the reference timed inside TensorFlow's process
@@ -189,57 +389,48 @@ class Worker:
     but each framework in its own process, taking turns, removes one
     possible unfairness (two thread pools, allocators and oneDNN caches in
     one address space) whatever the cause.
-    The child imports only PyTorch; `train_steps` and `infer` send one line
-    and return when the child answers that the work is done (a pipe round
-    trip is well under a millisecond, against steps of 0.1-3 s).
+    The child warms up (a training step and an inference batch, two of each
+    with torch.compile) before it says hello; `unavailable` is then None, or
+    "unavailable: <reason>" for a mode that fails on this machine, whose
+    `train_steps` and `infer` must not be called.
     """
 
-    def __init__(self, name, batch_size, infer_batch_size, image_size=32, seed=0):
-        import subprocess
-        import sys
-
-        self._process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--serve", name,
-             str(batch_size), str(infer_batch_size), str(image_size), str(seed)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-        )
-        hello = self._reply()
-        self.params, self.num_threads, self.version = int(hello[0]), int(hello[1]), hello[2]
-
-    def _reply(self):
-        line = self._process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the PyTorch reference process ended (exit status {self._process.wait()})")
-        return line.split()
-
-    def _call(self, verb, count):
-        self._process.stdin.write(f"{verb} {count}\n")
-        return self._reply()
+    def __init__(self, name, batch_size, infer_batch_size, image_size=32, seed=0, **options):
+        super().__init__(__file__, dict(
+            name=name, batch_size=batch_size, infer_batch_size=infer_batch_size, image_size=image_size, seed=seed,
+            **options,
+        ))
+        self.params, self.num_threads = self.hello["params"], self.hello["threads"]
+        self.version, self.unavailable = self.hello["version"], self.hello["unavailable"]
 
     def train_steps(self, steps):
-        return float(self._call("train", steps)[0])
+        return float(self.request("train", steps))
 
     def infer(self, batches):
-        return tuple(int(n) for n in self._call("infer", batches))
-
-    def close(self):
-        if self._process.poll() is None:
-            self._process.stdin.close()
-            self._process.wait()
+        return tuple(self.request("infer", batches))
 
 
-def serve(name, batch_size, infer_batch_size, image_size, seed):
-    """The child side of `Worker`: a Trainer answering `train N` / `infer N` lines on stdin."""
-    import sys
+class _TrainerRequests:
+    """What `Worker`'s child answers."""
 
-    trainer = Trainer(name, int(batch_size), int(infer_batch_size), int(image_size), int(seed))
-    print(param_count(trainer.model), torch.get_num_threads(), torch.__version__, flush=True)
-    for line in sys.stdin:
-        verb, count = line.split()
-        if verb == "train":
-            print(trainer.train_steps(int(count)), flush=True)
-        else:
-            print(*trainer.infer(int(count)).shape, flush=True)
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def train(self, steps):
+        return self.trainer.train_steps(int(steps))
+
+    def infer(self, batches):
+        return list(self.trainer.infer(int(batches)).shape)
+
+
+def serve(options):
+    """The child side of `Worker`: a warmed-up Trainer answering `train N` / `infer N`."""
+    trainer = Trainer(**options)
+    hello = {
+        "params": param_count(trainer.model), "threads": torch.get_num_threads(), "version": torch.__version__,
+        "unavailable": trainer.warm_up(),
+    }
+    answer_requests(_TrainerRequests(trainer), hello)
 
 
 def time_alone(names, repeats=5, batch_size=128, infer_batch_size=512):
@@ -265,6 +456,101 @@ def time_alone(names, repeats=5, batch_size=128, infer_batch_size=512):
     return rates
 
 
+# --- the same weights in both frameworks ----------------------------------------------
+
+
+def keras_layer_names(name, torch_model):
+    """kerascnn's layer names of `name`, in the order of `torch_model`'s conv, batch-norm and linear modules."""
+    if name == "alexnet_cifar":
+        names = [n for i in range(1, 6) for n in (f"conv{i}", f"conv{i}_bn")]
+        return names + ["fc6", "fc6_bn", "fc7", "fc7_bn", "predictions"]
+    if name == "vgg16_bn":
+        names = [n for s, (_, convs) in enumerate(VGG16BN.STAGES, 1) for i in range(1, convs + 1)
+                 for n in (f"block{s}_conv{i}", f"block{s}_bn{i}")]
+        return names + ["fc1", "fc2", "predictions"]
+    if name == "resnet18":
+        names = ["conv1_conv", "conv1_bn"]
+        for index, block in enumerate(torch_model.blocks):
+            prefix = f"conv{index // 2 + 2}_block{index % 2 + 1}"
+            convs = ("1", "2", "0") if len(block.shortcut) else ("1", "2")
+            names += [n for k in convs for n in (f"{prefix}_{k}_conv", f"{prefix}_{k}_bn")]
+        return names + ["predictions"]
+    if name == "googlenet_cifar":
+        names = ["conv1_3x3", "conv1_3x3_bn"]
+        for spec in INCEPTION_BLOCKS:
+            names += [n for b in INCEPTION_BRANCHES for n in (f"inception_{spec.name}_{b}", f"inception_{spec.name}_{b}_bn")]
+        return names + ["predictions"]
+    raise KeyError(f"no PyTorch reference for {name!r}; available: {', '.join(MODELS)}")
+
+
+def weight_rows(name, torch_model, keras_model):
+    """[(torch module path, kerascnn layer name, kind)] in the form of kerascnn.weights.torchvision's tables."""
+    modules = [(path, m) for path, m in torch_model.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d))]
+    names = keras_layer_names(name, torch_model)
+    if len(names) != len(modules):
+        raise AssertionError(f"{name}: {len(modules)} PyTorch modules with weights, {len(names)} kerascnn names")
+    flattened = {id(layer.output) for layer in keras_model.layers if type(layer).__name__ == "Flatten"}
+    rows = []
+    for (path, module), layer_name in zip(modules, names):
+        if isinstance(module, nn.Conv2d):
+            kind = "conv"
+        elif isinstance(module, nn.Linear):
+            fed_by_flatten = id(keras_model.get_layer(layer_name).input) in flattened
+            kind = "flatten_linear" if fed_by_flatten else "linear"
+        else:
+            kind = "bn"
+        rows.append((path, layer_name, kind))
+    return rows
+
+
+def copy_to_keras(name, torch_model, keras_model):
+    """Set `keras_model`'s weights (kerascnn `name`) to `torch_model`'s; return the number of tensors copied.
+
+    The conversions are kerascnn's own torchvision import
+    (`kerascnn.weights.torchvision`: conv and linear layouts, NCHW -> NHWC
+    flatten order, batch norm's four vectors), with this module's layer
+    correspondence; every tensor's shape is checked on the way.
+    """
+    from kerascnn.weights import torchvision as tv
+
+    tensors = {k: v.detach().float().numpy() for k, v in torch_model.state_dict().items()
+               if not k.endswith("num_batches_tracked")}
+    copied = 0
+    for prefix, layer_name, kind in weight_rows(name, torch_model, keras_model):
+        layer = keras_model.get_layer(layer_name)
+        values = []
+        for key, needed in tv._torch_names_and_shapes(kind, prefix, layer):
+            value = tensors.pop(key)
+            if value.shape != needed:
+                raise AssertionError(f"{key} {value.shape} does not fit kerascnn {layer_name} {needed}")
+            values.append(tv._to_keras(kind, key, value, layer, keras_model))
+        if kind == "bn" and abs(layer.epsilon - 1e-5) > 1e-12:
+            raise AssertionError(f"kerascnn {layer_name} has batch-norm epsilon {layer.epsilon}, PyTorch 1e-5")
+        layer.set_weights(values)
+        copied += len(values)
+    if tensors:
+        raise AssertionError(f"{name}: PyTorch tensors not copied: {sorted(tensors)[:5]}")
+    return copied
+
+
+def randomize_statistics(torch_model, seed=0):
+    """Batch norm's scale, shift and running statistics set to random values (init leaves them 1, 0, 0, 1).
+
+    So that a comparison of the two frameworks' outputs also checks that
+    every statistic went to the right place.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in torch_model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+
+
 def main():
     from kerascnn.runtime.quiet import import_tensorflow_quietly
 
@@ -282,8 +568,8 @@ def main():
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:2] == ["--serve"]:
-        serve(*sys.argv[2:])
+    if sys.argv[1:2] == ["--child"]:
+        serve(json.loads(sys.argv[2]))
         sys.exit(0)
     if sys.argv[1:2] == ["--time"]:  # --time MODEL... : the reference alone (no TensorFlow imported)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
