@@ -43,6 +43,7 @@ VARIANTS = {
     "no_onecycle": ("cosine decay from the peak, no warm-up, instead of one-cycle", ["schedule=cosine", "warmup_epochs=0"]),
     "no_batch_norm": ("no batch normalisation", ["batch_norm=False"]),
     "with_ema": ("(added, not removed) weight average, decay 0.99 a step", ["ema=0.99"]),
+    "no_ema": ("no weight average", ["ema=None"]),
     "with_dropout": ("(added) dropout 0.5 in the dense head", ["dropout=0.5"]),
     "half_batch": ("(changed) half the batch, the learning rate halved with it (twice the steps)", ["batch_size=HALF"]),
 }

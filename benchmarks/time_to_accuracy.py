@@ -20,6 +20,7 @@ Writes into the run directory, after every epoch:
 """
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import platform
@@ -195,11 +196,30 @@ def main(argv=None):
         )
         flags.update({k: v for k, v in settings.items() if v is not None})  # --set NAME=VALUE wins
         config = RunConfig.from_flags(args.model, recipe=args.recipe, model_options=options, **flags)
+        config = switch_off(config, [k for k, v in settings.items() if v is None])
         report = new_report(config, args.targets)
         report["overrides"] = args.set
         fit(config, extra_callbacks=[TestEveryEpoch(run_dir, report)])
     print_summary(rundir.read_json(pathlib.Path(run_dir) / RESULT))
     return 0
+
+
+def switch_off(config, names):
+    """`config` with the settings `names` set to None (`--set ema=None`: off, whatever the recipe says).
+
+    `RunConfig.from_flags` reads None as "not given" and keeps the recipe's
+    value, so a setting the recipe turns on (e.g. its weight average) is
+    turned off here, after the recipe is resolved.
+    """
+    for name in names:
+        for section in ("data", "optim"):
+            part = getattr(config, section)
+            if name in {f.name for f in dataclasses.fields(part)}:
+                config = config.replace(**{section: dataclasses.replace(part, **{name: None})})
+                break
+        else:
+            config = config.replace(**{name: None})
+    return config
 
 
 def machine():

@@ -54,3 +54,17 @@ def test_set_overrides_split_run_settings_from_model_options():
     assert options == {"dropout": 0, "logit_scale": 1}
     with pytest.raises(SystemExit):
         time_to_accuracy.overrides(["lr"])
+
+
+def test_set_none_switches_off_what_the_recipe_turns_on():
+    from kerascnn.config import RunConfig
+    from kerascnn.errors import ConfigError
+
+    config = RunConfig.from_flags("alexnet_cifar", recipe="fast", ema=0.99)
+    settings, _ = time_to_accuracy.overrides(["ema=None"])
+    assert settings == {"ema": None}
+    off = time_to_accuracy.switch_off(config, list(settings))
+    assert config.optim.ema == 0.99 and off.optim.ema is None
+    assert off.optim.lr == config.optim.lr and off.data.batch_size == config.data.batch_size
+    with pytest.raises(ConfigError, match="cutout"):  # a setting that has no "off" value is refused, not guessed
+        time_to_accuracy.switch_off(config, ["cutout"])
