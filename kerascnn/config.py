@@ -263,6 +263,10 @@ class RunConfig:
         freeze_backbone: train only the new layers for this many epochs, then
             all layers at `finetune_lr` (`kerascnn.weights.finetune`); 0 = off.
         finetune_lr: learning rate after the frozen epochs; None = lr / 10.
+        whiten: initialise the first convolution as a patch-whitening
+            transform of the training images and freeze it (Jordan 2024,
+            airbench; `kerascnn.training.whitening`): a new run computes it,
+            a resumed one restores it with its weights.
         recipe: the `kerascnn.recipes` recipe the settings started from
             (None: built directly, not from a recipe); the other fields hold
             every value as resolved.
@@ -300,6 +304,7 @@ class RunConfig:
     init_from: str = None
     freeze_backbone: int = 0
     finetune_lr: float = None
+    whiten: bool = False
     recipe: str = None
     extensions: tuple = ()
     replayed_from: dict = None
@@ -329,6 +334,14 @@ class RunConfig:
             raise ConfigError("--workers and --worker-index go together: give both or neither")
         if self.weights is not None and self.init_from is not None:
             raise ConfigError("give either --weights or --init-from, not both")
+        if not isinstance(self.whiten, bool):
+            raise ConfigError(f"whiten must be true or false. Received: whiten={self.whiten}")
+        if self.whiten and (self.weights is not None or self.init_from is not None):
+            # The whitening would overwrite the loaded first layer and freeze it.
+            raise ConfigError("--whiten computes the first convolution from the data; it does not combine with "
+                              "--weights or --init-from, which load it")
+        if self.whiten and self.model_parallel:
+            raise ConfigError("--whiten does not combine with --model-parallel; drop one of them")
         if self.freeze_backbone and self.weights is None and self.init_from is None:
             raise ConfigError("--freeze-backbone needs --weights or --init-from (the backbone to freeze)")
         if self.recipe is not None:

@@ -197,6 +197,11 @@ FLAGS = {
     "--width-multiplier": dict(
         type=setting_type("width_multiplier"), help="scale every layer's width (models that take it)"
     ),
+    "--whiten": dict(
+        action=argparse.BooleanOptionalAction, default=None,
+        help="initialise the first convolution as a patch-whitening of the training images (airbench) and "
+        "freeze it; needs 2 x its kernel's k*k*3 filters (54 for 3x3)",
+    ),
     # model shape (analysis commands)
     "--input-shape": dict(
         type=input_shape, metavar="H,W,C", help="input size (default: the model's own, e.g. 224,224,3)"

@@ -16,6 +16,7 @@ from kerascnn.runtime import hardware
 from kerascnn.runtime.strategies import synchronize_batch_norm, work_around_multiworker_build
 from kerascnn.training import extension
 from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
+from kerascnn.training.whitening import whitening_for
 
 
 def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=None):
@@ -41,7 +42,7 @@ def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=
 
 def build_models(
     name, num_classes, input_shape, model_options, optim, steps_per_epoch, epochs, jit=False, placement=None,
-    schedule=None,
+    schedule=None, whitening=None,
 ):
     """(network, training model, inference model) of a registered model, ready to fit.
 
@@ -51,10 +52,15 @@ def build_models(
     without the auxiliary heads (checkpoints, exports, parameter counts).
     `schedule`, when given, is the learning rate instead of `optim`'s over
     `epochs` (an extended run's segments, `kerascnn.training.extension`).
-    Call inside the strategy's scope.
+    `whitening`, a `kerascnn.training.whitening.Whitening` (--whiten), sets
+    and freezes the first convolution. Call inside the strategy's scope.
     """
     network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
     network = with_l2_penalty(network, coupled_weight_decay(optim))
+    if whitening is not None:
+        # Before the optimizer sees the trainable variables: the frozen layer then has no slots, and
+        # Keras' L2 penalty, summed over trainable weights only, leaves it out.
+        whitening.apply(network)
     if placement is not None:  # --model-parallel: the same network, its towers on two devices
         network = placement.parallelize(network)
     model = training_model(network)
@@ -93,7 +99,7 @@ class Built:
     sync_bn_layers: int = 0
 
 
-def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch):
+def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch, whitening=None):
     """`build_models` for `plan` inside the runtime's strategy scope; (network, model, inference)."""
     config = plan.config
     optim = plan.optim_for(runtime.replicas)
@@ -104,16 +110,20 @@ def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch):
         built = build_models(
             config.model, num_classes, input_shape, config.model_options, optim,
             steps_per_epoch, config.epochs, config.jit, placement=plan.placement, schedule=schedule,
+            whitening=whitening,
         )
     work_around_multiworker_build(built[1], runtime.strategy)
     return built
 
 
 def build(plan, runtime, data, log=print):
-    """The run's `Built` models, with --weights / --init-from loaded and --sync-bn applied."""
+    """The run's `Built` models, with --weights / --init-from loaded, --whiten and --sync-bn applied."""
+    whitening = whitening_for(plan, data)
     network, model, inference = compile_in_scope(
-        plan, runtime, data.info.num_classes, data.input_shape, data.datasets.steps_per_epoch
+        plan, runtime, data.info.num_classes, data.input_shape, data.datasets.steps_per_epoch, whitening
     )
+    if whitening is not None:
+        log(whitening.text)
     optim = plan.optim_for(runtime.replicas)
     if optim.lr != plan.config.optim.lr:
         log(f"--scale-lr linear: learning rate {plan.config.optim.lr:g} x {runtime.replicas} replicas = {optim.lr:g}")
