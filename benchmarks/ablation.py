@@ -45,6 +45,7 @@ VARIANTS = {
     "with_ema": ("(added, not removed) weight average, decay 0.99 a step", ["ema=0.99"]),
     "no_ema": ("no weight average", ["ema=None"]),
     "with_dropout": ("(added) dropout 0.5 in the dense head", ["dropout=0.5"]),
+    "with_whitening": ("(added) first convolution initialised as a frozen patch-whitening transform", ["whiten=True"]),
     "half_batch": ("(changed) half the batch, the learning rate halved with it (twice the steps)", ["batch_size=HALF"]),
 }
 

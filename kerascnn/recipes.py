@@ -109,6 +109,8 @@ def _fast_summary(settings):
     parts.append("crop + flip" + (f" + cutout {settings['cutout']}" if settings["cutout"] else ""))
     if settings.get("ema"):
         parts.append(f"weight average {settings['ema']:g}")
+    if settings.get("whiten"):
+        parts.append("frozen patch-whitening first convolution")
     return ", ".join(parts) + ", all 50k images, last epoch tested"
 
 

@@ -73,7 +73,7 @@ ARM_REFERENCE = "arm:"
 # and the multi-worker cluster, which belong to a command line, not a study.
 _RUN_SETTINGS = (
     "epochs", "patience", "precision", "jit", "devices", "cpu_replicas", "model_parallel", "sync_bn",
-    "scale_lr", "weights", "init_from", "freeze_backbone", "finetune_lr",
+    "scale_lr", "weights", "init_from", "freeze_backbone", "finetune_lr", "whiten",
 )
 SETTINGS = tuple(
     [f.name for f in dataclasses.fields(DataConfig)] + [f.name for f in dataclasses.fields(OptimConfig)]
