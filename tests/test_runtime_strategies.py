@@ -6,12 +6,18 @@ shares of each global batch, gradients all-reduced, batch-norm statistics
 per replica unless synchronised.
 """
 
+import csv
+import functools
 import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerascnn.config import RunConfig
+from kerascnn.data import synthetic
+from kerascnn.data.pipeline import split_indices
+from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.runtime.strategies import scaled_learning_rate, select_strategy, workers_tf_config
 from kerascnn.errors import ConfigError
 from kerascnn.training.fit import fit
@@ -82,6 +88,50 @@ def test_linear_learning_rate_scaling_is_explicit(tmp_path):
     assert scaled_learning_rate(0.1, 4, "linear") == pytest.approx(0.4)
     _, resolved = train(tmp_path, "scaled", replicas=2, scale_lr="linear", lr=0.01)
     assert resolved["lr"] == pytest.approx(0.02)
+
+
+def _scores(model, preprocessing, images, labels):
+    """(accuracy, cross-entropy) of `model` on every one of `images`, one device, no batching."""
+    log_p = tf.nn.log_softmax(tf.cast(model(preprocessing(images), training=False), tf.float32)).numpy()
+    return float(np.mean(log_p.argmax(1) == labels)), float(-np.mean(log_p[np.arange(len(labels)), labels]))
+
+
+def test_partial_batches_split_unevenly_over_replicas_count_every_image(tmp_path, monkeypatch):
+    """7 validation images (one batch: 4 + 3 on two replicas) and 13 test images (8 + 5).
+
+    Keras' symbolic build, run before every fit and evaluate, used to average
+    the first batch over replicas, one AddN of shares [4, ...] and [3, ...]
+    that fails; the run died, reported as unreadable data. Every image must
+    count: the figures equal a one-device evaluation of the same weights.
+    """
+    num_train, num_test, seed = 80, 13, 3
+    monkeypatch.setattr(
+        synthetic, "SyntheticSource", functools.partial(synthetic.SyntheticSource, num_train=num_train, num_test=num_test)
+    )
+    config = RunConfig.from_flags(
+        "vgg8", dataset="synthetic", limit_train=64, batch_size=4, epochs=1, schedule="constant",
+        cpu_replicas=2, seed=seed, run_dir=str(tmp_path / "run"), precision="float32",
+        model_options={"width_multiplier": 0.25, "dropout": 0.0, "batch_norm": False},
+    )
+    result = fit(config, log=lambda *_: None, verbose=0)
+    resolved = json.loads((result.run_dir / "config.json").read_text())["resolved"]
+    assert (resolved["replicas"], resolved["global_batch"], resolved["num_val"]) == (2, 8, 7)
+
+    source = synthetic.SyntheticSource(num_train=num_train, num_test=num_test)
+    preprocessing = Preprocessing.from_dict(resolved["preprocessing"])
+    # Validation, distributed by Keras: the epoch's figures are those of its (only, best) weights.
+    _, val_idx = split_indices(num_train, config.data.val_split, config.data.limit_train, seed)
+    val_accuracy, val_loss = _scores(result.model, preprocessing, source._train_images[val_idx], source._train_labels[val_idx])
+    with open(result.run_dir / "history.csv") as f:
+        (epoch,) = list(csv.DictReader(f))
+    assert float(epoch["val_accuracy"]) == pytest.approx(val_accuracy)
+    assert float(epoch["val_cross_entropy"]) == pytest.approx(val_loss, rel=1e-4)
+    # Test: all 13 images in the confusion matrix and the figures.
+    test_accuracy, test_loss = _scores(result.model, preprocessing, source._test_images, source._test_labels)
+    with open(result.run_dir / "confusion_matrix.csv") as f:
+        assert sum(int(n) for row in list(csv.reader(f))[1:] for n in row[1:]) == num_test
+    assert result.metrics["test_accuracy"] == pytest.approx(test_accuracy)
+    assert result.metrics["test_loss"] == pytest.approx(test_loss, rel=1e-4)
 
 
 def test_strategy_choices_and_their_errors():

@@ -29,6 +29,7 @@ from kerascnn.config import OptimConfig
 from kerascnn.data.pipeline import make_datasets, read_guard
 from kerascnn.models import model_defaults
 from kerascnn.models.auxiliary import inference_model
+from kerascnn.runtime.strategies import work_around_distributed_build
 from kerascnn.training.build import Built, build_models
 from kerascnn.training.callbacks import EpochTimer, FaultPoints
 from kerascnn.training.data import RunData, input_shape_of
@@ -128,7 +129,8 @@ class CNNHyperModel(kt.HyperModel):
             config.model, self.num_classes, self.input_shape, config.model_options, config.optim,
             steps_per_epoch=1, epochs=config.epochs, jit=config.jit,
         )
-        return model
+        # As a run's model: a validation set smaller than one global batch must not break the build.
+        return work_around_distributed_build(model, self.runtime.strategy)
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, **kwargs):
         """Train on the trial's own split and batch size.

@@ -207,25 +207,34 @@ def _scalar_safe_reduce_per_replica():
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
-def work_around_multiworker_build(model, strategy):
-    """Let `model.fit/evaluate` run under MultiWorkerMirroredStrategy (Keras 3.15).
+def work_around_distributed_build(model, strategy):
+    """Let `model.fit/evaluate` run under a multi-replica strategy on any batch (Keras 3.15).
 
-    Two steps of Keras' TensorFlow trainer fail under the collective
-    strategy (tensorflow/tensorflow#72388):
+    Two steps of Keras' TensorFlow trainer fail under tf.distribute:
 
-    1. The symbolic build averages the first batch over replicas with
-       `strategy.reduce("MEAN", batch)`, which cannot take eager
-       per-replica tensors. Only its shapes and dtypes are used, so they
-       are read from the first local replica instead.
-    2. The per-step logs are reduced with `axis=0`, invalid for scalars;
-       see `_scalar_safe_reduce_per_replica`.
+    1. Before every fit and evaluate, the symbolic build averages the
+       first batch over replicas, `strategy.reduce("MEAN", batch)`, one
+       AddN of the per-replica tensors. A first batch that does not
+       divide evenly (a validation set, or a training set, smaller than
+       one global batch: 7 images on 2 replicas are 4 + 3) cannot be added
+       up, and the collective strategy cannot reduce eager per-replica
+       tensors at all (tensorflow/tensorflow#72388). Only the shapes and
+       dtypes are used, so they are read from the first local replica
+       instead. The steps themselves take uneven shares (Keras weights
+       each replica's loss and metrics by its own batch size). An empty
+       share still fails on logical CPU replicas (tf.distribute hands out
+       a last batch of r images ceil(r / replicas) at a time, so 1 image on
+       2 replicas, or 6 on 4, leaves one replica none): TensorFlow 2.21's
+       oneDNN Conv2D returns its input unchanged for an empty batch.
+    2. Under MultiWorkerMirroredStrategy the per-step logs are reduced
+       with `axis=0`, invalid for scalars; see `_scalar_safe_reduce_per_replica`.
 
     Gradients are untouched: they are all-reduced inside the optimizer as
-    usual. No-op for other strategies.
+    usual. No-op for the default strategy, which builds when the step is
+    traced; for even batches the build sees the same shapes as Keras' own.
     """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return model
-    _scalar_safe_reduce_per_replica()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _scalar_safe_reduce_per_replica()
 
     def first_replica(value):
         if isinstance(value, tf.distribute.DistributedValues):
@@ -233,6 +242,8 @@ def work_around_multiworker_build(model, strategy):
         return value
 
     def symbolic_build(iterator=None, data_batch=None):
+        if model._distribute_strategy is None:  # as Keras: built when the step is traced
+            return
         if iterator is not None:
             for _, _, it in iterator:
                 data_batch = tf.nest.map_structure(first_replica, next(it))

@@ -13,7 +13,7 @@ import keras
 from kerascnn.models import create_model
 from kerascnn.models.auxiliary import inference_model, training_model
 from kerascnn.runtime import hardware
-from kerascnn.runtime.strategies import synchronize_batch_norm, work_around_multiworker_build
+from kerascnn.runtime.strategies import synchronize_batch_norm, work_around_distributed_build
 from kerascnn.training import extension
 from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
 from kerascnn.training.whitening import whitening_for
@@ -112,7 +112,7 @@ def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch, w
             steps_per_epoch, config.epochs, config.jit, placement=plan.placement, schedule=schedule,
             whitening=whitening,
         )
-    work_around_multiworker_build(built[1], runtime.strategy)
+    work_around_distributed_build(built[1], runtime.strategy)
     return built
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from kerascnn.analysis.confusion import write_class_report_from_counts
 from kerascnn.data.pipeline import read_guard
 from kerascnn import faults
-from kerascnn.runtime.strategies import work_around_multiworker_build
+from kerascnn.runtime.strategies import work_around_distributed_build
 from kerascnn.serving.tta import score_with_flips, ten_crop_metrics
 from kerascnn.storage import rundir
 from kerascnn.storage.history import read_history
@@ -25,7 +25,7 @@ def load_best(config, run_dir, runtime, steps_per_epoch):
     with runtime.scope():
         best = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
         compile_model(best, build_optimizer(config.optim, steps_per_epoch, config.epochs))
-        work_around_multiworker_build(best, runtime.strategy)
+        work_around_distributed_build(best, runtime.strategy)
     return best
 
 
