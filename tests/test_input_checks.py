@@ -199,3 +199,13 @@ def test_labels_read_lazily_are_checked_in_the_graph():
     source = Lazy()
     with pytest.raises(DataError, match=r"^lazy has label 7, outside the class range 0\.\.2 \(3 classes\)"):
         read_guard(source, collect, source.test_examples())
+
+
+def test_read_guard_leaves_errors_of_the_computation_alone():
+    # The AddN of unequal replica shares (Keras' build under MirroredStrategy) was once reported
+    # as "could not read the data": an op that is not the input pipeline's keeps its own error.
+    def step():
+        return tf.add_n([tf.zeros([4, 2]), tf.zeros([3, 2])])
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="AddN"):
+        read_guard(Arrays([0], [0]), step)

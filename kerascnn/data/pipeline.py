@@ -253,11 +253,34 @@ def _drain(ds):
         pass
 
 
+_READ_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError)
+
+
+def is_read_failure(error):
+    """Whether `error` is the input pipeline failing to produce a batch (a file, a record, a label).
+
+    Undecodable images and bad labels (InvalidArgumentError), truncated
+    records (DataLossError) and vanished files (NotFoundError) reach the
+    caller through the op that takes the next element of a tf.data
+    iterator, and the message names it: `IteratorGetNext` (eager
+    iteration, and `model.fit`'s step), `IteratorGetNextAsOptional` and
+    `MultiDeviceIteratorGetNextFromShard` (a distributed dataset). The same
+    error types raised by the model's own ops (a shape mismatch in a step)
+    are not about the data, and must not be reported as if they were.
+    """
+    return isinstance(error, _READ_ERRORS) and "IteratorGetNext" in str(error)
+
+
 def read_guard(source, fn, *args, **kwargs):
-    """Run `fn`, turning a tf.data read failure into a one-line DataError."""
+    """Run `fn`, turning a tf.data read failure (`is_read_failure`) into a one-line DataError.
+
+    Any other error propagates unchanged, with its traceback.
+    """
     try:
         return fn(*args, **kwargs)
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as e:
+    except _READ_ERRORS as e:
+        if not is_read_failure(e):
+            raise
         raise DataError(source.describe_read_error(e)) from None
 
 
