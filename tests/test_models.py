@@ -100,3 +100,13 @@ def test_logits_stay_float32_under_mixed_precision():
         assert model(np.zeros((1, 32, 32, 3), "float32")).dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_vgg_conv_init_fan_in_keeps_the_forward_variance_and_a_bad_name_is_refused():
+    for mode, fan in (("fan_in", lambda k: k.shape[0] * k.shape[1] * k.shape[2]),
+                      ("fan_out", lambda k: k.shape[0] * k.shape[1] * k.shape[3])):
+        model = create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), conv_init=mode, width_multiplier=0.5)
+        kernel = model.get_layer("block3_conv1").kernel.numpy()  # 64 -> 128 channels at width 0.5
+        assert np.std(kernel) == pytest.approx(np.sqrt(2.0 / fan(kernel)), rel=0.1), mode
+    with pytest.raises(ConfigError, match="conv_init must be 'fan_out' or 'fan_in'"):
+        create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), conv_init="glorot")

@@ -6,17 +6,35 @@ import pytest
 
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
-from kerascnn.recipes import DEFAULT, get_recipe, recipes_for
+from kerascnn.recipes import DEFAULT, default_recipe, get_recipe, recipes_for
 
 
 def test_every_model_has_the_default_recipe_and_it_is_the_plain_defaults():
     from kerascnn.models import list_models
 
     for name in list_models():
-        assert DEFAULT in recipes_for(name)
-    assert RunConfig.from_flags("vgg19") == RunConfig(model="vgg19", recipe="paper")
-    # The default recipe sets nothing, so an optimizer keeps its own default learning rate.
+        assert DEFAULT in recipes_for(name) and default_recipe(name) in recipes_for(name)
+    assert RunConfig.from_flags("resnet20") == RunConfig(model="resnet20", recipe="paper")
+    assert RunConfig.from_flags("vgg19", recipe="paper") == RunConfig(model="vgg19", recipe="paper")
+    # The paper recipe sets nothing, so an optimizer keeps its own default learning rate.
+    assert RunConfig.from_flags("alexnet_cifar", optimizer="adam").optim.lr == pytest.approx(1e-3)
+
+
+def test_the_plain_vggs_default_to_the_scratch_recipe_and_paper_stays_one_flag_away():
+    for name in ("vgg8", "vgg11", "vgg13", "vgg16", "vgg19"):
+        assert default_recipe(name) == "scratch"
+    for name in ("vgg16_bn", "vgg19_bn", "alexnet_cifar", "resnet20"):
+        assert default_recipe(name) == "paper"
+    config = RunConfig.from_flags("vgg19")
+    assert config.recipe == "scratch" and config.optim.lr == 0.002
+    assert config.model_options == {"dropout": 0.0, "conv_init": "fan_in"}
+    assert (config.optim.optimizer, config.optim.schedule, config.epochs, config.data.batch_size) == ("sgd", "cosine", 30, 128)
+    assert RunConfig.from_flags("vgg19", model_options={"dropout": 0.5}).model_options["dropout"] == 0.5
+    # Another optimizer without --lr starts from its own default, not from SGD's 0.002 (or the fast recipe's 0.2).
     assert RunConfig.from_flags("vgg19", optimizer="adam").optim.lr == pytest.approx(1e-3)
+    assert RunConfig.from_flags("alexnet_cifar", recipe="fast", optimizer="adam").optim.lr == pytest.approx(1e-3)
+    assert RunConfig.from_flags("vgg19", optimizer="adam", lr=3e-4).optim.lr == 3e-4
+    assert RunConfig.from_flags("vgg19", optimizer="sgd").optim.lr == 0.002  # the recipe's own optimizer keeps it
 
 
 def test_a_recipe_sets_every_value_and_flags_override_single_ones():
@@ -39,11 +57,12 @@ def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
     assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
     assert RunConfig.from_flags("resnet20", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
-    assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
+    assert RunConfig.from_flags("vgg19", recipe="paper", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
+    assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == pytest.approx(0.008)  # scratch's 0.002 x 512 / 128
 
 
 def test_an_unknown_recipe_is_refused_naming_the_models_recipes():
-    with pytest.raises(ConfigError, match=r"model vgg19 has no recipe 'fast'; its recipes: paper"):
+    with pytest.raises(ConfigError, match=r"model vgg19 has no recipe 'fast'; its recipes: paper, scratch"):
         get_recipe("vgg19", "fast")
     with pytest.raises(ConfigError, match="its recipes: paper, fast"):
         RunConfig(model="resnet20", recipe="slow")
@@ -66,6 +85,6 @@ def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path, 
     argv = ["fit", "vgg19", "--recipe", "fast", "--dataset", "synthetic", "--run-dir", str(tmp_path / "run")]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "kerascnn fit: error: model vgg19 has no recipe 'fast'; its recipes: paper"
+        "kerascnn fit: error: model vgg19 has no recipe 'fast'; its recipes: paper, scratch"
     ]
     assert not (tmp_path / "run").exists()

@@ -10,13 +10,13 @@ def add_parsers(sub):
 def cmd_list(args):
     """registered models with a short description and their training recipes"""
     from kerascnn.models import list_models, model_description
-    from kerascnn.recipes import DEFAULT, recipes_for
+    from kerascnn.recipes import default_recipe, recipes_for
 
     names = list_models()
     width = max(len(n) for n in names)
     for name in names:
         print(f"{name:<{width}}  {model_description(name)}")
         for recipe in recipes_for(name).values():
-            default = " (default)" if recipe.name == DEFAULT else ""
+            default = " (default)" if recipe.name == default_recipe(name) else ""
             print(f"{'':<{width}}    --recipe {recipe.describe()}{default}")
     return 0

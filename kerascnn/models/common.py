@@ -10,6 +10,12 @@ from kerascnn.validation import positive_float, positive_int, rate
 CONV_INIT = keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_out", distribution="untruncated_normal"
 )
+# He et al. 2015's forward form, std = sqrt(2 / (k_h * k_w * in_channels)),
+# which keeps the variance of a plain ReLU stack's activations through depth
+# (`conv_init="fan_in"` of the VGGs, for training without batch norm).
+FORWARD_CONV_INIT = keras.initializers.VarianceScaling(
+    scale=2.0, mode="fan_in", distribution="untruncated_normal"
+)
 # Hidden fully connected layers (followed by ReLU): He et al. 2015 with fan_in,
 # std = sqrt(2 / fan_in). torchvision's N(0, 0.01) was tuned for 4096-wide
 # layers; measured here it leaves a plain VGG-11 at chance for its first

@@ -21,6 +21,12 @@ Departures, each for a stated reason:
   normal (fan-in) for the hidden dense layers and Glorot uniform for the
   logits, instead of the paper's N(0, 0.01) with incremental-depth training,
   so every configuration trains from scratch (see `models.common`).
+  `conv_init="fan_in"` gives the convolutions He et al. 2015's forward form,
+  std = sqrt(2 / (k_h * k_w * C_in)): without batch norm, fan-out's
+  std = sqrt(2 / (k_h * k_w * C_out)) multiplies the forward variance by
+  C_in / C_out at every widening (3/64 at block1_conv1, 1/2 at each stage
+  after), about 0.006 over VGG-19, so the classifier starts on a near-constant
+  feature map. The plain VGGs' default recipe (`scratch`) uses it.
 
 At 224x224x3 with 1000 classes and the paper head, vgg16 has 138,357,544 and
 vgg19 has 143,667,240 parameters, the published figures.
@@ -31,6 +37,7 @@ import keras
 from kerascnn.models.common import (
     batch_normalization,
     CONV_INIT,
+    FORWARD_CONV_INIT,
     DENSE_INIT,
     check_common_args,
     classifier_logits,
@@ -66,6 +73,7 @@ def VGG(
     head="auto",
     width_multiplier=1.0,
     pooling=None,
+    conv_init="fan_out",
     name="vgg",
 ):
     """Build a VGG network with the Functional API; outputs logits.
@@ -83,6 +91,8 @@ def VGG(
         width_multiplier: scales the width of every convolution (1.0 = paper);
             the classifier keeps its width.
         pooling: None, "avg" or "max"; applied when `include_top=False`.
+        conv_init: "fan_out" (torchvision's He normal) or "fan_in" (He et
+            al. 2015's forward form) for the convolutions.
         name: model name (the registry name for registered variants).
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
@@ -90,6 +100,8 @@ def VGG(
         raise ConfigError(f"VGG has 5 stages. Received: stackwise_convs={stackwise_convs}")
     if head not in ("auto", "paper", "compact"):
         raise ConfigError(f"head must be 'auto', 'paper' or 'compact'. Received: head={head!r}")
+    if conv_init not in CONV_INITS:
+        raise ConfigError(f"conv_init must be 'fan_out' or 'fan_in'. Received: conv_init={conv_init!r}")
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
@@ -101,7 +113,7 @@ def VGG(
                 3,
                 padding="same",
                 activation=None if batch_norm else "relu",
-                kernel_initializer=CONV_INIT,
+                kernel_initializer=CONV_INITS[conv_init],
                 name=f"block{stage}_conv{i}",
             )(x)
             if batch_norm:
@@ -130,6 +142,8 @@ def VGG(
     return keras.Model(inputs, classifier_logits(x, num_classes), name=name)
 
 
+CONV_INITS = {"fan_out": CONV_INIT, "fan_in": FORWARD_CONV_INIT}
+
 # Every registered VGG: name -> (convolutions per stage, batch_norm). Used by
 # `kerascnn.weights.incremental` to tell which runs are shallower VGGs.
 VGG_VARIANTS = {}
@@ -153,6 +167,7 @@ def _register_variant(name, stack, batch_norm, summary):
         head="auto",
         width_multiplier=1.0,
         pooling=None,
+        conv_init="fan_out",
         name=name,
     ):
         return VGG(
@@ -165,6 +180,7 @@ def _register_variant(name, stack, batch_norm, summary):
             head=head,
             width_multiplier=width_multiplier,
             pooling=pooling,
+            conv_init=conv_init,
             name=name,
         )
 
