@@ -1,6 +1,7 @@
 """Inference as served: kerascnn's exported SavedModel against PyTorch at its best, on the same weights (issue 19).
 
-    python benchmarks/serving_latency.py [MODEL ...] [--precision auto [float32 ...]] [--calls 1000] [--rounds 5]
+    python benchmarks/serving_latency.py [MODEL ...] [--precision auto [float32 ...]]
+        [--serving-precision float32 [trained]] [--calls 1000] [--rounds 5]
         [--batch 256] [--batch-calls 5] [--warmup-calls 10] [--torch-modes MODE ...] [--torch-threads N]
         [--export-dir DIR] [--quick] [--json OUT] [--markdown OUT]
 
@@ -14,7 +15,10 @@ For each model (default: alexnet_cifar, vgg16_bn, resnet18, googlenet_cifar at
    conversions) built under each `--precision` (default `auto`, what `fit`
    trains and therefore exports in: mixed_bfloat16 on CPUs with AMX or
    AVX512-BF16; `--precision auto float32` adds the float32 export, timed
-   in the same rounds). The first is "kerascnn" in the ratios.
+   in the same rounds). Each is exported as `--serving-precision` says:
+   float32 (the product's default: a mixed-precision model's float32 copy,
+   the same weights without per-call casts) and/or `trained` (labelled
+   "PRECISION served as trained"). The first is "kerascnn" in the ratios.
 2. The product's export (`kerascnn.serving.export.export_model`, what
    `python main.py export RUN_DIR` writes: the SavedModel whose `serve`
    signature takes uint8 images, normalises them and returns
@@ -74,7 +78,7 @@ from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models import create_model  # noqa: E402
 from kerascnn.runtime import hardware  # noqa: E402
 from kerascnn.serving.export import SIGNATURE, export_model  # noqa: E402
-from kerascnn.serving.tflite import float32_model  # noqa: E402
+from kerascnn.serving.precision import float32_model  # noqa: E402
 from kerascnn.training.context import precision_policy  # noqa: E402
 
 DEFAULT_MODELS = ("alexnet_cifar", "vgg16_bn", "resnet18", "googlenet_cifar")
@@ -101,8 +105,19 @@ def reference_weights(name, folder, seed=0):
     return reference, state_dict
 
 
-def export_same_weights(name, reference, precision, image_size, folder):
-    """(SavedModel version folder, kerascnn model, Preprocessing): `reference`'s weights exported by the product."""
+def export_label(precision, serving):
+    """The candidate's name: the training precision, and how the export computes when not the default float32."""
+    return precision if serving == "float32" else f"{precision} served as trained"
+
+
+def export_same_weights(name, reference, label, image_size, folder):
+    """(SavedModel version folder, kerascnn model, Preprocessing): `reference`'s weights exported by the product.
+
+    `label` is `export_label(precision, serving)`: the model is built under
+    `precision` and exported with `serving_precision=serving`.
+    """
+    precision, _, trained = label.partition(" served as ")
+    serving = "trained" if trained else "float32"
     with precision_policy(precision):
         model = create_model(
             name, num_classes=torch_reference.NUM_CLASSES, input_shape=(image_size, image_size, 3),
@@ -110,7 +125,8 @@ def export_same_weights(name, reference, precision, image_size, folder):
         )
     torch_reference.copy_to_keras(name, reference, model)
     preprocessing = Preprocessing((image_size, image_size), MEAN, STD)
-    version = export_model(model, preprocessing, list(CIFAR10_CLASSES), name, folder / "exports" / precision)
+    version = export_model(model, preprocessing, list(CIFAR10_CLASSES), name,
+                           folder / "exports" / label.replace(" served as ", "-served-"), serving_precision=serving)
     return version, model, preprocessing
 
 
@@ -267,7 +283,10 @@ def main(argv=None):
     parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), choices=list(torch_reference.MODELS))
     parser.add_argument("--precision", nargs="+", default=[hardware.AUTO], choices=[hardware.AUTO, *hardware.PRECISIONS],
                         help="the exported models' precisions, the first compared in the ratios "
-                        "(default auto: what fit trains and exports in)")
+                        "(default auto: what fit trains in)")
+    parser.add_argument("--serving-precision", nargs="+", default=["float32"], choices=["float32", "trained"],
+                        help="how each export computes (export --serving-precision): float32 (the default, "
+                        "the same weights without per-call casts) and/or trained (the training precision)")
     parser.add_argument("--calls", type=int, help="batch-1 calls per round, p50 and p99 over them (default 1000)")
     parser.add_argument("--rounds", type=int, help="rounds of every candidate, medians over them (default 5)")
     parser.add_argument("--batch", type=int, help="batch size of the throughput calls (default 256)")
@@ -297,7 +316,10 @@ def main(argv=None):
         args.torch_modes.insert(0, torch_reference.FLOAT32)  # the same-weights check needs float32
 
     auto, reason = hardware.auto_precision(hardware.describe())
-    precisions = list(dict.fromkeys(auto if p == hardware.AUTO else p for p in args.precision))
+    trained = list(dict.fromkeys(auto if p == hardware.AUTO else p for p in args.precision))
+    # A float32 model served "as trained" is the float32 export again: listed once.
+    precisions = list(dict.fromkeys(export_label(p, s if p != "float32" else "float32")
+                                    for p in trained for s in args.serving_precision))
     header = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads; TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}, PyTorch {torch.__version__}; kerascnn exports in {', '.join(precisions)} (auto: {auto}, {reason}); "

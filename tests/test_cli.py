@@ -112,6 +112,8 @@ def assert_user_error(capsys, argv, fragment, workdir):
         (["predict", "no-such-export", "no-such-folder/"], "does not exist"),
         (["export", "no-such-run", "--calibration-images", "10"], "go with --format tflite"),
         (["export", "no-such-run", "--format", "tflite", "--data-dir", "x"], "add --quantize int8"),
+        (["export", "no-such-run", "--format", "tflite", "--serving-precision", "trained"], "goes with a SavedModel"),
+        (["export", "no-such-run", "--serving-precision", "float16"], "--serving-precision"),
         (["evaluate", "no-such-run"], "does not exist"),
         (["export", "no-such-run"], "does not exist"),
         (["predict", "no-such-export", "x.png"], "x.png"),

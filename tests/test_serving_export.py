@@ -69,7 +69,7 @@ def test_a_new_export_never_overwrites_an_old_one(trained):
 def test_a_failed_verification_leaves_nothing_behind(trained, monkeypatch, tmp_path):
     model, prep, config = _run_parts(trained.run_dir)
 
-    def corrupt(path, model, preprocessing):
+    def corrupt(path, model, preprocessing, served=None):
         raise export.ExportError("simulated mismatch")
 
     monkeypatch.setattr(export, "verify_export", corrupt)
@@ -84,6 +84,38 @@ def test_verification_catches_a_model_that_differs(trained, tmp_path):
     other = keras.models.clone_model(model)  # same architecture, fresh weights
     with pytest.raises(export.ExportError, match="differs"):
         export.verify_export(path, other, prep)
+
+
+def test_a_mixed_precision_model_serves_in_float32_unless_exported_as_trained(tmp_path):
+    import json
+
+    from kerascnn.data.preprocessing import Preprocessing
+    from kerascnn.training.context import precision_policy
+
+    with precision_policy("mixed_bfloat16"):
+        model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                  keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    prep = Preprocessing((8, 8), (120.0, 120.0, 120.0), (60.0, 60.0, 60.0))
+    images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    float32_logits = export.serving_model(model)(prep(images)).numpy()
+    paths = {p: export.export_model(model, prep, ["a", "b", "c"], "m", tmp_path, serving_precision=p)
+             for p in ("float32", "trained")}
+    for p, path in paths.items():
+        manifest = json.loads((path / export.MANIFEST).read_text())
+        assert manifest["trained_dtype"] == "bfloat16"
+        assert manifest["serving_dtype"] == {"float32": "float32", "trained": "bfloat16"}[p]
+        # model.keras keeps the training policy either way (to train on from it).
+        reloaded = keras.saving.load_model(path / export.KERAS_FILE, compile=False)
+        assert reloaded.layers[0].compute_dtype == "bfloat16"
+    serve = {p: tf.saved_model.load(str(path)).signatures["serve"] for p, path in paths.items()}
+    probabilities = {p: f(images=tf.constant(images))["probabilities"].numpy() for p, f in serve.items()}
+    # float32: exactly the float32 computation of the same weights; trained: bfloat16's rounding of it.
+    np.testing.assert_allclose(probabilities["float32"], tf.nn.softmax(float32_logits).numpy(), atol=1e-5)
+    assert not np.allclose(probabilities["trained"], probabilities["float32"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(probabilities["trained"], probabilities["float32"], atol=0.05)
+    with pytest.raises(ValueError, match="float32, trained"):
+        export.export_model(model, prep, ["a", "b", "c"], "m", tmp_path, serving_precision="float16")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2"]
 
 
 OLD_KEYS = ("source", "class_names", "num_classes", "image_shape", "mean", "std", "num_train", "num_val",

@@ -16,7 +16,7 @@ from kerascnn.config import RunConfig
 from kerascnn.data.synthetic import SyntheticSource
 from kerascnn.data.pipeline import split_indices
 from kerascnn.layers import LocalResponseNormalization
-from kerascnn.serving import tflite
+from kerascnn.serving import precision, tflite
 from kerascnn.serving.batch_predict import image_files, predict_files
 from kerascnn.serving.interpreter import LiteModel
 from kerascnn.serving.predictor import load_predictor
@@ -113,14 +113,14 @@ def test_a_mixed_precision_model_converts_from_a_float32_copy():
         model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                                   keras.layers.Dense(3)])
     assert model.layers[0].compute_dtype == "bfloat16"
-    copy = tflite.float32_model(model)
+    copy = precision.float32_model(model)
     assert all(layer.dtype_policy.name == "float32" for layer in copy.layers)
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
     assert copy(x).dtype == "float32"
     np.testing.assert_allclose(copy(x), np.asarray(model(x), np.float32), atol=0.1)  # bfloat16 rounding only
     for a, b in zip(copy.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert tflite.float32_model(copy) is copy
+    assert precision.float32_model(copy) is copy
 
 
 def lrn_run(trained, target):

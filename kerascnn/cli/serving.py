@@ -30,7 +30,7 @@ def add_parsers(sub):
     p = flags.add_command(sub, "export", cmd_export)
     p.add_argument("run_dir", metavar="RUN_DIR")
     flags.add_flags(p, "--export-dir", default="saved_models")
-    flags.add_flags(p, "--format", "--quantize", "--calibration-images")
+    flags.add_flags(p, "--format", "--serving-precision", "--quantize", "--calibration-images")
     flags.add_group(p, "calibration data (--quantize int8; default: the run's own)", "--dataset", "--data-dir")
 
     p = flags.add_command(sub, "predict", cmd_predict)
@@ -68,7 +68,8 @@ def cmd_export(args):
     """export a run's best model as a SavedModel or a TensorFlow Lite file
 
     Write saved_models/<model>/<version>/ from RUN_DIR's best checkpoint: a
-    SavedModel taking raw uint8 images, model.keras and labels.txt, verified
+    SavedModel taking raw uint8 images (computing in float32 unless
+    --serving-precision trained), model.keras and labels.txt, verified
     after writing. With --format tflite, write
     saved_models/<model>/tflite/<version>/<model>_<quantize>.tflite with the
     same labels.txt and kerascnn.json (--quantize int8 calibrates on training
@@ -83,6 +84,9 @@ def cmd_export(args):
                         "add --quantize int8 or drop them")
     if args.dataset and args.data_dir:
         raise UserError("give either --dataset or --data-dir, not both")
+    if args.format == "tflite" and args.serving_precision:
+        raise UserError("--serving-precision goes with a SavedModel; a TFLite file computes in float32 "
+                        "(--quantize picks its weights); drop one of them")
     if args.format == "tflite":
         from kerascnn.serving.tflite import CALIBRATION_IMAGES, export_tflite
 
@@ -94,7 +98,7 @@ def cmd_export(args):
         return 0
     from kerascnn.serving.export import export_run
 
-    path = export_run(args.run_dir, args.export_dir)
+    path = export_run(args.run_dir, args.export_dir, args.serving_precision or "float32")
     print(f"exported {args.run_dir} to {path}")
     return 0
 

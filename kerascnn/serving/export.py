@@ -5,8 +5,11 @@ Each version folder holds
                                  (also `serving_default`) takes raw uint8 images
                                  [N, H, W, 3] of any size and returns
                                  {"probabilities": [N, num_classes]}, with the
-                                 run's resizing and normalisation in the graph
-    model.keras                  the Keras model (normalised inputs -> logits)
+                                 run's resizing and normalisation in the graph,
+                                 computed in float32 unless exported with
+                                 serving_precision="trained" (`precision`)
+    model.keras                  the Keras model as trained (normalised inputs
+                                 -> logits, its own dtype policy)
     labels.txt                   one class name per line, in label order
     kerascnn.json                model name, preprocessing, class names, run config
 
@@ -27,6 +30,7 @@ import tensorflow as tf
 
 from kerascnn.record import RunRecord
 from kerascnn import faults
+from kerascnn.serving.precision import DEFAULT_SERVING_PRECISION, compute_dtype, serving_model
 from kerascnn.storage.atomic import staging_folder
 
 MANIFEST = "kerascnn.json"
@@ -67,9 +71,14 @@ def _check_images(preprocessing, seed=0):
     ]
 
 
-def verify_export(path, model, preprocessing):
-    """Reload both artifacts and compare with the in-memory model; raise ExportError."""
-    serve = tf.function(serving_function(model, preprocessing))
+def verify_export(path, model, preprocessing, served=None):
+    """Reload both artifacts and compare with the in-memory models; raise ExportError.
+
+    The SavedModel's signature is compared with `served` (the model it
+    computes with, `precision.serving_model`; default `model`), model.keras
+    with `model`.
+    """
+    serve = tf.function(serving_function(model if served is None else served, preprocessing))
     reloaded = tf.saved_model.load(str(path))
     for images in _check_images(preprocessing):
         expected = serve(tf.constant(images))["probabilities"].numpy()
@@ -84,12 +93,12 @@ def verify_export(path, model, preprocessing):
         raise ExportError(f"{KERAS_FILE} in {path} differs from the trained model by {diff:.2e}")
 
 
-def _write(path, model, preprocessing, class_names, model_name, run_config):
+def _write(path, model, served, preprocessing, class_names, model_name, run_config):
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(served)
     archive.add_endpoint(
         name=SIGNATURE,
-        fn=serving_function(model, preprocessing),
+        fn=serving_function(served, preprocessing),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     archive.write_out(str(path), verbose=False)
@@ -100,28 +109,35 @@ def _write(path, model, preprocessing, class_names, model_name, run_config):
         "preprocessing": preprocessing.to_dict(),
         "class_names": list(class_names),
         "signature": SIGNATURE,
+        "serving_dtype": compute_dtype(served),
+        "trained_dtype": compute_dtype(model),
         "run_config": run_config,
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def export_model(model, preprocessing=None, class_names=None, model_name=None, export_dir="saved_models",
-                 run_config=None):
+                 run_config=None, serving_precision=DEFAULT_SERVING_PRECISION):
     """Write, verify and publish a new version; return its folder.
 
     `model` is a Keras model (normalised images in, logits out) with its
     `preprocessing`, `class_names` and `model_name`; or a run directory
     (its best checkpoint, with everything else read from its config.json),
-    as `python main.py export RUN_DIR` does.
+    as `python main.py export RUN_DIR` does. `serving_precision`: the
+    serving signature computes in "float32" (the default: a float32 copy of
+    a mixed-precision model, the same weights) or as "trained"
+    (`kerascnn.serving.precision`).
     """
     if not isinstance(model, keras.Model):
-        return export_run(model, export_dir)
+        return export_run(model, export_dir, serving_precision)
     if preprocessing is None or class_names is None or model_name is None:
         raise TypeError("export_model(keras_model, ...) needs preprocessing, class_names and model_name")
+    served = serving_model(model, serving_precision)
+
     def write(tmp):
-        _write(tmp, model, preprocessing, class_names, model_name, run_config)
+        _write(tmp, model, served, preprocessing, class_names, model_name, run_config)
         faults.point("export.write")
-        verify_export(tmp, model, preprocessing)
+        verify_export(tmp, model, preprocessing, served)
 
     return publish_version(pathlib.Path(export_dir) / model_name, write)
 
@@ -155,13 +171,13 @@ def publish_version(root, write):
 # --- reading back ----------------------------------------------------------------
 
 
-def export_run(run_dir, export_dir="saved_models"):
+def export_run(run_dir, export_dir="saved_models", serving_precision=DEFAULT_SERVING_PRECISION):
     """Export the best checkpoint of the run in `run_dir`; return the version folder."""
     from kerascnn.serving.run_loading import load_run
 
     config, model, preprocessing = load_run(run_dir)
     class_names = RunRecord.from_dict(config.get("resolved")).class_names
-    return export_model(model, preprocessing, class_names, config["model"], export_dir, config)
+    return export_model(model, preprocessing, class_names, config["model"], export_dir, config, serving_precision)
 
 
 def damaged(path):

@@ -52,6 +52,7 @@ from kerascnn.data.pipeline import read_guard, split_indices
 from kerascnn.errors import ConfigError, DataError
 from kerascnn.runtime.quiet import captured_output
 from kerascnn.serving import export
+from kerascnn.serving.precision import float32_model
 
 QUANTIZATIONS = ("none", "float16", "int8")
 SUBDIR = "tflite"
@@ -81,37 +82,6 @@ def require_converter():
 def input_size(preprocessing):
     """(height, width) a TFLite model of `preprocessing` takes: before the centre crop, if there is one."""
     return tuple(int(s) for s in (preprocessing.resize_to or preprocessing.image_size))
-
-
-def float32_model(model):
-    """`model` computing in float32: itself, or a copy with the same weights when layers use mixed precision."""
-    if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
-        return model
-    serialized = keras.saving.serialize_keras_object(model)
-    _set_float32(serialized)
-    copy = keras.saving.deserialize_keras_object(serialized)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
-def _set_float32(node):
-    """Replace every mixed dtype policy in a serialized model by float32, in place."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "dtype" and isinstance(value, dict) and value.get("class_name") == "DTypePolicy":
-                node[key] = "float32"
-            else:
-                _set_float32(value)
-    elif isinstance(node, list):
-        for item in node:
-            _set_float32(item)
 
 
 def lite_function(model, preprocessing):
