@@ -162,7 +162,12 @@ class Document:
                     "<tr>" + "".join(f"<td>{esc(str(r.get(k, '')))}</td>" for k, _ in columns) + "</tr>"
                     for r in rows
                 )
-                body.append(f'<table id="{esc(id)}"><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>')
+                # A wide table (the memory limits' ten columns) scrolls inside its own box
+                # instead of running off the page's right edge (seen in a headless screenshot).
+                body.append(
+                    f'<div class="table-scroll"><table id="{esc(id)}"><thead><tr>{head}</tr></thead>'
+                    f"<tbody>{cells}</tbody></table></div>"
+                )
             elif kind == "figure":
                 f = block[1]
                 data = base64.b64encode(pathlib.Path(f.path).read_bytes()).decode("ascii")
@@ -179,7 +184,7 @@ class Document:
 
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}"
-    "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+    ".table-scroll{overflow-x:auto;margin:1em 0}table{border-collapse:collapse;font-size:0.9em}"
     "th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:right}td{white-space:nowrap}"
     "th:first-child,td:first-child,td:nth-child(2){text-align:left}th{background:#f3f3f3}"
     "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}"
