@@ -41,6 +41,7 @@ from kerascnn.config import RunConfig  # noqa: E402
 from kerascnn.data.pipeline import test_batches  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models.auxiliary import inference_model  # noqa: E402
+from kerascnn.recipes import default_recipe  # noqa: E402
 from kerascnn.serving.tta import plain_and_flip_metrics  # noqa: E402
 from kerascnn.storage import rundir  # noqa: E402
 from kerascnn.storage.atomic import save_figure  # noqa: E402
@@ -188,7 +189,8 @@ def main(argv=None):
         if not args.model or not (args.data_dir or args.limit_train):
             sys.exit("name a MODEL and give --data-dir (or set KERASCNN_CIFAR10_DIR); "
                      "without data, --limit-train N runs a smoke test on the synthetic set")
-        run_dir = args.run_dir or f"runs/tta-{args.model}-{args.recipe or 'paper'}-seed{args.seed}"
+        recipe = args.recipe or default_recipe(args.model)
+        run_dir = args.run_dir or f"runs/tta-{args.model}-{recipe}-seed{args.seed}"
         settings, options = overrides(args.set)
         flags = dict(
             epochs=args.epochs, data_dir=args.data_dir, run_dir=run_dir, seed=args.seed,

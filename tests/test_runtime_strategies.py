@@ -25,7 +25,7 @@ from kerascnn.training.fit import fit
 GLOBAL_BATCH = 32
 
 
-def train(tmp_path, name, replicas, batch_norm=False, **flags):
+def train(tmp_path, name, replicas, batch_norm=False, lr=0.01, **flags):
     config = RunConfig.from_flags(
         "vgg8",
         dataset="synthetic",
@@ -33,6 +33,9 @@ def train(tmp_path, name, replicas, batch_norm=False, **flags):
         batch_size=GLOBAL_BATCH // replicas,  # per replica: the same global batch
         epochs=1,
         schedule="constant",
+        # Named, so that the recipe does not scale it with the per-replica batch (which
+        # differs between the arms by design; the global batch is the same).
+        lr=lr,
         cpu_replicas=replicas,
         seed=3,
         run_dir=str(tmp_path / name),

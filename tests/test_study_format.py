@@ -126,7 +126,9 @@ def test_settings_layer_study_arm_budget_then_the_command_line(tmp_path):
     assert [r.name for r in plan.runs] == ["a-seed0", "a-seed1", "b-seed0", "b-seed1"]
     assert a0.config.optim.lr == 0.05  # budget over [settings]
     assert a0.config.epochs == 1  # budget over the arm
-    assert a0.config.model_options == {"dropout": 0.0, "width_multiplier": 0.25}  # aux_logits: vgg8 has none
+    # aux_logits: vgg8 has none; conv_init: vgg8's default recipe (scratch), under the study's options
+    assert a0.config.model_options == {"dropout": 0.0, "width_multiplier": 0.25, "conv_init": "fan_in"}
+    assert a0.config.recipe == "scratch"
     assert a0.config.data.data_dir == str(tmp_path) and a0.config.data.dataset is None  # --data-dir wins
     assert b1.depends_on == "a-seed1" and b1.config_for(tmp_path).init_from == str(tmp_path / "runs" / "a-seed1")
     assert [r.name for r in plan.select(["b"])] == ["a-seed0", "a-seed1", "b-seed0", "b-seed1"]

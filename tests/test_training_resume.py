@@ -193,7 +193,9 @@ def test_replay_overrides_epochs_keeping_the_warmup_share_and_reads_older_config
     run = saved_run(tmp_path / "run", schedule="onecycle", warmup_epochs=0.4, epochs=2)
     config = replay_config(run, flags={"epochs": 5, "model_options": {"width_multiplier": 0.25}})
     assert config.epochs == 5 and config.optim.warmup_epochs == pytest.approx(1.0)
-    assert config.model_options == {"width_multiplier": 0.25} and config.run_dir is None
+    # The given option replaces the saved one; the saved run's others (vgg8's scratch recipe) are kept.
+    assert config.model_options == {"width_multiplier": 0.25, "dropout": 0.0, "conv_init": "fan_in"}
+    assert config.recipe == "scratch" and config.run_dir is None
     assert config.replayed_from["overrides"] == {"epochs": 5, "model_options": {"width_multiplier": 0.25}}
     # A config.json from before recipes, extensions and the typed record still replays.
     old = json.loads((run / rundir.CONFIG).read_text())

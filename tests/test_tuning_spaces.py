@@ -81,6 +81,18 @@ def test_defaults_of_every_space_build_the_model_baseline(space, model):
         assert defaults[option] == value, option
 
 
+@pytest.mark.parametrize("model, lr, dropout", [("vgg8", 0.002, 0.0), ("alexnet_cifar", 0.01, 0.5)])
+def test_wide_space_defaults_follow_the_model_default_recipe(model, lr, dropout):
+    from kerascnn.config import RunConfig
+
+    base = RunConfig.from_flags(model)  # what `tune MODEL` starts from: vgg8's scratch, alexnet_cifar's paper
+    hp = kt.HyperParameters()
+    wide(hp, Baseline.of(base, {**model_defaults(model), **base.model_options}, (32, 32)))
+    space = {p.name: p for p in hp.space}
+    assert space["lr_sgd"].default == pytest.approx(base.optim.lr) == lr
+    assert space["dropout"].default == pytest.approx(dropout)
+
+
 def test_wide_space_has_log_uniform_rates_and_conditional_learning_rates():
     hp = kt.HyperParameters()
     wide(hp, baseline())
@@ -191,4 +203,5 @@ def test_the_hypermodel_builds_and_compiles_what_the_hyperparameters_say():
     assert "BatchNormalization" in kinds and "Dropout" not in kinds
     config = hypermodel.trial_config(hp)  # what fit() gets: the trial's split and batch
     assert (config.data.batch_size, config.data.val_split) == (64, 0.1)
-    assert config.model_options == {"width_multiplier": 0.125, "batch_norm": True, "dropout": 0.0}
+    # conv_init: vgg8's default recipe (scratch), a fixed option every trial keeps
+    assert config.model_options == {"width_multiplier": 0.125, "batch_norm": True, "dropout": 0.0, "conv_init": "fan_in"}

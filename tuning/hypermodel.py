@@ -69,7 +69,7 @@ class CNNHyperModel(kt.HyperModel):
         self.num_classes = source.info.num_classes
         self.input_shape = input_shape_of(self.base, source.info)
         defaults = {**model_defaults(self.base.model), **self.base.model_options}
-        self.baseline = Baseline(self.base.model, defaults, self.input_shape[:2])
+        self.baseline = Baseline.of(self.base, defaults, self.input_shape[:2])
         self._data = collections.OrderedDict()
 
     # --- hp -> settings --------------------------------------------------------

@@ -76,7 +76,7 @@ def dry_run(request, out=None):
     defaults = {**model_defaults(base.model), **base.model_options}
     size = tuple(base.data.image_size or defaults.get("input_shape", (32, 32, 3))[:2])
     space = get_space(request.space)
-    baseline = Baseline(base.model, defaults, size)
+    baseline = Baseline.of(base, defaults, size)
     import keras_tuner as kt
 
     hp = kt.HyperParameters()

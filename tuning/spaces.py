@@ -33,11 +33,25 @@ class Baseline:
         defaults: the builder's keyword defaults (`registry.model_defaults`).
         image_size: (height, width) the model sees; picks the default
             augmentation preset, as `DataConfig.augment=None` would.
+        lr: the SGD learning rate of the run the search starts from (the
+            model's default recipe's: 0.01, 0.002 for the plain VGGs'
+            `scratch`); the wide space's default.
     """
 
     model: str
     defaults: dict
     image_size: tuple = (32, 32)
+    lr: float = 0.01
+
+    @classmethod
+    def of(cls, config, defaults, image_size):
+        """The baseline of a search whose trials start from `config` (a `RunConfig`).
+
+        The learning rate is the config's when it trains with SGD (a `tune`
+        base comes from the model's default recipe), else SGD's 0.01.
+        """
+        lr = config.optim.lr if config.optim.optimizer == "sgd" and config.optim.lr else 0.01
+        return cls(config.model, defaults, tuple(image_size), lr=lr)
 
     def has(self, option):
         return option in self.defaults
@@ -157,13 +171,14 @@ def wide(hp, baseline):
     conditional ranges, since their useful rates differ by ~10x); weight
     decay log-uniform in [1e-6, 1e-2]; batch size 32..256; dropout 0..0.7;
     batch norm on/off; width multiplier 0.25/0.5/1 where the model has one;
-    augmentation preset. Defaults: the model's baseline with the project's
-    default training recipe (sgd 0.01, weight decay 5e-4, batch 128).
+    augmentation preset. Defaults: the model's baseline with its default
+    training recipe (sgd at the baseline's learning rate, 0.01, or 0.002 for
+    the plain VGGs' `scratch` recipe; weight decay 5e-4, batch 128).
     """
     d = baseline.defaults
     optimizer = hp.Choice("optimizer", ["sgd", "adam", "adamw", "rmsprop"], default="sgd")
     with hp.conditional_scope("optimizer", ["sgd"]):
-        lr_sgd = hp.Float("lr_sgd", 1e-3, 0.3, sampling="log", default=1e-2)
+        lr_sgd = hp.Float("lr_sgd", 1e-3, 0.3, sampling="log", default=min(max(baseline.lr, 1e-3), 0.3))
     with hp.conditional_scope("optimizer", ["adam", "adamw", "rmsprop"]):
         lr_adaptive = hp.Float("lr_adaptive", 1e-5, 1e-2, sampling="log", default=1e-3)
     weight_decay = hp.Float("weight_decay", 1e-6, 1e-2, sampling="log", default=5e-4)

@@ -155,7 +155,7 @@ def _dry_run_search(plan, out_dir, timings_from, out):
     request = search_request(plan.search, out_dir)
     base = request.base
     defaults = {**model_defaults(base.model), **base.model_options}
-    baseline = Baseline(base.model, defaults, tuple(base.data.image_size or (32, 32)))
+    baseline = Baseline.of(base, defaults, base.data.image_size or (32, 32))
     grid = enumerate_grid(get_space(request.space), baseline)
     trials = len(grid) if request.max_trials is None else min(request.max_trials, len(grid))
     timings = Timings(list(timings_from))
