@@ -87,3 +87,20 @@ def test_a_tune_trial_records_the_precision_strategy_and_record_fit_records_on_t
     assert set(trial["resolved"]) == set(fitted["resolved"])  # the same typed RunRecord
     assert trial["resolved"]["class_names"] == fitted["resolved"]["class_names"]
     assert trial["resolved"]["batch_size"] == 32 and trial["resolved"]["params"] > 0  # seed-grid's first batch
+
+
+def test_a_diverging_trial_stops_at_its_first_non_finite_loss_and_says_where(tmp_path, monkeypatch):
+    """A trial whose loss turns NaN stops there (as `fit` does), not after its remaining epochs."""
+    from tuning import spaces
+
+    # A learning rate no network survives: the first update sends the weights to overflow.
+    monkeypatch.setattr(spaces, "SEED_GRID_LR", {"sgd": (1e30,), "adam": (1e30,)})
+    base = RunConfig.from_flags("vgg8", dataset="synthetic", limit_train=64, epochs=3,
+                                model_options={"width_multiplier": 0.125}, precision="float32")
+    folder = tmp_path / "tune"
+    run_search(SearchRequest(base, space="seed-grid", tuner="grid", max_trials=1, results_dir=str(folder)),
+               log=lambda *_: None, verbose=0)
+    (row,) = read_trials(folder)
+    assert row["diverged"].startswith("epoch 1 batch ") and ": loss " in row["diverged"]
+    assert row["epochs_run"] == "1"  # not 3
+    assert f"trial 0 ({row['diverged']})" in (folder / searchdir.SUMMARY).read_text()

@@ -31,7 +31,7 @@ from kerascnn.models import model_defaults
 from kerascnn.models.auxiliary import inference_model
 from kerascnn.runtime.strategies import work_around_distributed_build
 from kerascnn.training.build import Built, build_models
-from kerascnn.training.callbacks import EpochTimer, FaultPoints
+from kerascnn.training.callbacks import EpochTimer, FaultPoints, StopOnNonFinite
 from kerascnn.training.data import RunData, input_shape_of
 from kerascnn.training.record import make_record
 
@@ -137,20 +137,28 @@ class CNNHyperModel(kt.HyperModel):
 
         Hyperband passes `epochs` and `initial_epoch`; other tuners train for
         the configured epochs (early stopping comes in through `callbacks`).
+        A trial whose loss or validation figures turn NaN or infinite stops
+        there, as a `fit` run does, instead of training its remaining epochs
+        on NaN weights; `self.diverged` holds where (`StopOnNonFinite.where`)
+        until the tuner records the trial.
         """
         config = self.trial_config(hp)
         data = self.datasets(config)
         kwargs.setdefault("verbose", self.verbose)  # tuner.search(verbose=...) arrives here too
-        return read_guard(
+        stopper = StopOnNonFinite()
+        self.diverged = None
+        history = read_guard(
             self.source,
             model.fit,
             data.train,
             validation_data=data.val,
             epochs=epochs or config.epochs,
             shuffle=False,  # the pipeline shuffles, seeded, every epoch
-            callbacks=[EpochTimer(), *(callbacks or []), FaultPoints()],
+            callbacks=[EpochTimer(), *(callbacks or []), stopper, FaultPoints()],
             **kwargs,
         )
+        self.diverged = stopper.where
+        return history
 
 
 def inference_network(model):

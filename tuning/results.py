@@ -25,7 +25,7 @@ SETTINGS = (
 )
 MEASURED = (
     "epochs_run", "best_train_accuracy", "best_val_accuracy", "test_accuracy",
-    "wall_seconds", "seconds_per_epoch", "tuner_id",
+    "wall_seconds", "seconds_per_epoch", "tuner_id", "diverged",
 )
 
 
@@ -169,6 +169,15 @@ def summary_markdown(rows, identity, plots=(), n_best=10):
         "",
         "Trials: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none yet") + ".",
         "",
+    ]
+    diverged = [r for r in rows if r.get("diverged")]
+    if diverged:
+        lines += [
+            "Diverged, stopped at the first non-finite figure (their best epoch before it still counts): "
+            + "; ".join(f"trial {r['trial_id']} ({r['diverged']})" for r in diverged) + ".",
+            "",
+        ]
+    lines += [
         f"## Best trials (by validation accuracy, top {n_best})",
         "",
         "| trial | optimizer | lr | batch | val split | regularisation | epochs | train acc | val acc | "

@@ -94,6 +94,7 @@ class TrialRecorder:
             "trial_id": trial.trial_id,
             "settings": describe_config(config),
             "epochs_run": len(history.get(OBJECTIVE, [])),
+            "diverged": describe_divergence(getattr(hm, "diverged", None)),
             "best_train_accuracy": _max(history.get("accuracy")),
             "best_val_accuracy": _max(history.get(OBJECTIVE)),
             "test_accuracy": float(test["accuracy"]),
@@ -123,6 +124,14 @@ def load_trial_model(tuner, trial):
         # The checkpoint also holds optimizer variables, which evaluation does not need.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         return tuner.load_model(trial)
+
+
+def describe_divergence(where):
+    """"epoch E batch B: loss nan" (or "epoch E: val_loss inf") from `StopOnNonFinite.where`; None if finite."""
+    if where is None:
+        return None
+    epoch, batch, value, key = where
+    return f"epoch {epoch}" + (f" batch {batch}" if batch is not None else "") + f": {key} {value}"
 
 
 def _max(values):
