@@ -3,6 +3,7 @@
 import keras
 
 from kerascnn.errors import ConfigError
+from kerascnn.layers import BatchNormalization
 from kerascnn.validation import positive_float, positive_int, rate
 
 # He et al. 2015 ("Delving Deep into Rectifiers") with fan_out, as torchvision
@@ -30,11 +31,19 @@ LOGITS_INIT = keras.initializers.GlorotUniform()
 # weights and statistics ported from torchvision behave the same.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+# The class of every builder's batch norm: Keras' layer computed by TensorFlow's
+# fused kernel, whose training steps measured 1.14-1.29x faster for vgg16_bn and
+# resnet18 in mixed_bfloat16 on the CPU (benchmarks/NOTES.md 16b);
+# benchmarks/fused_batchnorm.py sets it to keras.layers.BatchNormalization to compare.
+BATCH_NORM = BatchNormalization
 
 
-def batch_normalization(x, name, epsilon=BN_EPSILON):
-    """Batch normalisation (Ioffe & Szegedy 2015) with torchvision's constants."""
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=epsilon, name=name)(x)
+def batch_normalization(x, name, epsilon=BN_EPSILON, **kwargs):
+    """Batch normalisation (Ioffe & Szegedy 2015) with torchvision's constants.
+
+    `kwargs` are the layer's other arguments (e.g. ResNet's zero gamma_initializer).
+    """
+    return BATCH_NORM(momentum=BN_MOMENTUM, epsilon=epsilon, name=name, **kwargs)(x)
 
 
 def check_common_args(num_classes, input_shape, dropout, include_top):

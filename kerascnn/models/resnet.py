@@ -75,7 +75,6 @@ import keras
 from kerascnn.errors import ConfigError
 from kerascnn.models.common import (
     BN_EPSILON,
-    BN_MOMENTUM,
     batch_normalization,
     CONV_INIT,
     check_common_args,
@@ -116,11 +115,7 @@ DOWNSAMPLE_ON = ("3x3", "1x1")
 
 
 def _bn(x, name, epsilon=BN_EPSILON, gamma_initializer="ones"):
-    if epsilon == BN_EPSILON and gamma_initializer == "ones":
-        return batch_normalization(x, name)
-    return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=epsilon, gamma_initializer=gamma_initializer, name=name
-    )(x)
+    return batch_normalization(x, name, epsilon=epsilon, gamma_initializer=gamma_initializer)
 
 
 def _conv(x, filters, kernel_size, strides, name, use_bias=False, kernel_initializer=CONV_INIT):
