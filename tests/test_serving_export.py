@@ -165,3 +165,27 @@ def test_flip_metrics_average_each_image_with_its_mirror():
     result = flip_metrics(model, data)
     # p = (softmax([10, -10]) + softmax([-10, 10])) / 2 = [0.5, 0.5]: cross-entropy ln 2.
     assert result["images"] == 2 and result["cross_entropy"] == pytest.approx(np.log(2), rel=1e-4)
+
+
+def test_a_run_killed_between_its_export_and_metrics_json_resumes_without_exporting_twice(tmp_path):
+    """fit --resume of a run stopped after publishing its export (no metrics.json yet) keeps that export."""
+    import json
+
+    exports = tmp_path / "saved_models"
+    config = RunConfig.from_flags(
+        "vgg8", dataset="synthetic", limit_train=64, batch_size=32, epochs=1, run_dir=str(tmp_path / "run"),
+        export=True, export_dir=str(exports), model_options={"width_multiplier": 0.125},
+    )
+    first = fit(config, log=lambda *_: None, verbose=0)
+    assert first.export_dir == exports / "vgg8" / "1"
+    manifest = json.loads((first.export_dir / export.MANIFEST).read_text())
+    assert manifest["origin"] == "fit" and manifest["run_dir"] == str(first.run_dir.resolve())
+    (first.run_dir / "metrics.json").unlink()  # as if killed right after the export was renamed into place
+    said = []
+    again = fit(resume_dir=first.run_dir, log=said.append, verbose=0)
+    assert again.export_dir == first.export_dir and sorted(p.name for p in (exports / "vgg8").iterdir()) == ["1"]
+    assert any("already exported" in line for line in said) and (first.run_dir / "metrics.json").exists()
+    # `export RUN_DIR` is a deliberate new version, and says so in its manifest.
+    second = export.export_run(first.run_dir, exports)
+    assert second.name == "2" and json.loads((second / export.MANIFEST).read_text())["origin"] == "export"
+    assert export.find_export(exports / "vgg8", first.run_dir) == first.export_dir

@@ -11,7 +11,9 @@ Each version folder holds
     model.keras                  the Keras model as trained (normalised inputs
                                  -> logits, its own dtype policy)
     labels.txt                   one class name per line, in label order
-    kerascnn.json                model name, preprocessing, class names, run config
+    kerascnn.json                model name, preprocessing, class names, run config,
+                                 the run directory it came from and what wrote it
+                                 ("fit" for `fit --export`, "export" for `export RUN_DIR`)
 
 Versions are integers, as TF Serving expects; a new export never touches an
 old one. The version is written to a temporary folder, reloaded and checked
@@ -93,7 +95,7 @@ def verify_export(path, model, preprocessing, served=None):
         raise ExportError(f"{KERAS_FILE} in {path} differs from the trained model by {diff:.2e}")
 
 
-def _write(path, model, served, preprocessing, class_names, model_name, run_config):
+def _write(path, model, served, preprocessing, class_names, model_name, run_config, source):
     archive = keras.export.ExportArchive()
     archive.track(served)
     archive.add_endpoint(
@@ -112,12 +114,13 @@ def _write(path, model, served, preprocessing, class_names, model_name, run_conf
         "serving_dtype": compute_dtype(served),
         "trained_dtype": compute_dtype(model),
         "run_config": run_config,
+        **source,
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def export_model(model, preprocessing=None, class_names=None, model_name=None, export_dir="saved_models",
-                 run_config=None, serving_precision=DEFAULT_SERVING_PRECISION):
+                 run_config=None, serving_precision=DEFAULT_SERVING_PRECISION, run_dir=None, origin="export"):
     """Write, verify and publish a new version; return its folder.
 
     `model` is a Keras model (normalised images in, logits out) with its
@@ -126,16 +129,19 @@ def export_model(model, preprocessing=None, class_names=None, model_name=None, e
     as `python main.py export RUN_DIR` does. `serving_precision`: the
     serving signature computes in "float32" (the default: a float32 copy of
     a mixed-precision model, the same weights) or as "trained"
-    (`kerascnn.serving.precision`).
+    (`kerascnn.serving.precision`). `run_dir` and `origin` ("fit" or
+    "export") go into kerascnn.json, so that `fit --resume` finds the export
+    it already published (`find_export`).
     """
     if not isinstance(model, keras.Model):
         return export_run(model, export_dir, serving_precision)
+    source = {"origin": origin, **({"run_dir": str(pathlib.Path(run_dir).resolve())} if run_dir else {})}
     if preprocessing is None or class_names is None or model_name is None:
         raise TypeError("export_model(keras_model, ...) needs preprocessing, class_names and model_name")
     served = serving_model(model, serving_precision)
 
     def write(tmp):
-        _write(tmp, model, served, preprocessing, class_names, model_name, run_config)
+        _write(tmp, model, served, preprocessing, class_names, model_name, run_config, source)
         faults.point("export.write")
         verify_export(tmp, model, preprocessing, served)
 
@@ -177,7 +183,29 @@ def export_run(run_dir, export_dir="saved_models", serving_precision=DEFAULT_SER
 
     config, model, preprocessing = load_run(run_dir)
     class_names = RunRecord.from_dict(config.get("resolved")).class_names
-    return export_model(model, preprocessing, class_names, config["model"], export_dir, config, serving_precision)
+    return export_model(model, preprocessing, class_names, config["model"], export_dir, config, serving_precision,
+                        run_dir=run_dir, origin="export")
+
+
+def find_export(model_root, run_dir, origin="fit"):
+    """The newest version under `model_root` that `origin` wrote from the run in `run_dir`, or None.
+
+    A run killed after its export was published but before metrics.json
+    (which marks it finished) is tested and published again by
+    `fit --resume`; this finds the export it already made, so the resumed
+    run does not publish the same model as a second version. Versions
+    whose kerascnn.json cannot be read are skipped: they are not this run's.
+    """
+    root, wanted = pathlib.Path(model_root), str(pathlib.Path(run_dir).resolve())
+    versions = sorted((p for p in root.glob("*") if p.name.isdigit()), key=lambda p: int(p.name), reverse=True)
+    for version in versions:
+        try:
+            manifest = json.loads((version / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("origin") == origin and manifest.get("run_dir") == wanted:
+            return version
+    return None
 
 
 def damaged(path):

@@ -43,7 +43,9 @@ def publish(config, run_dir, runtime, data, metrics, best, log=print):
     """Write the chief's curves.png, (with --export) the SavedModel, then metrics.json; the `RunResult`.
 
     The export comes before metrics.json: a run killed while exporting is not
-    finished yet, so `fit --resume` tests and exports it again.
+    finished yet, so `fit --resume` tests and exports it again; one killed
+    after its export was published and before metrics.json reuses that
+    export instead of publishing the same model twice (`find_export`).
     """
     check_finite_result(metrics, run_dir)  # NaN figures are a diverged run, never a result
     result = RunResult(run_dir, metrics, model=best)
@@ -53,11 +55,17 @@ def publish(config, run_dir, runtime, data, metrics, best, log=print):
     plot_curves(read_history(run_dir / rundir.HISTORY), run_dir / rundir.CURVES,
                 title=f"{config.model} on {data.info.name}")
     if config.export:
-        from kerascnn.serving.export import export_model
+        from kerascnn.serving.export import export_model, find_export
 
-        result.export_dir = export_model(
-            best, data.datasets.preprocessing, data.info.class_names, config.model, config.export_dir, config.to_dict()
-        )
+        # Only a resumed run can find one: a new run directory has no export yet.
+        result.export_dir = find_export(pathlib.Path(config.export_dir) / config.model, run_dir)
+        if result.export_dir is not None:
+            log(f"already exported to {result.export_dir} before the interruption: kept, not exported again")
+        else:
+            result.export_dir = export_model(
+                best, data.datasets.preprocessing, data.info.class_names, config.model, config.export_dir,
+                config.to_dict(), run_dir=run_dir, origin="fit",
+            )
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     log(describe_metrics(metrics, data.datasets.test_tta is not None))
     if result.export_dir is not None:
