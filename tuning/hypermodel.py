@@ -71,6 +71,7 @@ class CNNHyperModel(kt.HyperModel):
         defaults = {**model_defaults(self.base.model), **self.base.model_options}
         self.baseline = Baseline.of(self.base, defaults, self.input_shape[:2])
         self._data = collections.OrderedDict()
+        self.diverged = None  # where the last trial's fit stopped on a non-finite figure (`fit`)
 
     # --- hp -> settings --------------------------------------------------------
 
@@ -146,7 +147,6 @@ class CNNHyperModel(kt.HyperModel):
         data = self.datasets(config)
         kwargs.setdefault("verbose", self.verbose)  # tuner.search(verbose=...) arrives here too
         stopper = StopOnNonFinite()
-        self.diverged = None
         history = read_guard(
             self.source,
             model.fit,

@@ -94,7 +94,7 @@ class TrialRecorder:
             "trial_id": trial.trial_id,
             "settings": describe_config(config),
             "epochs_run": len(history.get(OBJECTIVE, [])),
-            "diverged": describe_divergence(getattr(hm, "diverged", None)),
+            "diverged": describe_divergence(hm.diverged),
             "best_train_accuracy": _max(history.get("accuracy")),
             "best_val_accuracy": _max(history.get(OBJECTIVE)),
             "test_accuracy": float(test["accuracy"]),
