@@ -82,10 +82,10 @@ def child(args):
 
     import_tensorflow_quietly()
     import tensorflow as tf
-
-    from kerascnn.config import OptimConfig
     from throughput import keras_candidate
     from timing import timings
+
+    from kerascnn.config import OptimConfig
     from tuning.spaces import SEED_GRID_LR
 
     if args.setup == "seeds":  # the seed grid's batch-norm arm (vs_torch.py's `seeds` setup)
@@ -112,7 +112,7 @@ def run_child(args, env):
                args.optimizer, "--setup", args.setup, "--batch-size", str(args.batch_size), "--image-size",
                str(args.image_size), "--precision", args.precision, "--steps", str(args.steps), "--repeats",
                str(args.repeats)]
-    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"child failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -126,9 +126,9 @@ def summary(results):
 
 def markdown(report):
     lines = [
-        f"{report['model']} ({report['setup']}), {report['optimizer']}, batch {report['batch_size']}, "
-        f"{report['precision']}: images/s of {report['processes']} fresh processes per variant "
-        f"(each the median of {report['repeats']} x {report['steps']} steps); {report['cpu']}",
+        (f"{report['model']} ({report['setup']}), {report['optimizer']}, batch {report['batch_size']}, "
+         f"{report['precision']}: images/s of {report['processes']} fresh processes per variant "
+         f"(each the median of {report['repeats']} x {report['steps']} steps); {report['cpu']}"),
         "",
         "| variant | environment | min | median | max | spread (max/min) | every process |",
         "|---|---|---|---|---|---|---|",
