@@ -110,6 +110,11 @@ def run_variant(args, name, seed):
         if args.limit_train:
             command += ["--limit-train", str(args.limit_train)]
     print(f"ablation: {name} (seed {seed}): {' '.join(command[1:])}", flush=True)
+    run_child(command)
+
+
+def run_child(command):
+    """Run one variant's `time_to_accuracy.py` command line in its own process."""
     subprocess.run(command, check=False)
 
 

@@ -29,12 +29,14 @@ target: under 1.15).
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from timing import cpu_name  # noqa: E402  (TensorFlow-free)
 ENV_REPORTED = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS",
                 "ONEDNN_DEFAULT_FPMATH_MODE", "KMP_AFFINITY", "KMP_BLOCKTIME", "OMP_PROC_BIND")
 TARGET_SPREAD = 1.15
@@ -77,7 +79,6 @@ def child(args):
     """One measurement in this process; prints one JSON line."""
     load = os.getloadavg()[0]
     sys.path.insert(0, os.path.join(HERE, ".."))
-    sys.path.insert(0, HERE)
     from kerascnn.runtime.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -142,17 +143,6 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() + f", {os.cpu_count()} CPUs"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
@@ -169,7 +159,7 @@ def main(argv=None):
     report = {
         "model": args.model, "setup": args.setup, "optimizer": args.optimizer, "batch_size": args.batch_size,
         "precision": args.precision, "processes": args.processes, "steps": args.steps, "repeats": args.repeats,
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "variants": {name: {"env": variants[name], "processes": results[name], "summary": summary(results[name])}
                      for name in variants},
     }

@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -228,14 +227,10 @@ def machine():
     """The CPU model and core count (and the GPUs, when TensorFlow sees any)."""
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from timing import cpu_name
+
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return f"{cpu}, {os.cpu_count()} cores" + (f", GPUs {', '.join(gpus)}" if gpus else "")
+    return cpu_name() + (f", GPUs {', '.join(gpus)}" if gpus else "")
 
 
 def new_report(config, targets):

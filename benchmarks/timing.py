@@ -16,6 +16,8 @@ TensorFlow, at the precision of the model it is compared with, the fastest
 of its repeats.
 """
 
+import os
+import platform
 import statistics
 import time
 
@@ -64,3 +66,14 @@ def matmul_gflops(n=4096, repeats=5, dtype="float32"):
     matmul = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), "float32")))
     # A peak is what the machine can do: the fastest of the repeats (noise only slows it down).
     return 2 * n**3 / min(timings(lambda: matmul().numpy(), repeats)) / 1e9
+
+
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo's "model name"; Python's guess elsewhere) and its core count."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
@@ -12,24 +11,18 @@ import ablation  # noqa: E402
 import time_to_accuracy  # noqa: E402
 
 
-RUN_PROCESS = subprocess.run
-
-
-def run_child_in_this_process(command, *args, check=False, **kwargs):
-    """ablation.py's child `time_to_accuracy.py ARGS` run by that script's own main() here.
+def run_child_in_this_process(command):
+    """ablation.py's child `time_to_accuracy.py ARGS`, run by that script's own main() here.
 
     The runs are as real (the same command line, parsed by the script, training and
     testing); only the child process, with its second TensorFlow start-up, is saved.
-    Every other command (e.g. the run record's `git`) runs as a process.
     """
-    if not (len(command) > 1 and str(command[1]).endswith("time_to_accuracy.py")):
-        return RUN_PROCESS(command, *args, check=check, **kwargs)
-    code = time_to_accuracy.main(command[2:])
-    assert not check or not code
+    assert command[1].endswith("time_to_accuracy.py")
+    time_to_accuracy.main(command[2:])
 
 
 def test_variants_run_once_each_and_the_table_compares_them_with_the_recipe(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ablation.subprocess, "run", run_child_in_this_process)
+    monkeypatch.setattr(ablation, "run_child", run_child_in_this_process)
     out = tmp_path / "ablation"
     argv = ["resnet20", "--recipe", "fast", "--epochs", "1", "--out", str(out), "--limit-train", "64",
             "--only", "no_label_smoothing", "--set", "width_multiplier=0.25", "--set", "precision=float32",
