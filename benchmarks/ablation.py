@@ -105,8 +105,9 @@ def run_variant(args, name, seed):
         command += [args.model, "--recipe", args.recipe, "--epochs", str(args.epochs), "--seed", str(seed),
                     "--run-dir", str(run_dir)]
         command += [f"--set={pair}" for pair in [*args.set, *variant_overrides(args, name)]]
-        if args.data_dir:
-            command += ["--data-dir", args.data_dir]
+        # Always passed, empty for the synthetic set: the child must not fall back to
+        # $KERASCNN_CIFAR10_DIR when the parent chose the synthetic smoke run.
+        command += ["--data-dir", args.data_dir or ""]
         if args.limit_train:
             command += ["--limit-train", str(args.limit_train)]
     print(f"ablation: {name} (seed {seed}): {' '.join(command[1:])}", flush=True)
