@@ -53,7 +53,7 @@ def test_fit_evaluate_export_predict_end_to_end(tmp_path):
     evaluate = run_cli("evaluate", "run", "--json", cwd=tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr
     result = json.loads(evaluate.stdout)
-    assert result["images"] == 1000 and result["data"] == "synthetic"
+    assert result["images"] == 500 and result["data"] == "synthetic"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # The serving path and Keras' own evaluation agree on the same test set.
     assert result["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-3)
