@@ -11,9 +11,10 @@ the next command continues from, and no partial file:
   once the run directory exists, else the same command again); after each
   kill the run directory is either absent or holds a readable config.json,
   a complete history.csv with consecutive epochs and a loadable best.keras,
-  and every export version is complete; the chain ends with a run of the
-  full number of epochs, a finite metrics.json, exactly one export, and no
-  temporary file or staging folder anywhere.
+  and every export version is complete; the chain ends with a run (the
+  unkilled continuation, in the test's own process) of the full number of
+  epochs, a finite metrics.json, exactly one export, and no temporary file
+  or staging folder anywhere.
 - tune: killed in the middle of its second trial, the same command resumes
   the search: every trial once, all completed, the first untouched.
 - export: killed while writing and before publishing, the export root keeps
@@ -86,6 +87,21 @@ def run(args, cwd, fault=None, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def finish(args, cwd, monkeypatch, capsys=None):
+    """The command that continues after the kills, run by `main` in this process: (exit status, stdout).
+
+    Only the killed processes need an interpreter of their own; the continuation is
+    the same command line through the same entry point, without a second
+    TensorFlow start-up (seconds of the suite per call).
+    """
+    from kerascnn.cli.app import main
+
+    monkeypatch.delenv(faults.ENV, raising=False)
+    monkeypatch.chdir(cwd)
+    status = main(list(args))
+    return status, capsys.readouterr().out if capsys else ""
+
+
 def complete_versions(model_root):
     """The export versions under `model_root`; asserts each holds every file of a version."""
     root = pathlib.Path(model_root)
@@ -113,7 +129,7 @@ def check_consistent(work, where):
 
 
 @pytest.mark.parametrize("chain", _chains(), ids=lambda chain: "+".join(f"{p}:{n}" for p, n in chain))
-def test_fit_killed_at_a_chain_of_points_finishes_whole(tmp_path, chain):
+def test_fit_killed_at_a_chain_of_points_finishes_whole(tmp_path, chain, monkeypatch):
     tried, reached = [], []
     for name, n in chain:
         command = ["fit", "--resume", "run"] if (tmp_path / "run" / rundir.CONFIG).exists() else FIT
@@ -127,8 +143,7 @@ def test_fit_killed_at_a_chain_of_points_finishes_whole(tmp_path, chain):
         check_consistent(tmp_path, where)
     else:
         command = ["fit", "--resume", "run"] if (tmp_path / "run" / rundir.CONFIG).exists() else FIT
-        result = run(command, tmp_path)
-        assert result.returncode == 0, f"after {reached}: {result.stderr[-2000:]}"
+        assert finish(command, tmp_path, monkeypatch)[0] == 0, f"after {reached}"
 
     run_dir = tmp_path / "run"
     history = read_history(run_dir / rundir.HISTORY)
@@ -150,7 +165,7 @@ TUNE = ["tune", "vgg8", "--dataset", "synthetic", "--limit-train", "64", "--epoc
         "0.125", "--max-trials", "3", "--results-dir", "search"]
 
 
-def test_a_search_killed_inside_a_trial_resumes_without_losing_or_repeating_one(tmp_path):
+def test_a_search_killed_inside_a_trial_resumes_without_losing_or_repeating_one(tmp_path, monkeypatch, capsys):
     # Two batches per trial (58 training images, batch 32): the third batch is the second trial's first.
     killed = run(TUNE, tmp_path, fault="kill@train.batch:3")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
@@ -158,9 +173,8 @@ def test_a_search_killed_inside_a_trial_resumes_without_losing_or_repeating_one(
     assert len(done) == 1
     first = extras(tmp_path / "search", done[0]["trial_id"])
 
-    resumed = run(TUNE, tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming" in resumed.stdout
+    status, out = finish(TUNE, tmp_path, monkeypatch, capsys)
+    assert status == 0 and "resuming" in out, out[-2000:]
     table = read_trials(tmp_path / "search")
     assert len(table) == 3 and {r["status"] for r in table} == {"COMPLETED"}
     assert len({r["trial_id"] for r in table}) == 3
@@ -172,20 +186,23 @@ def test_a_search_killed_inside_a_trial_resumes_without_losing_or_repeating_one(
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
+    from kerascnn.cli.app import main
+
     work = tmp_path_factory.mktemp("export")
-    result = run([*FIT[:FIT.index("--export")], "--epochs", "1"], work)
-    assert result.returncode == 0, result.stderr[-2000:]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv(faults.ENV, raising=False)
+        monkeypatch.chdir(work)
+        assert main([*FIT[:FIT.index("--export")], "--epochs", "1"]) == 0
     return work
 
 
 @pytest.mark.parametrize("point", ["export.write", "export.version"])
-def test_a_killed_export_leaves_the_earlier_versions_and_no_partial_one(finished_run, point):
+def test_a_killed_export_leaves_the_earlier_versions_and_no_partial_one(finished_run, point, monkeypatch):
     root = finished_run / "exports" / "vgg8"
     before = complete_versions(root)
     killed = run(["export", "run", "--export-dir", "exports"], finished_run, fault=f"kill@{point}:1")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
     assert complete_versions(root) == before  # no new version, whole or partial, appeared
-    again = run(["export", "run", "--export-dir", "exports"], finished_run)
-    assert again.returncode == 0, again.stderr[-2000:]
+    assert finish(["export", "run", "--export-dir", "exports"], finished_run, monkeypatch)[0] == 0
     assert len(complete_versions(root)) == len(before) + 1
     assert leftovers(finished_run / "exports") == []  # the killed export's staging folder is gone
