@@ -2,6 +2,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn.config import DataConfig
+from kerascnn.data import augment as aug
+from kerascnn.data import pipeline
 from kerascnn.data.pipeline import make_datasets, split_indices
 from kerascnn.data.statistics import channel_stats
 from kerascnn.data.preprocessing import Preprocessing
@@ -118,3 +120,39 @@ def test_val_split_zero_holds_out_nothing_and_the_datasets_have_no_validation_se
     assert len(train) == 30 and len(val) == 0
     data = make_datasets(SyntheticSource(num_train=64, num_test=16), DataConfig(val_split=0.0), 16, seed=0)
     assert data.val is None and data.num_val == 0 and data.num_train == 64
+
+
+def test_runs_alike_share_one_compiled_augmentation_and_it_draws_the_same_pixels():
+    """Same augmentation, statistics and input size: one XLA-compiled transform per process, pixels unchanged."""
+    source = ArraySource()
+    config = DataConfig(batch_size=10, augment="cifar", pca_jitter=True, cutout=4)
+
+    def batches(config):
+        return np.concatenate([b[0].numpy() for b in make_datasets(source, config, 10, seed=0).train])
+
+    pipeline._COMPILED.clear()
+    first = batches(config)
+    assert len(pipeline._COMPILED) == 1
+    np.testing.assert_array_equal(batches(config), first)  # the shared function
+    assert len(pipeline._COMPILED) == 1
+    pipeline._COMPILED.clear()
+    np.testing.assert_array_equal(batches(config), first)  # compiled anew: the same pixels
+    other = batches(DataConfig(batch_size=10, augment="cifar", pca_jitter=True, cutout=2))
+    assert len(pipeline._COMPILED) == 2 and not np.array_equal(other, first)
+
+
+def test_the_compiled_augmentation_is_keyed_by_everything_it_captures():
+    augmentation = aug.Augmentation("cifar", (8, 8), pca={"eigenvalues": np.ones(3), "eigenvectors": np.eye(3)})
+    preprocessing = Preprocessing((8, 8), (120.0, 110.0, 100.0), (60.0, 60.0, 60.0))
+    transform = pipeline.compiled_transform(augmentation, preprocessing, (8, 8))
+    same = aug.Augmentation("cifar", (8, 8), pca={"eigenvectors": np.eye(3), "eigenvalues": [1.0, 1.0, 1.0]})
+    assert pipeline.compiled_transform(same, Preprocessing((8, 8), [120, 110, 100], [60, 60, 60]), (8, 8)) is transform
+    changed = [
+        (aug.Augmentation("cifar", (8, 8), pca={"eigenvalues": np.ones(3), "eigenvectors": -np.eye(3)}), preprocessing),
+        (aug.Augmentation("cifar", (8, 8), pad_mode="zero", pca=augmentation.pca), preprocessing),
+        (augmentation, Preprocessing((8, 8), (120.0, 110.0, 100.5), (60.0, 60.0, 60.0))),
+        (augmentation, Preprocessing((8, 8), (120.0, 110.0, 100.0), (60.0, 60.0, 60.0), channel_order="bgr")),
+    ]
+    for other_augmentation, other_preprocessing in changed:
+        assert pipeline.compiled_transform(other_augmentation, other_preprocessing, (8, 8)) is not transform
+    assert pipeline.compiled_transform(augmentation, preprocessing, (10, 10)) is not transform
