@@ -16,6 +16,7 @@ import io
 import numpy as np
 import tensorflow as tf
 
+from kerascnn.data.pipeline import any_batch_spec
 from kerascnn.storage.atomic import save_figure, write_text
 from kerascnn.storage.rundir import CONFUSION_CSV, CONFUSION_PNG, PER_CLASS_CSV
 # Above this many classes the cells are too small to print their values.
@@ -28,7 +29,8 @@ def confusion_matrix(model, dataset, num_classes):
     # A plain compiled forward pass, not predict_on_batch: under a
     # multi-worker strategy predict is a collective op (it gathers every
     # worker's batch), which only the chief runs here.
-    forward = tf.function(lambda x: model(x, training=False))
+    # The batch axis left unknown: the short last batch is not a second trace.
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[any_batch_spec(dataset.element_spec[0])])
     for images, labels in dataset:
         logits = forward(images)
         if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first

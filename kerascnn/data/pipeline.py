@@ -250,6 +250,19 @@ def compiled_transform(augmentation, preprocessing, input_size):
     return transform
 
 
+
+def any_batch_spec(spec, axis=0):
+    """`spec` (a batched dataset's element spec) with its batch axis unknown.
+
+    As the `input_signature` of a forward pass over a test set: one trace
+    serves the full batches and the short last one, which a function traced
+    with concrete shapes would trace again (the whole model a second time:
+    seconds for GoogLeNet).
+    """
+    shape = spec.shape.as_list()
+    shape[axis] = None
+    return tf.TensorSpec(shape, spec.dtype)
+
 def _shard_by_data(ds):
     """Multi-worker runs split every batch between workers (AutoShardPolicy.DATA).
 

@@ -13,19 +13,8 @@ predictions made by the network's softmax layer on the ten patches."
 import numpy as np
 import tensorflow as tf
 
+from kerascnn.data.pipeline import any_batch_spec
 from kerascnn.serving.scoring import ProbabilityScores
-
-
-def _any_batch(spec, axis=0):
-    """`spec` with its batch axis unknown: one trace serves the full batches and the short last one.
-
-    Traced with the concrete shape of its first call, a forward pass would be
-    traced again for the short last batch of a test set (the whole model a
-    second time: seconds for GoogLeNet).
-    """
-    shape = spec.shape.as_list()
-    shape[axis] = None
-    return tf.TensorSpec(shape, spec.dtype)
 
 
 def ten_crop_metrics(model, dataset):
@@ -42,7 +31,7 @@ def ten_crop_metrics(model, dataset):
         cross-entropy is the mean of -log p(true class).
     """
 
-    @tf.function(input_signature=[_any_batch(dataset.element_spec[0], axis=1)])
+    @tf.function(input_signature=[any_batch_spec(dataset.element_spec[0], axis=1)])
     def averaged_probabilities(views):
         shape = tf.shape(views)
         flat = tf.reshape(views, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
@@ -64,7 +53,7 @@ def score_with_flips(model, dataset, num_classes=None):
     one for the metrics, one for the confusion matrix and one for the flips.
     """
 
-    @tf.function(input_signature=[_any_batch(dataset.element_spec[0])])
+    @tf.function(input_signature=[any_batch_spec(dataset.element_spec[0])])
     def both_probabilities(images):
         logits = model(tf.concat([images, tf.reverse(images, axis=[2])], axis=0), training=False)
         if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first
