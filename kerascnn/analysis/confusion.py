@@ -30,7 +30,9 @@ def confusion_matrix(model, dataset, num_classes):
     # multi-worker strategy predict is a collective op (it gathers every
     # worker's batch), which only the chief runs here.
     # The batch axis left unknown: the short last batch is not a second trace.
-    forward = tf.function(lambda x: model(x, training=False), input_signature=[any_batch_spec(dataset.element_spec[0])])
+    forward = tf.function(
+        lambda x: model(x, training=False), input_signature=[any_batch_spec(dataset.element_spec[0])]
+    )
     for images, labels in dataset:
         logits = forward(images)
         if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first

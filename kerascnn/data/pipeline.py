@@ -250,7 +250,6 @@ def compiled_transform(augmentation, preprocessing, input_size):
     return transform
 
 
-
 def any_batch_spec(spec, axis=0):
     """`spec` (a batched dataset's element spec) with its batch axis unknown.
 
@@ -262,6 +261,7 @@ def any_batch_spec(spec, axis=0):
     shape = spec.shape.as_list()
     shape[axis] = None
     return tf.TensorSpec(shape, spec.dtype)
+
 
 def _shard_by_data(ds):
     """Multi-worker runs split every batch between workers (AutoShardPolicy.DATA).
