@@ -45,6 +45,7 @@ KINDS = {
     "batch_size": Either("a positive integer or auto", positive_int, words=("auto",)),
     "pca_sigma": non_negative_float,
     "cutout": Number("an integer >= 0 (pixels)", integer=True, low=0),
+    "translate": Number("an integer >= 0 (pixels)", integer=True, low=0),
     "random_erasing": interval(0, 1, expected="a probability in [0, 1]"),
     # OptimConfig
     "lr": positive_float,
@@ -110,6 +111,9 @@ class DataConfig:
         augment: training augmentation preset (`AUGMENT_PRESETS`); None
             picks `cifar` up to 64 pixels and `alexnet` above.
         pad_mode: "reflect" or "zero" padding of the `cifar` preset's crop.
+        translate: pixels the `cifar` preset pads each side by before cropping
+            back, so the largest shift (4 in He et al. 2016, section 4.2; 2 in
+            the airbench recipes; 0 leaves the flip alone).
         pca_jitter: AlexNet's PCA colour jitter on (True) or off (False);
             None leaves it to the preset (on for `alexnet` only).
         pca_sigma: standard deviation of the jitter's alpha (0.1 in the paper).
@@ -133,6 +137,7 @@ class DataConfig:
     batch_size: int = 128
     augment: str = None
     pad_mode: str = "reflect"
+    translate: int = 4
     pca_jitter: bool = None
     pca_sigma: float = 0.1
     pca_scale: str = "stddev"
@@ -145,7 +150,7 @@ class DataConfig:
         if self.dataset is not None and self.data_dir is not None:
             raise ConfigError("give either --dataset or --data-dir, not both")
         check_kinds(
-            self, ("batch_size", "pca_sigma", "cutout", "random_erasing", "val_split", "limit_train", "image_size")
+            self, ("batch_size", "pca_sigma", "cutout", "translate", "random_erasing", "val_split", "limit_train", "image_size")
         )
         if self.augment is not None and self.augment not in AUGMENT_PRESETS:
             raise ConfigError(

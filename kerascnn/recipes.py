@@ -121,7 +121,9 @@ def _fast_summary(settings):
     ]
     if settings["label_smoothing"]:
         parts.append(f"label smoothing {settings['label_smoothing']:g}")
-    parts.append("crop + flip" + (f" + cutout {settings['cutout']}" if settings["cutout"] else ""))
+    translate = settings.get("translate", 4)
+    crop = f"crop (shift {translate}) + flip" if translate != 4 else "crop + flip"
+    parts.append((crop if translate else "flip") + (f" + cutout {settings['cutout']}" if settings["cutout"] else ""))
     if settings.get("ema"):
         parts.append(f"weight average {settings['ema']:g}")
     if settings.get("whiten"):

@@ -180,6 +180,10 @@ FLAGS = {
         "PCA jitter; default above 64 px), inception (random-resized crop, flip), none",
     ),
     "--pad-mode": dict(choices=["reflect", "zero"], help="padding of the cifar crop (default reflect)"),
+    "--translate": dict(
+        type=setting_type("translate"), metavar="N",
+        help="pixels the cifar crop pads and shifts by (default 4; 0: flips only)",
+    ),
     "--pca-jitter": dict(action=argparse.BooleanOptionalAction, default=None, help="AlexNet PCA colour jitter"),
     "--pca-sigma": dict(type=setting_type("pca_sigma"), help="std of the jitter's alpha (default 0.1)"),
     "--pca-scale": dict(
@@ -361,7 +365,7 @@ def add_data_flags(parser, *optional):
 
 def add_augment_flags(parser):
     return add_group(
-        parser, "augmentation (training data only)", "--augment", "--pad-mode", "--pca-jitter",
+        parser, "augmentation (training data only)", "--augment", "--pad-mode", "--translate", "--pca-jitter",
         "--pca-sigma", "--pca-scale", "--cutout", "--random-erasing", "--tta",
     )
 

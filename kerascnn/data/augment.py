@@ -291,6 +291,9 @@ class Augmentation:
         preset: one of `PRESETS`.
         image_size: (height, width) the model sees.
         pad_mode: "reflect" or "zero" padding of the `cifar` preset.
+        translate: pixels the `cifar` preset pads each side by and so the
+            largest shift of its crop (`CIFAR_PAD`, 4, by default; 0 leaves
+            only the flip).
         pca: {"eigenvalues", "eigenvectors"} when PCA colour jitter is on
             (see `kerascnn.data.fit_pca`), else None.
         pca_sigma, pca_scale: the jitter's `sigma` and `scale`.
@@ -301,6 +304,7 @@ class Augmentation:
     preset: str
     image_size: tuple
     pad_mode: str = "reflect"
+    translate: int = CIFAR_PAD
     pca: dict = None
     pca_sigma: float = 0.1
     pca_scale: str = "stddev"
@@ -311,11 +315,12 @@ class Augmentation:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown augmentation preset {self.preset!r}; choose one of {PRESETS}")
         # Reflect padding mirrors the image without repeating its edge: a side of at least pad + 1.
-        if self.preset == "cifar" and self.pad_mode == "reflect" and min(self.image_size) <= CIFAR_PAD:
+        if self.preset == "cifar" and self.pad_mode == "reflect" and min(self.image_size) <= self.translate:
             h, w = self.image_size
             raise ConfigError(
-                f"the cifar augmentation pads {CIFAR_PAD} pixels by reflection, which needs images of at least "
-                f"{CIFAR_PAD + 1}x{CIFAR_PAD + 1}; give a larger --image-size, --pad-mode zero or another "
+                f"the cifar augmentation pads {self.translate} pixels by reflection, which needs images of at least "
+                f"{self.translate + 1}x{self.translate + 1}; give a larger --image-size, a smaller --translate, "
+                f"--pad-mode zero or another "
                 f"--augment. Received: image_size={h}x{w}"
             )
 
@@ -323,7 +328,7 @@ class Augmentation:
         """A short human-readable summary, e.g. `cifar (reflect pad 4, crop, flip) + PCA jitter`."""
         parts = {
             "none": "none",
-            "cifar": f"cifar ({self.pad_mode} pad {CIFAR_PAD}, crop, flip)",
+            "cifar": f"cifar ({self.pad_mode} pad {self.translate}, crop, flip)" if self.translate else "cifar (flip)",
             "alexnet": "alexnet (crop of 8/7 resize, flip)",
             "inception": "inception (random-resized crop, flip)",
         }[self.preset]
@@ -343,7 +348,7 @@ class Augmentation:
             if tuple(images.shape[1:3]) != tuple(self.image_size):
                 images = resize(tf.cast(images, tf.float32), self.image_size)
             # On the stored dtype (uint8): a quarter of the bytes to move.
-            return tf.cast(random_pad_crop_flip(images, CIFAR_PAD, s_crop, self.pad_mode), tf.float32)
+            return tf.cast(random_pad_crop_flip(images, self.translate, s_crop, self.pad_mode), tf.float32)
         x = tf.cast(images, tf.float32)
         if self.preset == "none":
             return resize(x, self.image_size)
@@ -401,5 +406,5 @@ class Augmentation:
             return resize(x, canvas_size(self.image_size))
         x = resize(x, self.image_size)
         if self.preset == "cifar":
-            return pad(x, CIFAR_PAD, self.pad_mode)
+            return pad(x, self.translate, self.pad_mode)
         return x

@@ -297,6 +297,7 @@ def resolve_augmentation(data_config, image_size, pca=None):
         preset=data_config.augment or aug.default_preset(image_size),
         image_size=tuple(image_size),
         pad_mode=data_config.pad_mode,
+        translate=data_config.translate,
         pca=pca if wants_pca(data_config, image_size) else None,
         pca_sigma=data_config.pca_sigma,
         pca_scale=data_config.pca_scale,

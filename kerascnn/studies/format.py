@@ -508,7 +508,7 @@ _STR = ("dataset", "data_dir", "augment", "pad_mode", "pca_scale", "optimizer", 
         "devices", "scale_lr", "weights", "init_from")
 _NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "lr_decay", "label_smoothing", "clip_norm", "ema",
            "pca_sigma", "random_erasing", "val_split", "finetune_lr")
-_INT = ("epochs", "patience", "step_epochs", "plateau_patience", "cutout", "cpu_replicas", "freeze_backbone")
+_INT = ("epochs", "patience", "step_epochs", "plateau_patience", "cutout", "translate", "cpu_replicas", "freeze_backbone")
 
 
 def _type_problem(key, value):
