@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from kerascnn.config import DataConfig
+from kerascnn.errors import ConfigError
 from kerascnn.data import augment as aug
 from kerascnn.data.pipeline import make_datasets, resolve_augmentation
 from test_data_pipeline import ArraySource
@@ -52,6 +53,44 @@ def test_fused_pad_crop_flip_equals_padding_then_cropping(mode):
         offsets.add(hits[0][:2])
         flips += hits[0][2]
     assert len(offsets) > 60 and 0.4 < flips / len(x) < 0.6
+
+
+@pytest.mark.parametrize("translate", [0, 2])
+def test_translate_bounds_the_cifar_shift_and_zero_leaves_only_the_flip(translate):
+    # A ramp image: pixel (r, c) holds r * 100 + c, so the source of every
+    # output pixel is readable and the shift of each image can be recovered.
+    size = 10
+    ramp = (np.arange(size)[:, None] * 100 + np.arange(size)[None, :]).astype(np.float32)
+    x = np.repeat(ramp[None, :, :, None], 400, axis=0)
+    augmentation = aug.Augmentation("cifar", (size, size), translate=translate)
+    out = augmentation.geometric(x, SEED).numpy()[..., 0]
+    padded = aug.pad(x, translate).numpy()[..., 0]
+    side = 2 * translate + 1
+    windows, flips = set(), 0
+    for image in out:
+        hits = [
+            (dy, dx, flip)
+            for dy in range(side)
+            for dx in range(side)
+            for flip in (False, True)
+            if np.array_equal(padded[0, dy : dy + size, dx : dx + size][:, :: -1 if flip else 1], image)
+        ]
+        assert hits, "an output is not a (mirrored) window of the image padded by `translate`"
+        windows.add(hits[0][:2])
+        flips += hits[0][2]
+    assert len(windows) == side * side  # every shift from -translate to +translate is drawn
+    assert 0.4 < flips / len(out) < 0.6
+    assert augmentation.describe() == ("cifar (flip)" if translate == 0 else "cifar (reflect pad 2, crop, flip)")
+
+
+def test_translate_flows_from_the_run_settings_and_is_checked_against_the_image_size():
+    assert resolve_augmentation(DataConfig(translate=2), (32, 32)).translate == 2
+    assert resolve_augmentation(DataConfig(), (32, 32)).translate == aug.CIFAR_PAD  # the default is unchanged
+    with pytest.raises(ConfigError, match="a smaller --translate"):
+        aug.Augmentation("cifar", (8, 8), translate=8)
+    aug.Augmentation("cifar", (8, 8), translate=8, pad_mode="zero")  # zero padding has no such limit
+    with pytest.raises(ConfigError, match="translate must be an integer >= 0"):
+        DataConfig(translate=-1)
 
 
 def test_reflect_and_zero_padding():
