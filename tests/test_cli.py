@@ -1,4 +1,4 @@
-"""The command line: the happy path in real subprocesses, bad input in-process."""
+"""The command line: start-up and `fit` in real subprocesses, the commands after it and bad input in-process."""
 
 import json
 import os
@@ -40,7 +40,8 @@ def test_list_prints_every_model_and_keeps_the_terminal_clean(tmp_path):
     assert all(len(line.split()) > 1 for line in lines)
 
 
-def test_fit_evaluate_export_predict_end_to_end(tmp_path):
+def test_fit_evaluate_export_predict_end_to_end(tmp_path, monkeypatch, capfd):
+    # `fit` as a user runs it: its own interpreter, exit status and terminal.
     fit = run_cli(
         "fit", "vgg11", "--dataset", "synthetic", "--epochs", "1", "--limit-train", "128",
         "--batch-size", "32", "--width-multiplier", "0.25", "--run-dir", "run",
@@ -50,28 +51,35 @@ def test_fit_evaluate_export_predict_end_to_end(tmp_path):
     assert "Traceback" not in fit.stderr
     assert "test accuracy" in fit.stdout
 
-    evaluate = run_cli("evaluate", "run", "--json", cwd=tmp_path)
-    assert evaluate.returncode == 0, evaluate.stderr
-    result = json.loads(evaluate.stdout)
+    # The commands that read its run: the same `main()` that main.py calls, in
+    # this process (each interpreter costs ~7.5 CPU s of TensorFlow start-up;
+    # the start-up's quiet terminal is checked by the `list` test above), their
+    # output read at the file descriptors as a terminal would see it.
+    monkeypatch.chdir(tmp_path)
+
+    def command(*argv):
+        capfd.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capfd.readouterr()
+        assert code == 0, err
+        assert "Traceback" not in err
+        return out
+
+    result = json.loads(command("evaluate", "run", "--json"))
     assert result["images"] == 500 and result["data"] == "synthetic"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # The serving path and Keras' own evaluation agree on the same test set.
     assert result["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-3)
 
-    exported = run_cli("export", "run", cwd=tmp_path)
-    assert exported.returncode == 0, exported.stderr
+    command("export", "run")
     version = tmp_path / "saved_models" / "vgg11" / "1"
     assert (version / "saved_model.pb").exists()
 
-    evaluate_export = run_cli("evaluate", str(version), "--json", "--limit", "200", cwd=tmp_path)
-    assert evaluate_export.returncode == 0, evaluate_export.stderr
-    assert json.loads(evaluate_export.stdout)["images"] == 200
+    assert json.loads(command("evaluate", version, "--json", "--limit", "200"))["images"] == 200
 
     a = write_png(tmp_path / "a.png", (200, 30, 30))
     b = write_png(tmp_path / "b.png", (10, 10, 240), size=(50, 70))
-    predict = run_cli("predict", str(version), a, b, "--top-k", "3", "--json", cwd=tmp_path)
-    assert predict.returncode == 0, predict.stderr
-    ranked = json.loads(predict.stdout)
+    ranked = json.loads(command("predict", version, a, b, "--top-k", "3", "--json"))
     assert set(ranked) == {str(a), str(b)}
     probs = [entry["probability"] for entry in ranked[str(a)]]
     assert len(probs) == 3 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
