@@ -58,6 +58,21 @@ def test_paper_initialisation_biases_one_in_conv2_conv4_conv5_and_hidden_fc():
     assert np.all(he.get_layer("conv2").bias.numpy() == 0)
 
 
+def test_thin_alexnet_scales_the_convolutions_keeps_the_towers_even_and_sets_the_fc_width():
+    model = create_model("alexnet", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.3, fc_units=256)
+    # 96, 256, 384, 384, 256 times 0.3 is 28.8, 76.8, 115.2, 115.2, 76.8: rounded, then up to a multiple of
+    # the two towers, so each grouped layer still splits into equal halves.
+    assert [model.get_layer(f"conv{i}").filters for i in range(1, 6)] == [30, 78, 116, 116, 78]
+    assert [model.get_layer(f"conv{i}").groups for i in range(1, 6)] == [1, 2, 1, 2, 2]
+    assert [model.get_layer(n).units for n in ("fc6", "fc7", "predictions")] == [256, 256, 10]
+    assert model.count_params() == 311_844  # of the full width's 20,209,034 at 32x32
+    cifar = create_model("alexnet_cifar", fc_units=512)
+    assert [cifar.get_layer(n).units for n in ("fc6", "fc7")] == [512, 512]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="fc_units must be a positive integer"):
+            create_model("zfnet", fc_units=bad)
+
+
 def test_zfnet_keeps_more_resolution_in_its_first_layers():
     model = create_model("zfnet")
     assert model.get_layer("conv1").kernel_size == (7, 7) and model.get_layer("conv1").strides == (2, 2)

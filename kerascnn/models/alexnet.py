@@ -46,6 +46,7 @@ from kerascnn.models.common import (
     scaled_width,
 )
 from kerascnn.registry import register_model
+from kerascnn.validation import positive_int
 
 # One convolution of a variant. pad: an int (explicit zero padding, then a
 # "valid" convolution, as the papers count it) or "same". norm: LRN "before"
@@ -138,6 +139,8 @@ def AlexNetFamily(
     use_lrn=True,
     towers=1,
     init="he_normal",
+    width_multiplier=1.0,
+    fc_units=4096,
     pooling=None,
     name="alexnet",
 ):
@@ -157,8 +160,15 @@ def AlexNetFamily(
             `kerascnn.runtime.model_parallel` places the two towers on two devices.
         init: "paper" (N(0, 0.01) weights, biases of 1 in conv2, conv4, conv5
             and the FC hidden layers) or "he_normal".
+        width_multiplier: scales every convolution's filters (1.0 = paper),
+            rounded to a multiple of `towers` so that each tower keeps an
+            equal half; the same option as `alexnet_cifar`'s.
+        fc_units: width of fc6 and fc7 (paper: 4096). At small inputs fc7's
+            4096 x 4096 weights are most of the network (16.8M of 20.2M at
+            32x32), so thin variants for quick checks set both options.
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
+    positive_int("fc_units", fc_units)
     if towers not in (1, 2):
         raise ConfigError(f"towers must be 1 or 2. Received: towers={towers}")
     if init not in INITS:
@@ -170,8 +180,10 @@ def AlexNetFamily(
         if isinstance(spec.pad, int) and spec.pad > 0:
             x = keras.layers.ZeroPadding2D(spec.pad, name=f"conv{i}_pad")(x)
         kernel_init, bias_init = _initializers(init, spec.bias_one)
+        filters = scaled_width(spec.filters, width_multiplier)
+        filters += -filters % towers
         x = _conv_bn_relu(
-            x, spec.filters, spec.kernel, f"conv{i}", batch_norm,
+            x, filters, spec.kernel, f"conv{i}", batch_norm,
             stride=spec.stride, padding="same" if spec.pad == "same" else "valid",
             groups=towers if spec.grouped else 1,
             kernel_initializer=kernel_init, bias_initializer=bias_init,
@@ -188,52 +200,53 @@ def AlexNetFamily(
 
     if not include_top:
         return keras.Model(inputs, global_pool(x, pooling), name=name)
-    return keras.Model(inputs, _classifier(x, num_classes, dropout, init, batch_norm), name=name)
+    return keras.Model(inputs, _classifier(x, num_classes, dropout, init, batch_norm, units=fc_units), name=name)
 
 
 @register_model
 def alexnet(
     num_classes=1000, input_shape=(227, 227, 3), include_top=True, dropout=0.5,
-    batch_norm=False, use_lrn=True, towers=2, init="paper", pooling=None, name="alexnet",
+    batch_norm=False, use_lrn=True, towers=2, init="paper", width_multiplier=1.0, fc_units=4096, pooling=None,
+    name="alexnet",
 ):
     """AlexNet (Krizhevsky et al. 2012) as published: two towers, LRN, 60,965,224 parameters."""
     return AlexNetFamily(
         ALEXNET_PAPER, num_classes=num_classes, input_shape=input_shape, include_top=include_top,
         dropout=dropout, batch_norm=batch_norm, use_lrn=use_lrn, towers=towers, init=init,
-        pooling=pooling, name=name,
+        width_multiplier=width_multiplier, fc_units=fc_units, pooling=pooling, name=name,
     )
 
 
 @register_model
 def alexnet_v2(
     num_classes=1000, input_shape=(224, 224, 3), include_top=True, dropout=0.5,
-    batch_norm=False, use_lrn=False, pooling=None, name="alexnet_v2",
+    batch_norm=False, use_lrn=False, width_multiplier=1.0, fc_units=4096, pooling=None, name="alexnet_v2",
 ):
     """Single-tower AlexNet 64-192-384-256-256 (torchvision's), 61,100,840 parameters."""
     return AlexNetFamily(
         ALEXNET_V2, num_classes=num_classes, input_shape=input_shape, include_top=include_top,
         dropout=dropout, batch_norm=batch_norm, use_lrn=use_lrn, towers=1, init="he_normal",
-        pooling=pooling, name=name,
+        width_multiplier=width_multiplier, fc_units=fc_units, pooling=pooling, name=name,
     )
 
 
 @register_model
 def zfnet(
     num_classes=1000, input_shape=(224, 224, 3), include_top=True, dropout=0.5,
-    batch_norm=False, use_lrn=True, pooling=None, name="zfnet",
+    batch_norm=False, use_lrn=True, width_multiplier=1.0, fc_units=4096, pooling=None, name="zfnet",
 ):
     """ZFNet (Zeiler & Fergus 2014): AlexNet with a 7x7/2 first layer."""
     return AlexNetFamily(
         ZFNET, num_classes=num_classes, input_shape=input_shape, include_top=include_top,
         dropout=dropout, batch_norm=batch_norm, use_lrn=use_lrn, towers=1, init="he_normal",
-        pooling=pooling, name=name,
+        width_multiplier=width_multiplier, fc_units=fc_units, pooling=pooling, name=name,
     )
 
 
 @register_model
 def alexnet_cifar(
     num_classes=10, input_shape=(32, 32, 3), include_top=True, dropout=0.5,
-    batch_norm=False, width_multiplier=1.0, pooling=None, logit_scale=1.0, name="alexnet_cifar",
+    batch_norm=False, width_multiplier=1.0, fc_units=4096, pooling=None, logit_scale=1.0, name="alexnet_cifar",
 ):
     """AlexNet for 32x32 CIFAR: 3x3 convs 64-128-256-256-256, FC 4096-4096.
 
@@ -241,7 +254,8 @@ def alexnet_cifar(
     conv5, leaving a 4x4x256 map at 32x32. `batch_norm` (after every conv
     and FC hidden layer, before the ReLU) and `dropout` (after fc6 and fc7)
     are independent switches, as in the CIFAR-10 studies that compare them.
-    He-normal initialisation; `width_multiplier` thins the convolutions.
+    He-normal initialisation; `width_multiplier` thins the convolutions and
+    `fc_units` sets the width of fc6 and fc7.
 
     `logit_scale` multiplies the logits (`kerascnn.models.common.classifier_logits`).
     The fast recipe sets 0.125, as cifar10-fast does: fc7's 4,096 ReLU
@@ -251,6 +265,7 @@ def alexnet_cifar(
     0.125 divides that step by 64 and leaves the function class unchanged.
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
+    positive_int("fc_units", fc_units)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for i, filters in enumerate((64, 128, 256, 256, 256), start=1):
@@ -259,5 +274,5 @@ def alexnet_cifar(
             x = keras.layers.MaxPooling2D(2, 2, padding="same", name=f"pool{i}")(x)
     if not include_top:
         return keras.Model(inputs, global_pool(x, pooling), name=name)
-    logits = _classifier(x, num_classes, dropout, "he_normal", batch_norm, logit_scale=logit_scale)
+    logits = _classifier(x, num_classes, dropout, "he_normal", batch_norm, units=fc_units, logit_scale=logit_scale)
     return keras.Model(inputs, logits, name=name)
