@@ -39,6 +39,8 @@ VARIANTS = {
     "no_cutout": ("no cutout", ["cutout=0"]),
     "no_augmentation": ("no crops or flips (nor cutout)", ["augment=none", "cutout=0"]),
     "with_cutout": ("(added) cutout 8x8", ["cutout=8"]),
+    "translate_2": ("(changed) crops shifted by at most 2 pixels, not 4 (airbench's)", ["translate=2"]),
+    "flips_only": ("no crops, flips kept (translate 0)", ["translate=0"]),
     "no_nesterov": ("classical momentum, not Nesterov", ["nesterov=False"]),
     "no_onecycle": ("cosine decay from the peak, no warm-up, instead of one-cycle", ["schedule=cosine", "warmup_epochs=0"]),
     "no_batch_norm": ("no batch normalisation", ["batch_norm=False"]),

@@ -44,3 +44,22 @@ def test_variants_run_once_each_and_the_table_compares_them_with_the_recipe(tmp_
     assert ablation.main(argv) == 0  # both finished: nothing runs again
     assert "ablation: " not in capsys.readouterr().out
     assert (out / "baseline" / "time_to_accuracy.json").stat().st_mtime_ns == before
+
+
+def test_every_variant_names_a_run_setting_or_an_option_the_models_take():
+    # A misspelt setting would become a builder option and fail hours into a table:
+    # check the names here. Builder options must be taken by alexnet_cifar (the
+    # ablated model) or, for zero_init_residual and the like, by a ResNet.
+    import inspect
+
+    from kerascnn.models import alexnet, resnet
+
+    taken = set(inspect.signature(alexnet.alexnet_cifar).parameters) | set(
+        inspect.signature(resnet.resnet20).parameters
+    )
+    for name, (change, pairs) in ablation.VARIANTS.items():
+        assert change, name
+        settings, options = time_to_accuracy.overrides([p.replace("HALF", "128") for p in pairs])
+        assert set(options) <= taken, (name, options)
+    settings, _ = time_to_accuracy.overrides(ablation.VARIANTS["translate_2"][1])
+    assert settings == {"translate": 2}
