@@ -18,6 +18,9 @@ from kerascnn.errors import ConfigError
 from kerascnn.recipes import get_recipe
 from kerascnn.record import RunRecord
 
+# The cifar augmentation's padding, so its crop's largest shift (He et al. 2016, section 4.2).
+CIFAR_PAD = 4
+
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
@@ -137,7 +140,7 @@ class DataConfig:
     batch_size: int = 128
     augment: str = None
     pad_mode: str = "reflect"
-    translate: int = 4
+    translate: int = CIFAR_PAD
     pca_jitter: bool = None
     pca_sigma: float = 0.1
     pca_scale: str = "stddev"
@@ -149,9 +152,10 @@ class DataConfig:
     def __post_init__(self):
         if self.dataset is not None and self.data_dir is not None:
             raise ConfigError("give either --dataset or --data-dir, not both")
-        check_kinds(
-            self, ("batch_size", "pca_sigma", "cutout", "translate", "random_erasing", "val_split", "limit_train", "image_size")
-        )
+        check_kinds(self, (
+            "batch_size", "pca_sigma", "cutout", "translate", "random_erasing", "val_split", "limit_train",
+            "image_size",
+        ))
         if self.augment is not None and self.augment not in AUGMENT_PRESETS:
             raise ConfigError(
                 f"unknown augmentation preset {self.augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}"

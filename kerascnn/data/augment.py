@@ -29,10 +29,10 @@ import math
 import tensorflow as tf
 
 from kerascnn.config import AUGMENT_PRESETS as PRESETS  # one list, also validated by DataConfig
+from kerascnn.config import CIFAR_PAD  # one default for DataConfig and Augmentation
 from kerascnn.errors import ConfigError
 
 SMALL_IMAGE_LIMIT = 64  # inputs up to this size default to the `cifar` preset
-CIFAR_PAD = 4
 # AlexNet trains on 224 crops of 256 images: the canvas is 8/7 of the crop.
 CANVAS_RATIO = 256 / 224
 
