@@ -13,6 +13,9 @@ and the CLI's `--help` do not pay for TensorFlow until a name is used.
 """
 
 from kerascnn._lazy import lazy_exports
+from kerascnn.runtime.onednn import prefer_onednn
+
+prefer_onednn()  # before any kerascnn module imports TensorFlow, which reads it once
 
 __version__ = "0.1.0"
 

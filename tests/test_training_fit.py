@@ -13,6 +13,7 @@ from kerascnn.storage import rundir
 from kerascnn.training import callbacks as cb
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
+from kerascnn.runtime.onednn import onednn_enabled
 from kerascnn.training.fit import fit
 from interrupt import StopAfter
 
@@ -64,6 +65,8 @@ def test_one_epoch_on_synthetic_data_lowers_the_loss_and_fills_the_run_dir(tmp_p
     config = json.loads((run / rundir.CONFIG).read_text())
     assert config["model"] == "vgg11_bn" and len(config["resolved"]["mean"]) == 3
     assert config["resolved"]["num_train"] == 1024 and config["resolved"]["class_names"][0] == "class_0"
+    # Which CPU kernels ran (oneDNN's or Eigen's: the last bits of float32 results differ).
+    assert config["resolved"]["versions"]["tensorflow_onednn"] is onednn_enabled()
     assert (run / rundir.BEST).exists() and (run / rundir.CURVES).stat().st_size > 0
     assert any((run / rundir.TENSORBOARD).rglob("*tfevents*"))
     # Kept once training finished: the last epoch's state, which `--resume --epochs N` extends from.

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn.record import RunRecord
+from kerascnn.runtime.onednn import onednn_enabled
 
 
 def git_commit():
@@ -42,6 +43,8 @@ def versions():
         "numpy": np.__version__,
         "python": platform.python_version(),
         "git_commit": git_commit(),
+        # oneDNN's or Eigen's CPU kernels (kerascnn.runtime.onednn): float32 results differ in the last bits.
+        "tensorflow_onednn": onednn_enabled(),
     }
 
 
