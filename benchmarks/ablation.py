@@ -16,6 +16,10 @@ epoch's test accuracy (plain and with flip test-time augmentation) and its
 difference from the full recipe, and the training seconds. Flip TTA needs no
 run of its own: every row reports both figures. With `--seeds 0 1`, every
 variant runs once per seed and the table gives the mean (and each seed).
+Seed 0 runs in OUT/<variant> and seed N in OUT/<variant>-seed<N>, so a
+one-seed table gains a second seed for the rows that need one without
+running the first again. A row's difference is taken against the baseline's
+runs of the same seeds (paired), and a row says how many seeds it has.
 """
 
 import argparse
@@ -92,8 +96,12 @@ def variant_overrides(args, name):
 
 
 def variant_dir(args, name, seed):
-    """OUT/<variant>, or OUT/<variant>-seed<seed> when there are several seeds."""
-    return pathlib.Path(args.out) / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
+    """OUT/<variant> for seed 0, OUT/<variant>-seed<N> for seed N.
+
+    Seed 0's folder does not depend on how many seeds are asked for, so the
+    rows that need a second seed can get one later (`--seeds 0 1 --only ...`).
+    """
+    return pathlib.Path(args.out) / (name if seed == 0 else f"{name}-seed{seed}")
 
 
 def run_variant(args, name, seed):
@@ -121,41 +129,60 @@ def run_child(command):
     subprocess.run(command, check=False)
 
 
+def _last_epochs(args, name):
+    """{seed: the last epoch's row} of the variant's runs that finished, for the seeds asked for."""
+    last = {}
+    for seed in args.seeds:
+        report = finished(variant_dir(args, name, seed), args.epochs)
+        if report is not None:
+            last[seed] = report["rows"][args.epochs - 1]
+    return last
+
+
+def _mean(rows, key):
+    return sum(row[key] for row in rows) / len(rows)
+
+
 def table(args, names):
-    """Rows of the variants that finished, baseline first, and the markdown of them."""
+    """Rows of the variants that finished, baseline first, and the markdown of them.
+
+    A row is the mean over its finished seeds; its difference is against the
+    baseline's mean over the same seeds, so that seed-to-seed variation is
+    not counted as an effect (None when the baseline lacks one of them).
+    """
+    base = _last_epochs(args, "baseline")
     rows = []
     for name in names:
-        reports = []
-        for seed in args.seeds:
-            report = finished(variant_dir(args, name, seed), args.epochs)
-            if report is None:
-                break
-            reports.append(report)
-        if len(reports) != len(args.seeds):
+        last = _last_epochs(args, name)
+        if not last:
             rows.append({"variant": name, "change": VARIANTS[name][0], "finished": False})
             continue
-        last = [r["rows"][args.epochs - 1] for r in reports]
-        mean = lambda key: sum(row[key] for row in last) / len(last)  # noqa: E731
+        seeds = sorted(last)
+        paired = all(seed in base for seed in seeds)
+        accuracy = _mean(last.values(), "test_accuracy")
         rows.append({
-            "variant": name, "change": VARIANTS[name][0], "finished": True,
-            "test_accuracy": mean("test_accuracy"), "test_flip_accuracy": mean("test_flip_accuracy"),
-            "per_seed": [row["test_accuracy"] for row in last], "train_seconds": mean("train_seconds"),
+            "variant": name, "change": VARIANTS[name][0], "finished": True, "seeds": seeds,
+            "test_accuracy": accuracy, "test_flip_accuracy": _mean(last.values(), "test_flip_accuracy"),
+            "per_seed": [last[seed]["test_accuracy"] for seed in seeds],
+            "train_seconds": _mean(last.values(), "train_seconds"),
+            "difference": accuracy - _mean([base[seed] for seed in seeds], "test_accuracy") if paired else None,
             "overrides": variant_overrides(args, name),
         })
-    base = next((r for r in rows if r["variant"] == "baseline" and r["finished"]), None)
     lines = [
-        "| variant | change | test accuracy | with flips | difference | training seconds |",
-        "|---|---|---|---|---|---|",
+        "| variant | change | seeds | test accuracy | with flips | difference | training seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if not row["finished"]:
-            lines.append(f"| {row['variant']} | {row['change']} | not run yet | | | |")
+            lines.append(f"| {row['variant']} | {row['change']} | | not run yet | | | |")
             continue
-        delta = "" if base is None else f"{100 * (row['test_accuracy'] - base['test_accuracy']):+.2f} points"
-        seeds = "" if len(row["per_seed"]) == 1 else " (" + ", ".join(f"{a:.2%}" for a in row["per_seed"]) + ")"
+        delta = ("baseline not run for these seeds" if row["difference"] is None
+                 else f"{100 * row['difference']:+.2f} points")
+        each = "" if len(row["per_seed"]) == 1 else " (" + ", ".join(f"{a:.2%}" for a in row["per_seed"]) + ")"
         lines.append(
-            f"| {row['variant']} | {row['change']} | {row['test_accuracy']:.2%}{seeds} | "
-            f"{row['test_flip_accuracy']:.2%} | {delta} | {row['train_seconds']:.0f} |"
+            f"| {row['variant']} | {row['change']} | {', '.join(map(str, row['seeds']))} "
+            f"| {row['test_accuracy']:.2%}{each} | {row['test_flip_accuracy']:.2%} | {delta} "
+            f"| {row['train_seconds']:.0f} |"
         )
     return rows, "\n".join(lines) + "\n"
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import sys
 
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
@@ -63,3 +64,36 @@ def test_every_variant_names_a_run_setting_or_an_option_the_models_take():
         assert set(options) <= taken, (name, options)
     settings, _ = time_to_accuracy.overrides(ablation.VARIANTS["translate_2"][1])
     assert settings == {"translate": 2}
+
+
+def _finished_run(run_dir, accuracy, epochs=1):
+    run_dir.mkdir(parents=True)
+    row = {"epoch": epochs, "test_accuracy": accuracy, "test_flip_accuracy": accuracy + 0.01, "train_seconds": 10.0}
+    (run_dir / ablation.RESULT).write_text(json.dumps({"rows": [row]}))
+
+
+def test_a_second_seed_reuses_seed_0s_runs_and_rows_compare_with_the_baseline_of_the_same_seeds(tmp_path, monkeypatch):
+    out = tmp_path / "ablation"
+    _finished_run(out / "baseline", 0.80)             # seed 0: the folder a one-seed table wrote
+    _finished_run(out / "baseline-seed1", 0.70)
+    _finished_run(out / "no_cutout", 0.83)            # two seeds: mean 0.80 against the baseline's 0.75
+    _finished_run(out / "no_cutout-seed1", 0.77)
+    _finished_run(out / "no_nesterov", 0.79)          # seed 0 only: against the baseline's seed 0
+    _finished_run(out / "with_ema-seed2", 0.90)       # no baseline for seed 2: no difference claimed
+    started = []
+    monkeypatch.setattr(ablation, "run_child", started.append)
+    argv = ["alexnet_cifar", "--epochs", "1", "--out", str(out), "--seeds", "0", "1", "2", "--limit-train", "8",
+            "--only", "no_cutout", "no_nesterov", "with_ema", "no_onecycle"]
+    assert ablation.main(argv) == 0
+    ran = {pathlib.Path(command[command.index("--run-dir") + 1]).name for command in started}
+    assert ran == {"baseline-seed2", "no_cutout-seed2", "no_nesterov-seed1", "no_nesterov-seed2", "with_ema", "with_ema-seed1",
+                   "no_onecycle", "no_onecycle-seed1", "no_onecycle-seed2"}  # nothing finished runs again
+    rows = {r["variant"]: r for r in json.loads((out / "ablation.json").read_text())["rows"]}
+    assert rows["baseline"]["seeds"] == [0, 1] and abs(rows["baseline"]["difference"]) < 1e-12
+    assert rows["no_cutout"]["per_seed"] == [0.83, 0.77] and abs(rows["no_cutout"]["difference"] - 0.05) < 1e-9
+    assert rows["no_nesterov"]["seeds"] == [0] and abs(rows["no_nesterov"]["difference"] + 0.01) < 1e-9
+    assert rows["with_ema"]["seeds"] == [2] and rows["with_ema"]["difference"] is None
+    assert not rows["no_onecycle"]["finished"]
+    table = (out / "ablation.md").read_text()
+    assert "| no_cutout | no cutout | 0, 1 | 80.00% (83.00%, 77.00%) | 81.00% | +5.00 points |" in table
+    assert "| with_ema |" in table and "baseline not run for these seeds" in table
