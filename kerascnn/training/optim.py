@@ -15,6 +15,7 @@ Biases and normalisation parameters are not decayed.
 import keras
 
 from kerascnn.errors import ConfigError
+from kerascnn.training.fused_updates import fuse_updates
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -111,7 +112,15 @@ def learning_rate(optim, steps_per_epoch, epochs):
 
 
 def build_optimizer(optim, steps_per_epoch, epochs):
-    """A fresh Keras optimizer for `optim` (an `OptimConfig`)."""
+    """A fresh Keras optimizer for `optim` (an `OptimConfig`), with one-kernel updates where they apply.
+
+    `fused_updates.fuse_updates`: SGD, Adam and AdamW update each variable
+    with one TensorFlow kernel, the same arithmetic as Keras' chain of ops.
+    """
+    return fuse_updates(_keras_optimizer(optim, steps_per_epoch, epochs))
+
+
+def _keras_optimizer(optim, steps_per_epoch, epochs):
     lr = learning_rate(optim, steps_per_epoch, epochs)
     clip = {"global_clipnorm": optim.clip_norm} if optim.clip_norm else {}
     if optim.ema is not None:

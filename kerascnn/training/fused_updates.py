@@ -1,0 +1,111 @@
+"""The optimizer's update of each variable as one TensorFlow kernel, not a chain of element-wise ops.
+
+Keras 3 writes each variable's update as separate operations. Adam's is ten
+element-wise passes over the weight, its two moments and the gradient
+(subtract, multiply and assign-add for each moment, a square, a square root,
+an add, a multiply, a divide and an assign-subtract); SGD with momentum's is
+eight. On a CPU every pass streams the whole tensor through memory, and
+alexnet_cifar has 35 M weights (140 MB in float32), so at batch 32 the update
+took about as long as the forward and backward passes (benchmarks/NOTES.md,
+23). TensorFlow has the same updates as single kernels that read and write
+each tensor once, multi-threaded: `ResourceApplyAdam` and
+`ResourceApplyKerasMomentum` (tensorflow/core/kernels/training_ops.cc).
+
+The arithmetic is Keras', term for term:
+
+    Adam (Kingma & Ba 2015, Algorithm 1 with the epsilon-hat form of section 2):
+        alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+        m <- m + (g - m) * (1 - beta_1);   v <- v + (g^2 - v) * (1 - beta_2)
+        w <- w - alpha * m / (sqrt(v) + epsilon)
+    SGD with momentum mu (Keras' form, the velocity holds -lr * g terms):
+        m <- mu * m - lr * g;   w <- w + m,   or with Nesterov   w <- w + mu * m - lr * g
+
+One difference in the last bits: TensorFlow's Adam kernel computes 1 - beta_2
+in float32 (1 - 0.999f = 0.00100005), Keras in double (0.001), so the second
+moment moves 5e-5 relatively more per step; the weights agree to 2e-6 over
+the steps the tests take.
+
+AdamW is Adam after its decoupled decay, which Keras applies before the
+update, as it applies gradient clipping before and the weight average (EMA)
+after; so they are unchanged. The optimizer keeps its Keras class and slot
+variables, so saved files and checkpoints are plain Keras and resume either
+way. Keras' own update is used where the fused kernel does not apply: AMSGrad,
+sparse (IndexedSlices) gradients, and variables mirrored across replicas
+(MirroredStrategy), whose slot variables are distributed values. RMSprop is
+left to Keras: TensorFlow's kernel needs a momentum slot that Keras' RMSprop
+only has with momentum > 0.
+"""
+
+import types
+
+import keras
+import tensorflow as tf
+
+
+def _tf_variable(variable):
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def _fusable(gradient, *variables):
+    """Dense gradient, and every variable a plain (not replica-mirrored) TensorFlow variable."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return False
+    return not any(isinstance(_tf_variable(v), tf.distribute.DistributedValues) for v in variables)
+
+
+def _adam_step(optimizer, keras_step):
+    def update_step(gradient, variable, learning_rate):
+        index = optimizer._get_variable_index(variable)
+        m, v = optimizer._momentums[index], optimizer._velocities[index]
+        if optimizer.amsgrad or not _fusable(gradient, variable, m, v):
+            return keras_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(optimizer.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(optimizer.beta_1, dtype), tf.cast(optimizer.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_tf_variable(variable).handle, m=_tf_variable(m).handle, v=_tf_variable(v).handle,
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(optimizer.epsilon, dtype), grad=tf.cast(gradient, dtype),
+        )
+
+    return update_step
+
+
+def _sgd_step(optimizer, keras_step):
+    def update_step(gradient, variable, learning_rate):
+        if optimizer.momentum == 0:  # one pass already: w <- w - lr * g
+            return keras_step(gradient, variable, learning_rate)
+        m = optimizer.momentums[optimizer._get_variable_index(variable)]
+        if not _fusable(gradient, variable, m):
+            return keras_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=_tf_variable(variable).handle, accum=_tf_variable(m).handle,
+            lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
+            momentum=tf.cast(optimizer.momentum, dtype), use_nesterov=bool(optimizer.nesterov),
+        )
+
+    return update_step
+
+
+def fuse_updates(optimizer):
+    """`optimizer` (a Keras Adam, AdamW or SGD) updating each variable with one TensorFlow kernel.
+
+    The fused step replaces this instance's `update_step` only: the class,
+    its configuration and its variables stay Keras', so a saved optimizer
+    loads anywhere. Other optimizers are returned unchanged.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return optimizer
+    if isinstance(optimizer, keras.optimizers.Adam):  # AdamW is an Adam
+        optimizer.update_step = _adam_step(optimizer, optimizer.update_step)
+    elif isinstance(optimizer, keras.optimizers.SGD):
+        optimizer.update_step = _sgd_step(optimizer, optimizer.update_step)
+    return optimizer
+
+
+def is_fused(optimizer):
+    """Whether `fuse_updates` gave this optimizer its one-kernel step."""
+    step = optimizer.__dict__.get("update_step")
+    return isinstance(step, types.FunctionType) and step.__name__ == "update_step"
