@@ -4,7 +4,7 @@
         [--image-size 32] [--json OUT]
 
 For each configuration (as `vs_torch.py` names them; default the seeds'
-alexnet_cifar with Adam and SGD at batch 32 and 128), two candidates built
+alexnet_cifar with Adam at batch 32 and 128), two candidates built
 exactly as `fit` builds the step (`throughput.keras_candidate`), at `fit`'s
 default precision: one with `kerascnn.training.fused_updates` (what
 `build_optimizer` gives) and one with Keras' chain of element-wise updates.
@@ -33,8 +33,7 @@ from throughput import keras_candidate  # noqa: E402
 from timing import interleaved  # noqa: E402
 from vs_torch import Config, default_precision  # noqa: E402
 
-DEFAULT_CONFIGS = ("alexnet_cifar:adam:32:seeds", "alexnet_cifar:adam:128:seeds",
-                   "alexnet_cifar:sgd:32:seeds", "alexnet_cifar:sgd:128:seeds")
+DEFAULT_CONFIGS = ("alexnet_cifar:adam:32:seeds", "alexnet_cifar:adam:128:seeds")
 
 
 def candidate(config, precision, args, fused):

@@ -14,10 +14,7 @@ from kerascnn.training.optim import build_optimizer
 OPTIMIZERS = {
     "adam": lambda: keras.optimizers.Adam(0.01),
     "adamw": lambda: keras.optimizers.AdamW(0.01, weight_decay=0.05),
-    "sgd_momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
-    "sgd_nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-    "sgd_ema_clipped": lambda: keras.optimizers.SGD(0.05, momentum=0.9, use_ema=True, ema_momentum=0.5,
-                                                     global_clipnorm=0.5),
+    "adam_ema_clipped": lambda: keras.optimizers.Adam(0.01, use_ema=True, ema_momentum=0.5, global_clipnorm=0.5),
 }
 
 
@@ -48,9 +45,8 @@ def test_the_fused_update_gives_keras_weights_and_slots(name, graph):
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
     # TensorFlow's Adam kernel takes 1 - beta_2 in float32 (1 - 0.999f = 0.00100005), Keras
     # in double (0.001): the second moment moves 5e-5 relatively more per step.
-    slot_rtol = 1e-4 if name.startswith("adam") else 2e-6
     for got, want in zip(got_slots, want_slots):
-        np.testing.assert_allclose(got, want, rtol=slot_rtol, atol=1e-7)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
     assert not np.allclose(got_weights[0], _train(OPTIMIZERS[name](), graph, steps=1)[0][0])  # it trained
 
 
@@ -58,15 +54,15 @@ def test_keras_own_update_where_the_kernel_does_not_apply():
     amsgrad = fuse_updates(keras.optimizers.Adam(0.01, amsgrad=True))
     want = _train(keras.optimizers.Adam(0.01, amsgrad=True), graph=False)
     np.testing.assert_allclose(_train(amsgrad, graph=False)[0][0], want[0][0], rtol=1e-6)
-    plain = fuse_updates(keras.optimizers.SGD(0.05))  # no momentum: one pass already
-    np.testing.assert_allclose(_train(plain, graph=False)[0][0], _train(keras.optimizers.SGD(0.05), False)[0][0])
-    assert not is_fused(fuse_updates(keras.optimizers.RMSprop(0.01)))
+    for other in (keras.optimizers.SGD(0.05, momentum=0.9), keras.optimizers.RMSprop(0.01)):
+        assert not is_fused(fuse_updates(other))  # measured no faster fused (SGD) or no kernel (RMSprop)
 
 
 def test_built_optimizers_are_fused_and_save_as_plain_keras(tmp_path):
-    for name in ("sgd", "adam", "adamw"):
+    for name in ("adam", "adamw"):
         assert is_fused(build_optimizer(OptimConfig(optimizer=name), 10, 2)), name
-    assert not is_fused(build_optimizer(OptimConfig(optimizer="rmsprop"), 10, 2))
+    for name in ("sgd", "rmsprop"):
+        assert not is_fused(build_optimizer(OptimConfig(optimizer=name), 10, 2)), name
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(build_optimizer(OptimConfig(optimizer="adam"), 10, 2), "mse")
     model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), epochs=1, verbose=0)

@@ -1,24 +1,24 @@
-"""The optimizer's update of each variable as one TensorFlow kernel, not a chain of element-wise ops.
+"""Adam's update of each variable as one TensorFlow kernel, not a chain of element-wise ops.
 
-Keras 3 writes each variable's update as separate operations. Adam's is ten
-element-wise passes over the weight, its two moments and the gradient
-(subtract, multiply and assign-add for each moment, a square, a square root,
-an add, a multiply, a divide and an assign-subtract); SGD with momentum's is
-eight. On a CPU every pass streams the whole tensor through memory, and
-alexnet_cifar has 35 M weights (140 MB in float32), so at batch 32 the update
-took about as long as the forward and backward passes (benchmarks/NOTES.md,
-23). TensorFlow has the same updates as single kernels that read and write
-each tensor once, multi-threaded: `ResourceApplyAdam` and
-`ResourceApplyKerasMomentum` (tensorflow/core/kernels/training_ops.cc).
+Keras 3 writes Adam's update of each variable as ten element-wise passes
+over the weight, its two moments and the gradient (subtract, multiply and
+assign-add for each moment, a square, a square root, an add, a multiply, a
+divide and an assign-subtract). On a CPU every pass streams the whole tensor
+through memory, and alexnet_cifar has 35 M weights (140 MB in float32).
+TensorFlow has the same update as one kernel that reads and writes each
+tensor once, multi-threaded: `ResourceApplyAdam`
+(tensorflow/core/kernels/training_ops.cc). alexnet_cifar's training step
+(batch norm, batch 32 / 128, float32, AVX2 CPU) measured 1.24x / 1.19x
+faster with it (benchmarks/NOTES.md, 23). SGD with momentum, eight passes in
+Keras, measured no faster with `ResourceApplyKerasMomentum` (0.98x / 1.06x)
+and keeps Keras' update.
 
-The arithmetic is Keras', term for term:
+The arithmetic is Keras', term for term (Kingma & Ba 2015, Algorithm 1 with
+the epsilon-hat form of section 2):
 
-    Adam (Kingma & Ba 2015, Algorithm 1 with the epsilon-hat form of section 2):
-        alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
-        m <- m + (g - m) * (1 - beta_1);   v <- v + (g^2 - v) * (1 - beta_2)
-        w <- w - alpha * m / (sqrt(v) + epsilon)
-    SGD with momentum mu (Keras' form, the velocity holds -lr * g terms):
-        m <- mu * m - lr * g;   w <- w + m,   or with Nesterov   w <- w + mu * m - lr * g
+    alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    m <- m + (g - m) * (1 - beta_1);   v <- v + (g^2 - v) * (1 - beta_2)
+    w <- w - alpha * m / (sqrt(v) + epsilon)
 
 One difference in the last bits: TensorFlow's Adam kernel computes 1 - beta_2
 in float32 (1 - 0.999f = 0.00100005), Keras in double (0.001), so the second
@@ -31,9 +31,7 @@ after; so they are unchanged. The optimizer keeps its Keras class and slot
 variables, so saved files and checkpoints are plain Keras and resume either
 way. Keras' own update is used where the fused kernel does not apply: AMSGrad,
 sparse (IndexedSlices) gradients, and variables mirrored across replicas
-(MirroredStrategy), whose slot variables are distributed values. RMSprop is
-left to Keras: TensorFlow's kernel needs a momentum slot that Keras' RMSprop
-only has with momentum > 0.
+(MirroredStrategy), whose slot variables are distributed values.
 """
 
 import types
@@ -72,25 +70,8 @@ def _adam_step(optimizer, keras_step):
     return update_step
 
 
-def _sgd_step(optimizer, keras_step):
-    def update_step(gradient, variable, learning_rate):
-        if optimizer.momentum == 0:  # one pass already: w <- w - lr * g
-            return keras_step(gradient, variable, learning_rate)
-        m = optimizer.momentums[optimizer._get_variable_index(variable)]
-        if not _fusable(gradient, variable, m):
-            return keras_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        tf.raw_ops.ResourceApplyKerasMomentum(
-            var=_tf_variable(variable).handle, accum=_tf_variable(m).handle,
-            lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
-            momentum=tf.cast(optimizer.momentum, dtype), use_nesterov=bool(optimizer.nesterov),
-        )
-
-    return update_step
-
-
 def fuse_updates(optimizer):
-    """`optimizer` (a Keras Adam, AdamW or SGD) updating each variable with one TensorFlow kernel.
+    """`optimizer` (a Keras Adam or AdamW) updating each variable with one TensorFlow kernel.
 
     The fused step replaces this instance's `update_step` only: the class,
     its configuration and its variables stay Keras', so a saved optimizer
@@ -100,8 +81,6 @@ def fuse_updates(optimizer):
         return optimizer
     if isinstance(optimizer, keras.optimizers.Adam):  # AdamW is an Adam
         optimizer.update_step = _adam_step(optimizer, optimizer.update_step)
-    elif isinstance(optimizer, keras.optimizers.SGD):
-        optimizer.update_step = _sgd_step(optimizer, optimizer.update_step)
     return optimizer
 
 

@@ -114,8 +114,8 @@ def learning_rate(optim, steps_per_epoch, epochs):
 def build_optimizer(optim, steps_per_epoch, epochs):
     """A fresh Keras optimizer for `optim` (an `OptimConfig`), with one-kernel updates where they apply.
 
-    `fused_updates.fuse_updates`: SGD, Adam and AdamW update each variable
-    with one TensorFlow kernel, the same arithmetic as Keras' chain of ops.
+    `fused_updates.fuse_updates`: Adam and AdamW update each variable with
+    one TensorFlow kernel, the same arithmetic as Keras' chain of ops.
     """
     return fuse_updates(_keras_optimizer(optim, steps_per_epoch, epochs))
 
