@@ -28,10 +28,11 @@ from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
-from kerascnn.training import optim as optim_module  # noqa: E402
 from throughput import keras_candidate  # noqa: E402
 from timing import interleaved  # noqa: E402
 from vs_torch import Config, default_precision  # noqa: E402
+
+from kerascnn.training import optim as optim_module  # noqa: E402
 
 DEFAULT_CONFIGS = ("alexnet_cifar:adam:32:seeds", "alexnet_cifar:adam:128:seeds")
 

@@ -7,6 +7,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 
 import fused_updates as bench  # noqa: E402  (benchmarks/fused_updates.py)
+
 from kerascnn.training import optim as optim_module  # noqa: E402
 from kerascnn.training.fused_updates import is_fused  # noqa: E402
 
