@@ -1,6 +1,7 @@
 """One-kernel optimizer updates (kerascnn.training.fused_updates) do what Keras' own updates do."""
 
 import json
+import zipfile
 
 import keras
 import numpy as np
@@ -25,6 +26,7 @@ def _train(optimizer, graph, steps=5):
     grads = [[rng.normal(size=w.shape).astype("float32") for w in start] for _ in range(steps)]
     variables = [keras.Variable(w) for w in start]
     optimizer.build(variables)
+
     def apply(gradients):
         optimizer.apply(gradients, variables)
 
@@ -67,8 +69,6 @@ def test_built_optimizers_are_fused_and_save_as_plain_keras(tmp_path):
     model.compile(build_optimizer(OptimConfig(optimizer="adam"), 10, 2), "mse")
     model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
-    import zipfile
-
     config = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))
     assert config["compile_config"]["optimizer"]["class_name"] == "Adam"  # loads without kerascnn
     reloaded = keras.saving.load_model(tmp_path / "m.keras")

@@ -4,7 +4,7 @@ TensorFlow (since 2.9) turns its oneDNN kernels on by default only on x86
 CPUs with AVX512-VNNI, AVX512-BF16 or AMX. Elsewhere, on an AVX2 CPU such as
 AMD's Zen 3, it runs Eigen's kernels, whose convolution backward passes took
 2.5-3x the forward pass and whose transposed matrix products (the dense
-layers' gradients) ran at a third of the rate of the untransposed ones. With
+layers' weight gradients) ran at a quarter of the forward product's rate. With
 `TF_ENABLE_ONEDNN_OPTS=1` the alexnet_cifar training step (batch norm, Adam,
 batch 128, float32) went from 64 to 104 images/s on a 2-core AMD EPYC Zen 3,
 ahead of PyTorch's fastest setting there (89; benchmarks/NOTES.md, 22).
