@@ -53,7 +53,15 @@ VARIANTS = {
     "with_dropout": ("(added) dropout 0.5 in the dense head", ["dropout=0.5"]),
     "with_whitening": ("(added) first convolution initialised as a frozen patch-whitening transform", ["whiten=True"]),
     "half_batch": ("(changed) half the batch, the learning rate halved with it (twice the steps)", ["batch_size=HALF"]),
+    # The logit scale sets how fast the head, and through it every layer, learns (a gradient step
+    # moves the logits by about lr * scale**2 * |h|**2; models.common.classifier_logits):
+    # the recipe's 0.125 was cifar10-fast's figure at batch 512, not a measured optimum.
+    "double_logit_scale": ("(changed) logits scaled by twice the recipe's factor", ["logit_scale=DOUBLE_LOGIT_SCALE"]),
+    "half_logit_scale": ("(changed) logits scaled by half the recipe's factor", ["logit_scale=HALF_LOGIT_SCALE"]),
 }
+
+
+PLACEHOLDERS = ("DOUBLE_LOGIT_SCALE", "HALF_LOGIT_SCALE", "HALF")
 
 
 def parse_args(argv=None):
@@ -83,16 +91,28 @@ def finished(run_dir, epochs):
 
 
 def variant_overrides(args, name):
-    """The variant's --set pairs; HALF is half the batch of the recipe (or of --set batch_size)."""
+    """The variant's --set pairs, their placeholders resolved against the recipe (and --set).
+
+    HALF: half the batch size (only the batch is given, so the recipe scales
+    its learning rate with it, kerascnn.recipes). DOUBLE_LOGIT_SCALE and
+    HALF_LOGIT_SCALE: twice and half the recipe's logit scale (1 where it sets none).
+    """
     pairs = VARIANTS[name][1]
-    if not any("HALF" in pair for pair in pairs):
+    if not any(token in pair for pair in pairs for token in PLACEHOLDERS):
         return pairs
     from kerascnn.recipes import get_recipe
 
+    recipe = get_recipe(args.model, args.recipe)
     given = dict(pair.split("=", 1) for pair in args.set)
-    batch = int(given.get("batch_size", get_recipe(args.model, args.recipe).settings.get("batch_size", 128)))
-    # Only the batch is given, so the recipe scales its learning rate with it (kerascnn.recipes).
-    return [pair.replace("HALF", str(batch // 2)) for pair in pairs]
+    batch = int(given.get("batch_size", recipe.settings.get("batch_size", 128)))
+    scale = float(given.get("logit_scale", recipe.model_options.get("logit_scale", 1.0)))
+    values = {"DOUBLE_LOGIT_SCALE": repr(2 * scale), "HALF_LOGIT_SCALE": repr(scale / 2), "HALF": str(batch // 2)}
+    resolved = []
+    for pair in pairs:
+        for token in PLACEHOLDERS:  # longest first: HALF is part of HALF_LOGIT_SCALE
+            pair = pair.replace(token, values[token])
+        resolved.append(pair)
+    return resolved
 
 
 def variant_dir(args, name, seed):

@@ -58,12 +58,27 @@ def test_every_variant_names_a_run_setting_or_an_option_the_models_take():
     taken = set(inspect.signature(alexnet.alexnet_cifar).parameters) | set(
         inspect.signature(resnet.resnet20).parameters
     )
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused"])
     for name, (change, pairs) in ablation.VARIANTS.items():
         assert change, name
-        settings, options = time_to_accuracy.overrides([p.replace("HALF", "128") for p in pairs])
+        settings, options = time_to_accuracy.overrides(ablation.variant_overrides(args, name))
         assert set(options) <= taken, (name, options)
     settings, _ = time_to_accuracy.overrides(ablation.VARIANTS["translate_2"][1])
     assert settings == {"translate": 2}
+
+
+def test_placeholders_resolve_against_the_recipe_and_its_set_values():
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused"])  # fast: batch 256, logits x0.125
+    assert ablation.variant_overrides(args, "half_batch") == ["batch_size=128"]
+    assert ablation.variant_overrides(args, "double_logit_scale") == ["logit_scale=0.25"]
+    assert ablation.variant_overrides(args, "half_logit_scale") == ["logit_scale=0.0625"]
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused",
+                                "--set", "batch_size=512", "--set", "logit_scale=0.5"])
+    assert ablation.variant_overrides(args, "half_batch") == ["batch_size=256"]
+    assert ablation.variant_overrides(args, "half_logit_scale") == ["logit_scale=0.25"]
+    args = ablation.parse_args(["resnet20", "--epochs", "1", "--out", "unused"])  # no logit scale: 1
+    assert ablation.variant_overrides(args, "double_logit_scale") == ["logit_scale=2.0"]
+    assert ablation.variant_overrides(args, "no_cutout") == ["cutout=0"]  # no placeholder: as written
 
 
 def _finished_run(run_dir, accuracy, epochs=1):
