@@ -1,5 +1,7 @@
 """Export: SavedModel on raw uint8 images, versions, verification, atomicity."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -44,7 +46,12 @@ def test_fit_export_reload_gives_identical_predictions_on_raw_images(trained):
     expected = tf.nn.softmax(model(prep(images), training=False)).numpy()
     served = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(images))
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    # The signature computes with vgg11_bn's eight batch norms folded into its convolutions
+    # (the comparison above is with the unfolded model); model.keras keeps them.
+    manifest = json.loads((path / export.MANIFEST).read_text())
+    assert manifest["folded_batch_norm"] == 8
     reloaded = keras.saving.load_model(path / export.KERAS_FILE, compile=False)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in reloaded.layers) == 8
     np.testing.assert_allclose(reloaded(prep(images)).numpy(), model(prep(images)).numpy(), atol=1e-5)
     assert (path / export.LABELS).read_text().splitlines() == [f"class_{i}" for i in range(10)]
 
@@ -87,8 +94,6 @@ def test_verification_catches_a_model_that_differs(trained, tmp_path):
 
 
 def test_a_mixed_precision_model_serves_in_float32_unless_exported_as_trained(tmp_path):
-    import json
-
     from kerascnn.data.preprocessing import Preprocessing
     from kerascnn.training.context import precision_policy
 
@@ -104,6 +109,7 @@ def test_a_mixed_precision_model_serves_in_float32_unless_exported_as_trained(tm
         manifest = json.loads((path / export.MANIFEST).read_text())
         assert manifest["trained_dtype"] == "bfloat16"
         assert manifest["serving_dtype"] == {"float32": "float32", "trained": "bfloat16"}[p]
+        assert manifest["folded_batch_norm"] == 0  # no batch norm to fold
         # model.keras keeps the training policy either way (to train on from it).
         reloaded = keras.saving.load_model(path / export.KERAS_FILE, compile=False)
         assert reloaded.layers[0].compute_dtype == "bfloat16"
@@ -124,7 +130,6 @@ OLD_KEYS = ("source", "class_names", "num_classes", "image_shape", "mean", "std"
 
 def _as_old_run(run_dir, target, finished=True):
     """A copy of `run_dir` whose config.json is as fit wrote it before the typed record and preprocessing."""
-    import json
     import shutil
 
     shutil.copytree(run_dir, target)
@@ -169,7 +174,6 @@ def test_flip_metrics_average_each_image_with_its_mirror():
 
 def test_a_run_killed_between_its_export_and_metrics_json_resumes_without_exporting_twice(tmp_path):
     """fit --resume of a run stopped after publishing its export (no metrics.json yet) keeps that export."""
-    import json
 
     exports = tmp_path / "saved_models"
     config = RunConfig.from_flags(

@@ -7,11 +7,14 @@ Each version folder holds
                                  {"probabilities": [N, num_classes]}, with the
                                  run's resizing and normalisation in the graph,
                                  computed in float32 unless exported with
-                                 serving_precision="trained" (`precision`)
+                                 serving_precision="trained" (`precision`);
+                                 a float32 signature has its batch norms folded
+                                 into the layers before them (`fold_batch_norm`)
     model.keras                  the Keras model as trained (normalised inputs
                                  -> logits, its own dtype policy)
     labels.txt                   one class name per line, in label order
     kerascnn.json                model name, preprocessing, class names, run config,
+                                 the serving dtype and how many batch norms were folded,
                                  the run directory it came from and what wrote it
                                  ("fit" for `fit --export`, "export" for `export RUN_DIR`)
 
@@ -32,6 +35,7 @@ import tensorflow as tf
 
 from kerascnn.record import RunRecord
 from kerascnn import faults
+from kerascnn.serving.fold_batch_norm import fold_batch_norm
 from kerascnn.serving.precision import DEFAULT_SERVING_PRECISION, compute_dtype, serving_model
 from kerascnn.storage.atomic import staging_folder
 
@@ -96,11 +100,16 @@ def verify_export(path, model, preprocessing, served=None):
 
 
 def _write(path, model, served, preprocessing, class_names, model_name, run_config, source):
+    # A float32 signature computes with batch norm folded into the layers
+    # before it (kerascnn.serving.fold_batch_norm); verify_export compares it
+    # with the unfolded `served`. A half-precision one would round the
+    # folded weights differently, so it keeps its layers.
+    folded, count = fold_batch_norm(served) if compute_dtype(served) == "float32" else (served, 0)
     archive = keras.export.ExportArchive()
-    archive.track(served)
+    archive.track(folded)
     archive.add_endpoint(
         name=SIGNATURE,
-        fn=serving_function(served, preprocessing),
+        fn=serving_function(folded, preprocessing),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     archive.write_out(str(path), verbose=False)
@@ -112,6 +121,7 @@ def _write(path, model, served, preprocessing, class_names, model_name, run_conf
         "class_names": list(class_names),
         "signature": SIGNATURE,
         "serving_dtype": compute_dtype(served),
+        "folded_batch_norm": count,
         "trained_dtype": compute_dtype(model),
         "run_config": run_config,
         **source,
