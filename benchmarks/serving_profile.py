@@ -46,12 +46,12 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
 import torch_reference  # noqa: E402  (the same model options as serving_latency.py)
+from timing import cpu_name  # noqa: E402
+
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models import create_model  # noqa: E402
 from kerascnn.serving import export  # noqa: E402
-from timing import cpu_name  # noqa: E402
 
 MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
 
@@ -181,9 +181,9 @@ def markdown(report):
     for name, values in report["p50_ms"].items():
         lines.append(f"| {name} | {' '.join(f'{v:.2f}' for v in values)} | {statistics.median(values):.2f} |")
     ops = report["op_ms_per_call"]
-    lines += ["", f"Op self time of the product's signature: {sum(ops.values()):.2f} ms per call of "
-              f"{report['profiled_wall_ms']:.2f} ms wall (under the profiler)", "",
-              "| op type | ms per call | share |", "|---|---|---|"]
+    summary = (f"Op self time of the product's signature: {sum(ops.values()):.2f} ms per call of "
+               f"{report['profiled_wall_ms']:.2f} ms wall (under the profiler)")
+    lines += ["", summary, "", "| op type | ms per call | share |", "|---|---|---|"]
     total = sum(ops.values()) or 1.0
     lines += [f"| {k} | {v:.3f} | {100 * v / total:.1f}% |" for k, v in ops.items() if v >= 0.005]
     megabytes = sum(mb for _, mb in report["dense_kernels_mb"])
