@@ -3,7 +3,7 @@
     python benchmarks/serving_latency.py [MODEL ...] [--precision auto [float32 ...]]
         [--serving-precision float32 [trained]] [--calls 1000] [--rounds 5]
         [--batch 256] [--batch-calls 5] [--warmup-calls 10] [--torch-modes MODE ...] [--torch-threads N]
-        [--export-dir DIR] [--quick] [--json OUT] [--markdown OUT]
+        [--int8] [--export-dir DIR] [--quick] [--json OUT] [--markdown OUT]
 
 For each model (default: alexnet_cifar, vgg16_bn, resnet18, googlenet_cifar at
 32x32, 10 classes):
@@ -44,8 +44,19 @@ For each model (default: alexnet_cifar, vgg16_bn, resnet18, googlenet_cifar at
    the rounds. PyTorch's best is the mode with the lowest p50 (latency) and
    the highest images/s (batch), each taken from the same run.
 
-Targets: kerascnn's batch-1 p50 <= 0.8x PyTorch's best p50; batch throughput
-reported as a ratio.
+6. `--int8`: both frameworks' int8 deployments join the same rounds:
+   kerascnn's TensorFlow Lite int8 export (`kerascnn.serving.tflite.convert`,
+   what `export RUN_DIR --format tflite --quantize int8` writes, run by the
+   TFLite interpreter with XNNPACK on every core; uint8 to float32, the
+   model, softmax inside the timed call) and PyTorch's post-training static
+   int8 (`torch_serving.INT8`), both calibrated on the same
+   `torch_serving.CALIBRATION_IMAGES` images. They are compared with each
+   other and with the float candidates, never counted as "PyTorch's best"
+   of the float exports: int8 reads a quarter of the bytes and rounds every
+   weight, a different trade.
+
+Targets: kerascnn's batch-1 p50 <= 0.8x PyTorch's best p50 (float modes);
+batch throughput reported as a ratio.
 """
 
 import argparse
@@ -78,7 +89,9 @@ from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models import create_model  # noqa: E402
 from kerascnn.runtime import hardware  # noqa: E402
 from kerascnn.serving.export import SIGNATURE, export_model  # noqa: E402
+from kerascnn.serving.interpreter import LiteModel  # noqa: E402
 from kerascnn.serving.precision import float32_model  # noqa: E402
+from kerascnn.serving.tflite import convert as convert_tflite  # noqa: E402
 from kerascnn.training.context import precision_policy  # noqa: E402
 
 DEFAULT_MODELS = ("alexnet_cifar", "vgg16_bn", "resnet18", "googlenet_cifar")
@@ -89,6 +102,8 @@ KERAS = "kerascnn"
 TARGET_P50 = 0.8
 QUICK_MODES = ("float32", "channels_last+bf16")
 LOGITS_TOLERANCE = 1e-4  # relative to the largest logit: float32 rounding, two summation orders
+LITE_INT8 = f"{KERAS} tflite int8"
+TORCH_INT8 = f"pytorch {torch_serving.INT8}"
 
 
 def percentile(seconds, q):
@@ -140,10 +155,13 @@ class SavedModelCandidate:
     def predict(self, batch):
         return self.serve(images=batch)["probabilities"].numpy()
 
+    def inputs(self, batch):
+        return tf.constant(self.images[:batch])
+
     def timings(self, batch, calls, warmup=10):
         import time
 
-        images = tf.constant(self.images[:batch])
+        images = self.inputs(batch)
         for _ in range(warmup):
             self.predict(images)
         seconds = []
@@ -152,6 +170,57 @@ class SavedModelCandidate:
             self.predict(images)
             seconds.append(time.perf_counter() - start)
         return seconds
+
+
+class LiteCandidate(SavedModelCandidate):
+    """The TensorFlow Lite int8 export of `model` (float32) in the interpreter, served as the SavedModel serves.
+
+    The call takes the uint8 batch, casts it to float32 (the `.tflite` file's
+    input; the normalisation is inside it), runs the interpreter and returns
+    softmax probabilities, all inside the timed call.
+    """
+
+    def __init__(self, model, preprocessing, images, calibration):
+        self.content = convert_tflite(model, preprocessing, "int8", calibration=calibration, name="the model")
+        self.lite = LiteModel(content=self.content)
+        self.images = images
+
+    def predict(self, batch):
+        logits = self.lite.logits(batch.astype(np.float32), batch_size=len(batch))
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def inputs(self, batch):
+        return self.images[:batch]
+
+
+def int8_comparison(figures, expected, lite, checks, images):
+    """The int8 candidates against each other, the float candidates, and the float32 export's predictions.
+
+    `expected`: the float32 SavedModel's probabilities of `images`; `checks`:
+    `check_same_weights`'s, which compared PyTorch's int8 mode with them.
+    "top1_agreement" of each int8 candidate with the float32 export (int8
+    rounds every weight and activation, so it is below 1 on random weights
+    where logits are close).
+    """
+    ours = figures[LITE_INT8]
+    float_best = min((k for k in figures if k.startswith("pytorch ") and k != TORCH_INT8),
+                     key=lambda k: figures[k]["p50_ms"])
+    result = {
+        "p50_vs_pytorch_best_float": ours["p50_ms"] / figures[float_best]["p50_ms"],
+        "pytorch_best_float_mode": float_best.removeprefix("pytorch "),
+        "tflite_bytes": len(lite.content),
+        "tflite_top1_agreement_with_float32": float(np.mean(lite.predict(images).argmax(1) == expected.argmax(1))),
+        "p50_vs_pytorch_int8": None, "batch_vs_pytorch_int8": None, "pytorch_top1_agreement_with_float32": None,
+    }
+    if TORCH_INT8 in figures:
+        theirs = figures[TORCH_INT8]
+        result.update(
+            p50_vs_pytorch_int8=ours["p50_ms"] / theirs["p50_ms"],
+            batch_vs_pytorch_int8=ours["batch_images_per_s"] / theirs["batch_images_per_s"],
+            pytorch_top1_agreement_with_float32=checks[torch_serving.INT8]["top1_agreement"],
+        )
+    return result
 
 
 def check_same_weights(model, preprocessing, saved, servers, images):
@@ -190,6 +259,10 @@ def bench_model(name, args, precisions, folder):
     images_file = folder / f"{name}_images.npy"
     np.save(images_file, images)
     candidates = {f"{KERAS} {p}": SavedModelCandidate(version, images) for p, (version, _, _) in exports.items()}
+    if args.int8:
+        _, model, preprocessing = exports[precisions[0]]
+        candidates[LITE_INT8] = LiteCandidate(
+            float32_model(model), preprocessing, images, images[: torch_serving.CALIBRATION_IMAGES])
     unavailable = {}
     servers = {}
     try:
@@ -229,7 +302,7 @@ def bench_model(name, args, precisions, folder):
         }
         for key, rs in rounds.items()
     }
-    torch_keys = [k for k in figures if k.startswith("pytorch ")]
+    torch_keys = [k for k in figures if k.startswith("pytorch ") and k != TORCH_INT8]
     best_latency = min(torch_keys, key=lambda k: figures[k]["p50_ms"])
     best_batch = max(torch_keys, key=lambda k: figures[k]["batch_images_per_s"])
     ratios = {}
@@ -241,8 +314,13 @@ def bench_model(name, args, precisions, folder):
             "batch_vs_pytorch_best": ours["batch_images_per_s"] / figures[best_batch]["batch_images_per_s"],
         }
         ratios[p]["meets_p50_target"] = ratios[p]["p50_vs_pytorch_best"] <= TARGET_P50
+    int8 = None
+    if args.int8:
+        check = images[: args.check_images]
+        int8 = int8_comparison(figures, candidates[default].predict(tf.constant(check)), candidates[LITE_INT8],
+                               checks, check)
     return {
-        "model": name, "kerascnn_precision": precisions[0], "kerascnn_precisions": list(precisions),
+        "model": name, "kerascnn_precision": precisions[0], "kerascnn_precisions": list(precisions), "int8": int8,
         "exports": {p: str(version) for p, (version, _, _) in exports.items()}, "figures": figures,
         "unavailable": unavailable, "same_weights": checks,
         "pytorch_best_latency_mode": best_latency.removeprefix("pytorch "),
@@ -275,6 +353,24 @@ def markdown(rows, args):
                 f"| {ratio['batch_vs_pytorch_best']:.2f}x ({r['pytorch_best_batch_mode']}) "
                 f"| {r['same_weights']['logits_max_rel_diff_float32']:.1e} |"
             )
+    int8_rows = [r for r in rows if r["int8"]]
+    if int8_rows:
+        lines += [
+            "",
+            ("| model | tflite int8 p50 / PyTorch int8 | batch images/s ratio | p50 / PyTorch best float (mode) "
+             "| top-1 agreement with the float32 export: tflite, PyTorch int8 | .tflite bytes |"),
+            "|---|---|---|---|---|---|",
+        ]
+        for r in int8_rows:
+            i = r["int8"]
+            against = "unavailable" if i["p50_vs_pytorch_int8"] is None else f"{i['p50_vs_pytorch_int8']:.2f}x"
+            batch = "" if i["batch_vs_pytorch_int8"] is None else f"{i['batch_vs_pytorch_int8']:.2f}x"
+            theirs = "" if i["pytorch_top1_agreement_with_float32"] is None else f"{i['pytorch_top1_agreement_with_float32']:.2f}"
+            lines.append(
+                f"| {r['model']} | {against} | {batch} | {i['p50_vs_pytorch_best_float']:.2f}x "
+                f"({i['pytorch_best_float_mode']}) | {i['tflite_top1_agreement_with_float32']:.2f}, {theirs} "
+                f"| {i['tflite_bytes']:,} |"
+            )
     return "\n".join(lines)
 
 
@@ -297,6 +393,8 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--torch-modes", nargs="+", help=f"default all: {' '.join(torch_reference.MODES)}")
     parser.add_argument("--torch-threads", type=int, help="PyTorch's threads (default: all CPU threads)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time kerascnn's TensorFlow Lite int8 export against PyTorch's static int8 quantization")
     parser.add_argument("--export-dir", help="keep the exports and weights here (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 calls, 2 rounds, batch 16, 2 batch calls, "
                         f"2 warm-up calls, PyTorch modes {' '.join(QUICK_MODES)}, unless given")
@@ -310,8 +408,11 @@ def main(argv=None):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.int8 and torch_serving.INT8 not in args.torch_modes:
+        args.torch_modes.append(torch_serving.INT8)
     for mode in args.torch_modes:
-        torch_reference.parse_mode(mode)
+        if mode != torch_serving.INT8:
+            torch_reference.parse_mode(mode)
     if torch_reference.FLOAT32 not in args.torch_modes:
         args.torch_modes.insert(0, torch_reference.FLOAT32)  # the same-weights check needs float32
 

@@ -11,7 +11,14 @@ threads, in one of `torch_reference.MODES`:
   is converted to it; the other modes make the input contiguous NCHW;
 - bf16: the network under `torch.autocast("cpu", dtype=torch.bfloat16)`;
 - compile: the whole call (preprocessing, network, softmax) through
-  `torch.compile(dynamic=False)`, one static graph per batch size.
+  `torch.compile(dynamic=False)`, one static graph per batch size;
+- int8 (`INT8`, serving only, alone): PyTorch's post-training static
+  quantization, what a PyTorch user ships for int8 inference on a CPU: FX
+  graph mode with the x86 backend's default configuration (fbgemm and oneDNN
+  kernels, per-channel symmetric int8 weights, per-tensor uint8 activations
+  with histogram observers), calibrated on the first `CALIBRATION_IMAGES`
+  of the timed images; the normalisation stays in float before the graph's
+  first quantize, as the TFLite int8 export quantizes the normalised input.
 
 `Server` runs it in its own process (`torch_reference.Child`), which loads the
 state dict the Keras model was given, warms every batch size up (compiling)
@@ -21,11 +28,31 @@ call), so the figures are the call alone.
 
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
 
 import torch_reference
+
+INT8 = "int8"
+CALIBRATION_IMAGES = 64
+
+
+def quantize_int8(model, calibration):
+    """`model` (float32, eval mode) quantized to int8 by FX graph mode, calibrated on `calibration` (NCHW, normalised)."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    # torch.ao.quantization announces its move to torchao at every call; it works
+    # in this PyTorch, and the announcement is not the benchmark's output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), example_inputs=(calibration[:1],))
+        with torch.no_grad():  # observers update their buffers in place: not under inference_mode
+            prepared(calibration)
+        return convert_fx(prepared)
 
 
 class Predictor:
@@ -33,7 +60,7 @@ class Predictor:
 
     def __init__(self, name, state_dict, images, mean, std, mode, model_options=None, threads=None):
         torch.set_num_threads(threads or os.cpu_count())
-        self.features = torch_reference.parse_mode(mode)
+        self.features = frozenset() if mode == INT8 else torch_reference.parse_mode(mode)
         model = torch_reference.create(name, **(model_options or {}))
         model.load_state_dict(torch.load(state_dict, map_location="cpu", weights_only=True))
         model.eval()
@@ -44,6 +71,13 @@ class Predictor:
         self.scale = torch.tensor([1.0 / s for s in std]).view(1, 3, 1, 1)
         self.shift = torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1)
         self.images = torch.from_numpy(np.load(images))
+        self.failure = None
+        if mode == INT8:
+            try:
+                calibration = self.images[:CALIBRATION_IMAGES].permute(0, 3, 1, 2).float() * self.scale + self.shift
+                self.model = quantize_int8(model, calibration.contiguous())
+            except Exception as e:  # FX tracing and the quantized kernels raise many types
+                self.failure = f"unavailable: {torch_reference.one_line(e)}"
         self._call = torch.compile(self._predict, dynamic=False) if "compile" in self.features else self._predict
 
     def _logits(self, images):
@@ -72,6 +106,8 @@ class Predictor:
         `calls` per batch size: by default 3 with torch.compile (compiling each size), else 1.
         """
         calls = calls or (3 if "compile" in self.features else 1)
+        if self.failure:
+            return self.failure
         try:
             for n in batch_sizes:
                 for _ in range(calls):

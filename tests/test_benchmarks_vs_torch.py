@@ -103,9 +103,9 @@ def test_quick_serving_comparison_uses_the_same_weights(tmp_path, capsys):
     out = tmp_path / "serving.json"
     serving_latency.main(["resnet18", "--quick", "--precision", "float32", "--image-size", "8", "--calls", "5",
                           "--batch", "4", "--warmup-calls", "1", "--torch-modes", "float32", "--torch-threads", "1",
-                          "--export-dir", str(tmp_path / "e"), "--json", str(out)])
+                          "--int8", "--export-dir", str(tmp_path / "e"), "--json", str(out)])
     (row,) = json.loads(out.read_text())["rows"]
-    assert set(row["figures"]) == {"kerascnn float32", "pytorch float32"}
+    assert set(row["figures"]) == {"kerascnn float32", "pytorch float32", "kerascnn tflite int8", "pytorch int8"}
     for figures in row["figures"].values():
         assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["batch_images_per_s"] > 0
         assert len(figures["rounds"]) == 2
@@ -114,6 +114,18 @@ def test_quick_serving_comparison_uses_the_same_weights(tmp_path, capsys):
     assert row["p50_vs_pytorch_best"] == pytest.approx(
         row["figures"]["kerascnn float32"]["p50_ms"] / row["figures"]["pytorch float32"]["p50_ms"])
     assert row["ratios"]["float32"]["p50_vs_pytorch_best"] == row["p50_vs_pytorch_best"]
+    # int8 on both sides, compared with each other; PyTorch's best float mode stays a float one.
+    assert row["pytorch_best_latency_mode"] == "float32" and not row["unavailable"]
+    int8 = row["int8"]
+    assert int8["p50_vs_pytorch_int8"] == pytest.approx(
+        row["figures"]["kerascnn tflite int8"]["p50_ms"] / row["figures"]["pytorch int8"]["p50_ms"])
+    assert int8["p50_vs_pytorch_best_float"] == pytest.approx(
+        row["figures"]["kerascnn tflite int8"]["p50_ms"] / row["figures"]["pytorch float32"]["p50_ms"])
+    # Quantization rounds: the int8 logits are near the float ones, not equal to them.
+    assert 0 < row["same_weights"]["int8"]["logits_max_rel_diff"] < 0.5
+    assert 0 <= int8["tflite_top1_agreement_with_float32"] <= 1 and int8["tflite_bytes"] > 0
     # The product's export, one folder per precision.
     assert (tmp_path / "e" / "exports" / "float32" / "resnet18" / "1" / "saved_model.pb").is_file()
-    assert "| resnet18 | pytorch float32 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| resnet18 | pytorch float32 |" in printed and "| resnet18 | kerascnn tflite int8 |" in printed
+    assert "| model | tflite int8 p50 / PyTorch int8 |" in printed
