@@ -49,10 +49,11 @@ def fold_batch_norm(model):
     models that are not functional). The copy has `model`'s layers and
     weights, the folded linear layers with a bias, and no folded batch norm.
     """
-    pairs = foldable_pairs(model)
+    # One config, read once: the pairs are found in it and it is rewired in place.
+    config = _functional_config(model)
+    pairs = _pairs(model, config)
     if not pairs:
         return model, 0
-    config = _functional_config(model)
     renamed = {bn: linear for linear, bn in pairs.items()}
     layers = []
     for layer in config["layers"]:
@@ -76,7 +77,11 @@ def fold_batch_norm(model):
 
 def foldable_pairs(model):
     """{linear layer name: batch-norm layer name} of the pairs `fold_batch_norm` folds."""
-    config = _functional_config(model)
+    return _pairs(model, _functional_config(model))
+
+
+def _pairs(model, config):
+    """`foldable_pairs` of `model`, whose functional config (or None) is `config`."""
     if config is None:
         return {}
     layer_configs = config["layers"]
