@@ -170,7 +170,11 @@ _FAST = {
     "resnet18": fast(20),
     "preact_resnet18": fast(20),
     "vgg11_bn": fast(15),
-    "vgg16_bn": fast(15),
+    # Measured with alexnet_cifar's two gains (batch 256 at peak 0.2, no
+    # cutout) and no dropout in the 512-wide head: 87.95% (88.85% with flips)
+    # after 15 epochs, training accuracy 92.8%; the shared batch-512 recipe
+    # is not measured on this model (docs/results.md#recipes).
+    "vgg16_bn": fast(15, {"batch_size": 256, "lr": 0.2, "cutout": 0}, dropout=0.0),
     "vgg19_bn": fast(15),
     "googlenet_cifar": fast(20),
 }

@@ -50,6 +50,10 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     assert (shorter.epochs, shorter.optim.lr, shorter.optim.warmup_epochs) == (5, 0.2, pytest.approx(1.0))
     assert shorter.model_options == {"batch_norm": True, "dropout": 0.3, "logit_scale": 0.125} and shorter.optim.nesterov
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", warmup_epochs=3).optim.warmup_epochs == 3
+    # vgg16_bn's recipe is the one its time-to-accuracy run measured (docs/results.md#recipes).
+    vgg = RunConfig.from_flags("vgg16_bn", recipe="fast")
+    assert (vgg.epochs, vgg.data.batch_size, vgg.optim.lr, vgg.data.cutout, vgg.model_options) == (
+        15, 256, 0.2, 0, {"dropout": 0.0})
 
 
 def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
