@@ -194,9 +194,10 @@ class LiteCandidate(SavedModelCandidate):
         return self.images[:batch]
 
 
-def int8_comparison(figures, expected, lite, checks, images):
+def int8_comparison(figures, float_best, expected, lite, checks, images):
     """The int8 candidates against each other, the float candidates, and the float32 export's predictions.
 
+    `float_best`: the key of PyTorch's fastest float mode at batch 1;
     `expected`: the float32 SavedModel's probabilities of `images`; `checks`:
     `check_same_weights`'s, which compared PyTorch's int8 mode with them.
     "top1_agreement" of each int8 candidate with the float32 export (int8
@@ -204,8 +205,6 @@ def int8_comparison(figures, expected, lite, checks, images):
     where logits are close).
     """
     ours = figures[LITE_INT8]
-    float_best = min((k for k in figures if k.startswith("pytorch ") and k != TORCH_INT8),
-                     key=lambda k: figures[k]["p50_ms"])
     result = {
         "p50_vs_pytorch_best_float": ours["p50_ms"] / figures[float_best]["p50_ms"],
         "pytorch_best_float_mode": float_best.removeprefix("pytorch "),
@@ -317,8 +316,8 @@ def bench_model(name, args, precisions, folder):
     int8 = None
     if args.int8:
         check = images[: args.check_images]
-        int8 = int8_comparison(figures, candidates[default].predict(tf.constant(check)), candidates[LITE_INT8],
-                               checks, check)
+        int8 = int8_comparison(figures, best_latency, candidates[default].predict(tf.constant(check)),
+                               candidates[LITE_INT8], checks, check)
     return {
         "model": name, "kerascnn_precision": precisions[0], "kerascnn_precisions": list(precisions), "int8": int8,
         "exports": {p: str(version) for p, (version, _, _) in exports.items()}, "figures": figures,

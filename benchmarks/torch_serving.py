@@ -74,17 +74,20 @@ class Predictor:
         self.failure = None
         if mode == INT8:
             try:
-                calibration = self.images[:CALIBRATION_IMAGES].permute(0, 3, 1, 2).float() * self.scale + self.shift
-                self.model = quantize_int8(model, calibration.contiguous())
+                self.model = quantize_int8(model, self._normalised(self.images[:CALIBRATION_IMAGES]))
             except Exception as e:  # FX tracing and the quantized kernels raise many types
                 self.failure = f"unavailable: {torch_reference.one_line(e)}"
         self._call = torch.compile(self._predict, dynamic=False) if "compile" in self.features else self._predict
 
-    def _logits(self, images):
+    def _normalised(self, images):
+        """uint8 NHWC images -> (x - mean) / std as float NCHW (channels_last in memory for that mode)."""
         x = images.permute(0, 3, 1, 2).float()  # NHWC memory: channels_last strides already
         if not self.channels_last:
             x = x.contiguous()
-        x = x * self.scale + self.shift
+        return x * self.scale + self.shift
+
+    def _logits(self, images):
+        x = self._normalised(images)
         with torch_reference.autocast(self.features):
             return self.model(x).float()
 

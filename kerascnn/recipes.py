@@ -31,7 +31,8 @@ Three kinds of recipe:
   cifar10-fast's 0.4/512 per summed example), weight decay 5e-4, label
   smoothing 0.2, crop + flip + cutout 8, all 50,000 training images
   (`val_split=0`) and the last epoch's model tested. A model changes single
-  values where it measured better (`_FAST` says which and why). Budgets
+  values where it measured better, or takes the only settings measured on
+  it (`_FAST` says which and why). Budgets
   follow the anchors the project aims at (alexnet_cifar 10 epochs, resnet20
   20, vgg16_bn 15); docs/results.md says what each has measured.
 
