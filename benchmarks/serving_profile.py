@@ -52,6 +52,7 @@ from timing import cpu_name  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models import create_model  # noqa: E402
 from kerascnn.serving import export  # noqa: E402
+from kerascnn.testing import randomize_batch_norms  # noqa: E402
 
 MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
 
@@ -77,17 +78,7 @@ def build(args):
         key, _, value = pair.partition("=")
         options[key] = json.loads(value)
     model = create_model(args.model, num_classes=10, input_shape=(args.image_size, args.image_size, 3), **options)
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.5, c))
-            layer.moving_variance.assign(rng.uniform(0.05, 3.0, c))
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, c))
-            if layer.center:
-                layer.beta.assign(rng.normal(0, 0.3, c))
-    return model
+    return randomize_batch_norms(model, seed=0)
 
 
 def exports(model, folder):

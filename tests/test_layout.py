@@ -23,7 +23,8 @@ LAYERS = [
                     "kerascnn.storage.readback"]),
     ("storage", ["kerascnn.storage"]),
     ("layers", ["kerascnn.layers"]),
-    ("models", ["kerascnn.models"]),
+    # kerascnn.testing puts built models in states that tests and benchmarks need.
+    ("models", ["kerascnn.models", "kerascnn.testing"]),
     ("data", ["kerascnn.data"]),
     ("runtime", ["kerascnn.runtime"]),
     ("weights", ["kerascnn.weights"]),

@@ -6,21 +6,7 @@ import pytest
 
 from kerascnn.models import create_model
 from kerascnn.serving.fold_batch_norm import fold_batch_norm, foldable_pairs
-
-
-def _trained_statistics(model, seed=0):
-    """Give every batch norm the moving statistics and affine weights of a trained model (not 0, 1, 1, 0)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, c))
-            if layer.center:
-                layer.beta.assign(rng.normal(0, 0.3, c))
-            layer.moving_mean.assign(rng.normal(0, 0.5, c))
-            layer.moving_variance.assign(rng.uniform(0.05, 3.0, c))
-    return model
+from kerascnn.testing import randomize_batch_norms
 
 
 def _batch_norms(model):
@@ -45,7 +31,7 @@ def _same_function(model, folded, shape, seed=1):
     ("preact_resnet18", {"width_multiplier": 0.125}, None),
 ])
 def test_folded_models_compute_the_same_function_without_the_folded_layers(name, options, left):
-    model = _trained_statistics(create_model(name, num_classes=10, input_shape=(32, 32, 3), **options))
+    model = randomize_batch_norms(create_model(name, num_classes=10, input_shape=(32, 32, 3), **options))
     before = [w.copy() for w in model.get_weights()]
     folded, count = fold_batch_norm(model)
     _same_function(model, folded, (32, 32, 3))
@@ -71,7 +57,7 @@ def _tiny(shared=False, activation=None, center=True, scale=True, use_bias=True)
         y = keras.layers.Add(name="add")([y, z])
     y = keras.layers.ReLU(name="relu")(y)
     outputs = keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D()(y))
-    return _trained_statistics(keras.Model(inputs, outputs))
+    return randomize_batch_norms(keras.Model(inputs, outputs))
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"center": False}, {"scale": False}, {"use_bias": False}])
