@@ -66,8 +66,11 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--precision", default="float32")
-    p.add_argument("--steps", type=int, default=5, help="training steps per timing")
-    p.add_argument("--repeats", type=int, default=5, help="timings per process (the median is its figure)")
+    # 7 timings of 10 steps (about 11 s each here): single timings of 5 steps scattered by up to
+    # 1.4x inside one process (the host's own noise), enough to move a median of 5 by 1.15x
+    # (benchmarks/NOTES.md, 24 and 27).
+    p.add_argument("--steps", type=int, default=10, help="training steps per timing")
+    p.add_argument("--repeats", type=int, default=7, help="timings per process (the median is its figure)")
     p.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME:VAR=VALUE,...")
     p.add_argument("--json")
     p.add_argument("--markdown")
