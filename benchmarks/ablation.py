@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -58,10 +59,19 @@ VARIANTS = {
     # the recipe's 0.125 was cifar10-fast's figure at batch 512, not a measured optimum.
     "double_logit_scale": ("(changed) logits scaled by twice the recipe's factor", ["logit_scale=DOUBLE_LOGIT_SCALE"]),
     "half_logit_scale": ("(changed) logits scaled by half the recipe's factor", ["logit_scale=HALF_LOGIT_SCALE"]),
+    # The peak learning rate and the weight decay at the recipe's batch: every recipe run so
+    # far kept lr / batch and the decay fixed (half_batch halves both lr and batch), and with
+    # batch norm their product sets the effective step of the scale-free weights.
+    "double_lr": ("(changed) twice the peak learning rate, same batch", ["lr=DOUBLE_LR"]),
+    "half_lr": ("(changed) half the peak learning rate, same batch", ["lr=HALF_LR"]),
+    "double_weight_decay": ("(changed) twice the weight decay", ["weight_decay=DOUBLE_WD"]),
+    "half_weight_decay": ("(changed) half the weight decay", ["weight_decay=HALF_WD"]),
 }
 
 
-PLACEHOLDERS = ("DOUBLE_LOGIT_SCALE", "HALF_LOGIT_SCALE", "HALF")
+PLACEHOLDERS = ("DOUBLE_LOGIT_SCALE", "HALF_LOGIT_SCALE", "DOUBLE_LR", "HALF_LR", "DOUBLE_WD", "HALF_WD", "HALF")
+# A placeholder is a whole word: HALF never matches inside HALF_LR.
+PLACEHOLDER_WORD = re.compile(r"\b(" + "|".join(PLACEHOLDERS) + r")\b")
 
 
 def parse_args(argv=None):
@@ -96,6 +106,9 @@ def variant_overrides(args, name):
     HALF: half the batch size (only the batch is given, so the recipe scales
     its learning rate with it, kerascnn.recipes). DOUBLE_LOGIT_SCALE and
     HALF_LOGIT_SCALE: twice and half the recipe's logit scale (1 where it sets none).
+    DOUBLE_LR and HALF_LR: twice and half the peak learning rate the run would
+    have (the recipe's, scaled to a batch given with --set, or --set's own);
+    DOUBLE_WD and HALF_WD: the same for the weight decay.
     """
     pairs = VARIANTS[name][1]
     if not any(token in pair for pair in pairs for token in PLACEHOLDERS):
@@ -106,13 +119,16 @@ def variant_overrides(args, name):
     given = dict(pair.split("=", 1) for pair in args.set)
     batch = int(given.get("batch_size", recipe.settings.get("batch_size", 128)))
     scale = float(given.get("logit_scale", recipe.model_options.get("logit_scale", 1.0)))
-    values = {"DOUBLE_LOGIT_SCALE": repr(2 * scale), "HALF_LOGIT_SCALE": repr(scale / 2), "HALF": str(batch // 2)}
-    resolved = []
-    for pair in pairs:
-        for token in PLACEHOLDERS:  # longest first: HALF is part of HALF_LOGIT_SCALE
-            pair = pair.replace(token, values[token])
-        resolved.append(pair)
-    return resolved
+    if "lr" in given:
+        lr = float(given["lr"])
+    else:  # the recipe's rate, scaled with a batch given beside it (Recipe.resolve)
+        lr = float(recipe.settings.get("lr", 0.01)) * batch / int(recipe.settings.get("batch_size", batch))
+    decay = float(given.get("weight_decay", recipe.settings.get("weight_decay", 5e-4)))
+    values = {
+        "DOUBLE_LOGIT_SCALE": repr(2 * scale), "HALF_LOGIT_SCALE": repr(scale / 2), "HALF": str(batch // 2),
+        "DOUBLE_LR": repr(2 * lr), "HALF_LR": repr(lr / 2), "DOUBLE_WD": repr(2 * decay), "HALF_WD": repr(decay / 2),
+    }
+    return [PLACEHOLDER_WORD.sub(lambda match: values[match.group(1)], pair) for pair in pairs]
 
 
 def variant_dir(args, name, seed):

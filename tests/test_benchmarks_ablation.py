@@ -82,6 +82,24 @@ def test_placeholders_resolve_against_the_recipe_and_its_set_values():
     assert ablation.variant_overrides(args, "half_logit_scale") == ["logit_scale=0.25"]
     args = ablation.parse_args(["resnet20", "--epochs", "1", "--out", "unused"])  # no logit scale: 1
     assert ablation.variant_overrides(args, "double_logit_scale") == ["logit_scale=2.0"]
+
+
+def test_learning_rate_and_decay_placeholders_follow_the_run_they_change():
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused"])  # batch 256, peak 0.2, wd 5e-4
+    assert ablation.variant_overrides(args, "double_lr") == ["lr=0.4"]
+    assert ablation.variant_overrides(args, "half_lr") == ["lr=0.1"]
+    assert ablation.variant_overrides(args, "double_weight_decay") == ["weight_decay=0.001"]
+    assert ablation.variant_overrides(args, "half_weight_decay") == ["weight_decay=0.00025"]
+    # A batch given beside the recipe scales its rate first (Recipe.resolve): 0.2 * 512 / 256.
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused", "--set", "batch_size=512"])
+    assert ablation.variant_overrides(args, "double_lr") == ["lr=0.8"]
+    assert ablation.variant_overrides(args, "half_batch") == ["batch_size=256"]  # HALF is not part of HALF_LR
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused",
+                                "--set", "lr=0.3", "--set", "weight_decay=1e-3"])
+    assert ablation.variant_overrides(args, "half_lr") == ["lr=0.15"]
+    assert ablation.variant_overrides(args, "half_weight_decay") == ["weight_decay=0.0005"]
+    settings, options = time_to_accuracy.overrides(ablation.variant_overrides(args, "double_lr"))
+    assert settings == {"lr": 0.6} and not options
     assert ablation.variant_overrides(args, "no_cutout") == ["cutout=0"]  # no placeholder: as written
 
 
