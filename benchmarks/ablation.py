@@ -119,10 +119,8 @@ def variant_overrides(args, name):
     given = dict(pair.split("=", 1) for pair in args.set)
     batch = int(given.get("batch_size", recipe.settings.get("batch_size", 128)))
     scale = float(given.get("logit_scale", recipe.model_options.get("logit_scale", 1.0)))
-    if "lr" in given:
-        lr = float(given["lr"])
-    else:  # the recipe's rate, scaled with a batch given beside it (Recipe.resolve)
-        lr = float(recipe.settings.get("lr", 0.01)) * batch / int(recipe.settings.get("batch_size", batch))
+    # The recipe's rate at this batch, as the run will resolve it (Recipe.resolve's linear scaling).
+    lr = float(given["lr"]) if "lr" in given else float(recipe.resolve({"batch_size": batch}).get("lr", 0.01))
     decay = float(given.get("weight_decay", recipe.settings.get("weight_decay", 5e-4)))
     values = {
         "DOUBLE_LOGIT_SCALE": repr(2 * scale), "HALF_LOGIT_SCALE": repr(scale / 2), "HALF": str(batch // 2),
