@@ -61,6 +61,7 @@ KINDS = {
     "label_smoothing": rate,
     "clip_norm": positive_float,
     "ema": interval(0, 1, low_open=True, high_open=True, expected="a number in (0, 1), e.g. 0.999"),
+    "bn_bias_lr_scale": positive_float,
     # RunConfig
     "epochs": positive_int,
     "patience": positive_int,
@@ -193,6 +194,9 @@ class OptimConfig:
             recipes): `avg = ema * avg + (1 - ema) * w` after every step, and the
             averaged weights are the ones validated, checkpointed, tested and
             exported. None disables.
+        bn_bias_lr_scale: the batch-norm offsets (beta) learn at this times the
+            learning rate (airbench's bias scaler, 64 there;
+            `kerascnn.training.lr_multipliers`); 1 treats them like every weight.
     """
 
     optimizer: str = "sgd"
@@ -208,6 +212,7 @@ class OptimConfig:
     label_smoothing: float = 0.0
     clip_norm: float = None
     ema: float = None
+    bn_bias_lr_scale: float = 1.0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -222,7 +227,7 @@ class OptimConfig:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         check_kinds(self, (
             "lr", "weight_decay", "warmup_epochs", "step_epochs", "plateau_patience", "momentum", "lr_decay",
-            "label_smoothing", "clip_norm", "ema",
+            "label_smoothing", "clip_norm", "ema", "bn_bias_lr_scale",
         ))
         if self.schedule == "plateau" and self.warmup_epochs:
             raise ConfigError("--warmup-epochs does not combine with --schedule plateau; use cosine, step or constant")

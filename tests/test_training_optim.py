@@ -71,3 +71,56 @@ def test_onecycle_schedule_survives_a_serialisation_round_trip():
     assert float(restored(20)) == pytest.approx(0.0, abs=1e-7)
     optimizer = build_optimizer(OptimConfig(lr=0.4, schedule="onecycle", warmup_epochs=1, nesterov=True), 5, 4)
     assert optimizer.nesterov and keras.optimizers.deserialize(keras.optimizers.serialize(optimizer)).nesterov
+
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_bn_bias_lr_scale_moves_only_the_batch_norm_offsets_that_many_times_further(nesterov):
+    """One SGD-momentum step on the same gradients: beta moves 8x as far, every other weight the same."""
+    import keras
+
+    def one_step(scale):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4, 4, 3))
+        x = keras.layers.Conv2D(2, 3, use_bias=False, name="conv")(inputs)
+        x = keras.layers.BatchNormalization(name="bn")(x)
+        model = keras.Model(inputs, keras.layers.Dense(1, name="head")(keras.layers.Flatten()(x)))
+        before = {w.path: np.array(w) for w in model.trainable_weights}
+        optimizer = build_optimizer(
+            OptimConfig(lr=0.1, momentum=0.9, nesterov=nesterov, schedule="constant", bn_bias_lr_scale=scale),
+            steps_per_epoch=2, epochs=1,
+        )
+        images = np.random.default_rng(1).normal(size=(8, 4, 4, 3)).astype("float32")
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(images, training=True) - 1.0))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
+        momentum = {w.path: np.array(optimizer.momentums[optimizer._get_variable_index(w)])
+                    for w in model.trainable_weights}
+        return {w.path: np.array(w) - before[w.path] for w in model.trainable_weights}, momentum
+
+    (plain, plain_momentum), (scaled, scaled_momentum) = one_step(1.0), one_step(8.0)
+    assert set(plain) == {"conv/kernel", "bn/gamma", "bn/beta", "head/kernel", "head/bias"}
+    assert np.abs(plain["bn/beta"]).min() > 0
+    np.testing.assert_allclose(scaled["bn/beta"], 8.0 * plain["bn/beta"], rtol=1e-5)
+    # The momentum buffer holds the scaled step, so later steps carry it too.
+    np.testing.assert_allclose(scaled_momentum["bn/beta"], 8.0 * plain_momentum["bn/beta"], rtol=1e-5)
+    for path in plain.keys() - {"bn/beta"}:
+        np.testing.assert_array_equal(scaled[path], plain[path])
+
+
+def test_bn_bias_lr_scale_of_one_leaves_the_optimizer_as_built():
+    assert "update_step" not in build_optimizer(OptimConfig(optimizer="sgd"), 1, 1).__dict__
+    # Adam's fused one-kernel step (training.fused_updates), not wrapped again.
+    assert build_optimizer(OptimConfig(optimizer="adam"), 1, 1).update_step.__name__ == "update_step"
+    with pytest.raises(ConfigError, match="bn_bias_lr_scale"):
+        OptimConfig(bn_bias_lr_scale=0.0)
+
+
+def test_batch_norm_offsets_are_found_by_every_name_the_backend_gives_them():
+    from types import SimpleNamespace
+
+    from kerascnn.training.lr_multipliers import is_norm_offset
+
+    names = {"beta": True, "bn/beta:0": True, "conv1_bn/beta/replica_1:0": True, "bn/gamma:0": False,
+             "head/bias:0": False, "beta_net/kernel:0": False, "replica_1:0": False}
+    assert {n: is_norm_offset(SimpleNamespace(name=n)) for n in names} == names

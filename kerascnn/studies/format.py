@@ -507,7 +507,7 @@ _BOOL = ("nesterov", "pca_jitter", "tta", "skip_bad_images", "model_parallel", "
 _STR = ("dataset", "data_dir", "augment", "pad_mode", "pca_scale", "optimizer", "schedule", "precision",
         "devices", "scale_lr", "weights", "init_from")
 _NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "lr_decay", "label_smoothing", "clip_norm", "ema",
-           "pca_sigma", "random_erasing", "val_split", "finetune_lr")
+           "bn_bias_lr_scale", "pca_sigma", "random_erasing", "val_split", "finetune_lr")
 _INT = ("epochs", "patience", "step_epochs", "plateau_patience", "cutout", "translate", "cpu_replicas", "freeze_backbone")
 
 
