@@ -52,8 +52,11 @@ VARIANTS = {
     "with_ema": ("(added, not removed) weight average, decay 0.99 a step", ["ema=0.99"]),
     "no_ema": ("no weight average", ["ema=None"]),
     "with_dropout": ("(added) dropout 0.5 in the dense head", ["dropout=0.5"]),
-    # airbench's bias scaler (kerascnn.training.lr_multipliers): 64 cut its epochs to 94% from 22 to 18.
+    # airbench's bias scaler (kerascnn.training.norm_parameters): 64 cut its epochs to 94% from 22 to 18.
     "with_bn_bias_lr_x64": ("(added) batch-norm offsets at 64x the learning rate", ["bn_bias_lr_scale=64.0"]),
+    "with_frozen_bn_scale": ("(added) batch-norm scales not trained (gamma stays 1)", ["freeze_bn_scale=True"]),
+    "with_airbench_bn": ("(added) both: offsets at 64x the learning rate, scales frozen",
+                         ["bn_bias_lr_scale=64.0", "freeze_bn_scale=True"]),
     "with_whitening": ("(added) first convolution initialised as a frozen patch-whitening transform", ["whiten=True"]),
     "half_batch": ("(changed) half the batch, the learning rate halved with it (twice the steps)", ["batch_size=HALF"]),
     # The logit scale sets how fast the head, and through it every layer, learns (a gradient step

@@ -196,7 +196,9 @@ class OptimConfig:
             exported. None disables.
         bn_bias_lr_scale: the batch-norm offsets (beta) learn at this times the
             learning rate (airbench's bias scaler, 64 there;
-            `kerascnn.training.lr_multipliers`); 1 treats them like every weight.
+            `kerascnn.training.norm_parameters`); 1 treats them like every weight.
+        freeze_bn_scale: the batch-norm scales (gamma) are not trained and
+            stay at their initial value (airbench's BatchNorm without weight).
     """
 
     optimizer: str = "sgd"
@@ -213,6 +215,7 @@ class OptimConfig:
     clip_norm: float = None
     ema: float = None
     bn_bias_lr_scale: float = 1.0
+    freeze_bn_scale: bool = False
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -333,6 +336,11 @@ class RunConfig:
         object.__setattr__(
             self, "model_options", {k: val for k, val in self.model_options.items() if val is not None}
         )
+        if self.optim.freeze_bn_scale and self.model_options.get("zero_init_residual"):
+            raise ConfigError(
+                "--freeze-bn-scale would keep zero_init_residual's zero scales at zero (every residual branch "
+                "constant); drop one of the two"
+            )
         check_kinds(self.model_options, [k for k in ("dropout", "width_multiplier") if k in self.model_options])
         if self.precision not in PRECISIONS:
             raise ConfigError(

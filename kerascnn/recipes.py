@@ -125,6 +125,8 @@ def _fast_summary(settings):
     translate = settings.get("translate", 4)
     crop = f"crop (shift {translate}) + flip" if translate != 4 else "crop + flip"
     parts.append((crop if translate else "flip") + (f" + cutout {settings['cutout']}" if settings["cutout"] else ""))
+    if settings.get("freeze_bn_scale"):
+        parts.append("batch-norm scales frozen")
     if settings.get("bn_bias_lr_scale", 1) != 1:
         parts.append(f"batch-norm offsets at {settings['bn_bias_lr_scale']:g}x the learning rate")
     if settings.get("ema"):

@@ -119,8 +119,41 @@ def test_bn_bias_lr_scale_of_one_leaves_the_optimizer_as_built():
 def test_batch_norm_offsets_are_found_by_every_name_the_backend_gives_them():
     from types import SimpleNamespace
 
-    from kerascnn.training.lr_multipliers import is_norm_offset
+    from kerascnn.training.norm_parameters import is_norm_offset
 
     names = {"beta": True, "bn/beta:0": True, "conv1_bn/beta/replica_1:0": True, "bn/gamma:0": False,
              "head/bias:0": False, "beta_net/kernel:0": False, "replica_1:0": False}
     assert {n: is_norm_offset(SimpleNamespace(name=n)) for n in names} == names
+
+
+def test_freeze_bn_scale_keeps_every_gamma_and_trains_the_rest():
+    """build_models with --freeze-bn-scale: gamma gets no slot and no step; beta and the kernels move."""
+    import keras
+
+    from kerascnn.training.build import build_models
+
+    optim = OptimConfig(lr=0.1, schedule="constant", freeze_bn_scale=True, bn_bias_lr_scale=4.0)
+    network, model, _ = build_models(
+        "alexnet_cifar", 10, (16, 16, 3),
+        {"batch_norm": True, "width_multiplier": 0.125, "fc_units": 16, "dropout": 0.0},
+        optim, steps_per_epoch=1, epochs=1,
+    )
+    gammas = [w for w in network.weights if w.name == "gamma"]
+    assert len(gammas) == 7  # conv1-5, fc6, fc7
+    assert not any(g.trainable for g in gammas)
+    assert {id(v) for v in model.trainable_variables}.isdisjoint(id(g) for g in gammas)
+    before = {w.path: np.array(w) for w in network.weights}
+    rng = np.random.default_rng(0)
+    model.train_on_batch(rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+                         keras.utils.to_categorical(rng.integers(0, 10, 8), 10))
+    moved = {w.path for w in network.weights if not np.array_equal(np.array(w), before[w.path])}
+    assert not any(path.endswith("/gamma") for path in moved)
+    assert {"conv1/kernel", "conv1_bn/beta", "fc6/kernel", "predictions/kernel"} <= moved, sorted(moved)
+
+
+def test_freeze_bn_scale_is_refused_beside_zero_initialised_residual_scales():
+    from kerascnn.config import RunConfig
+
+    with pytest.raises(ConfigError, match="zero_init_residual"):
+        RunConfig.from_flags("resnet20", freeze_bn_scale=True, model_options={"zero_init_residual": True})
+    assert RunConfig.from_flags("resnet20", freeze_bn_scale=True).optim.freeze_bn_scale

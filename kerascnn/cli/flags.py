@@ -232,6 +232,10 @@ FLAGS = {
         type=setting_type("ema"), metavar="DECAY",
         help="average the weights over steps (e.g. 0.999); the average is validated, tested and exported",
     ),
+    "--freeze-bn-scale": dict(
+        action="store_true", default=None,
+        help="do not train the batch-norm scales (gamma stays at its initial value, as in airbench)",
+    ),
     "--bn-bias-lr-scale": dict(
         type=setting_type("bn_bias_lr_scale"), metavar="SCALE",
         help="train the batch-norm offsets at SCALE times the learning rate (airbench: 64; default 1)",
@@ -393,7 +397,7 @@ def add_optimisation_flags(parser):
     return add_group(
         parser, "optimisation", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
         "--schedule", "--warmup-epochs", "--step-epochs", "--lr-decay", "--plateau-patience",
-        "--label-smoothing", "--clip-norm", "--ema", "--bn-bias-lr-scale",
+        "--label-smoothing", "--clip-norm", "--ema", "--bn-bias-lr-scale", "--freeze-bn-scale",
     )
 
 

@@ -15,6 +15,7 @@ from kerascnn.models.auxiliary import inference_model, training_model
 from kerascnn.runtime import hardware
 from kerascnn.runtime.strategies import synchronize_batch_norm, work_around_distributed_build
 from kerascnn.training import extension
+from kerascnn.training.norm_parameters import freeze_norm_scales
 from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
 from kerascnn.training.whitening import whitening_for
 
@@ -57,6 +58,8 @@ def build_models(
     """
     network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
     network = with_l2_penalty(network, coupled_weight_decay(optim))
+    if optim.freeze_bn_scale:  # before the optimizer: frozen scales get no slots (--freeze-bn-scale)
+        freeze_norm_scales(network)
     if whitening is not None:
         # Before the optimizer sees the trainable variables: the frozen layer then has no slots, and
         # Keras' L2 penalty, summed over trainable weights only, leaves it out.

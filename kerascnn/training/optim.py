@@ -16,7 +16,7 @@ import keras
 
 from kerascnn.errors import ConfigError
 from kerascnn.training.fused_updates import fuse_updates
-from kerascnn.training.lr_multipliers import scale_norm_offsets
+from kerascnn.training.norm_parameters import scale_norm_offsets
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -117,7 +117,7 @@ def build_optimizer(optim, steps_per_epoch, epochs):
 
     `fused_updates.fuse_updates`: Adam and AdamW update each variable with
     one TensorFlow kernel, the same arithmetic as Keras' chain of ops.
-    `lr_multipliers.scale_norm_offsets`: the batch-norm offsets at
+    `norm_parameters.scale_norm_offsets`: the batch-norm offsets at
     `bn_bias_lr_scale` times the learning rate.
     """
     optimizer = fuse_updates(_keras_optimizer(optim, steps_per_epoch, epochs))
