@@ -234,7 +234,7 @@ FLAGS = {
     ),
     "--freeze-bn-scale": dict(
         action="store_true", default=None,
-        help="do not train the batch-norm scales (gamma stays at its initial value, as in airbench)",
+        help="do not train the batch-norm scales (gamma stays 1, as in airbench)",
     ),
     "--bn-bias-lr-scale": dict(
         type=setting_type("bn_bias_lr_scale"), metavar="SCALE",
