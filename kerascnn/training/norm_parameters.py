@@ -79,8 +79,16 @@ def freeze_norm_scales(network):
     Call before the optimizer is built (as `--whiten` freezes its layer).
     """
     frozen = 0
-    for layer in network._flatten_layers(include_self=False):
+    for layer in _all_layers(network):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
             layer.gamma.trainable = False
             frozen += 1
     return frozen
+
+
+def _all_layers(model):
+    """Every layer of `model`, those of nested models (a transfer backbone) included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
