@@ -341,6 +341,11 @@ class RunConfig:
                 "--freeze-bn-scale would keep zero_init_residual's zero scales at zero (every residual branch "
                 "constant); drop one of the two"
             )
+        if self.optim.freeze_bn_scale and self.freeze_backbone:
+            raise ConfigError(
+                "--freeze-bn-scale does not combine with --freeze-backbone (unfreezing the backbone trains its "
+                "batch-norm scales again); drop one of the two"
+            )
         check_kinds(self.model_options, [k for k in ("dropout", "width_multiplier") if k in self.model_options])
         if self.precision not in PRECISIONS:
             raise ConfigError(

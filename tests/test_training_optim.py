@@ -156,4 +156,6 @@ def test_freeze_bn_scale_is_refused_beside_zero_initialised_residual_scales():
 
     with pytest.raises(ConfigError, match="zero_init_residual"):
         RunConfig.from_flags("resnet20", freeze_bn_scale=True, model_options={"zero_init_residual": True})
+    with pytest.raises(ConfigError, match="freeze-backbone"):
+        RunConfig.from_flags("resnet20", freeze_bn_scale=True, freeze_backbone=2)
     assert RunConfig.from_flags("resnet20", freeze_bn_scale=True).optim.freeze_bn_scale

@@ -26,7 +26,9 @@ beta's weight decay down by the same factor; here beta is not decayed at all
 before the optimizer is built, so it gets no gradient and no slots; it stays
 at 1 and is saved with the weights as before. It does not combine with a
 ResNet's `zero_init_residual`, whose zero scales would stay zero and leave
-every residual branch constant (`RunConfig` refuses the pair).
+every residual branch constant, nor with `--freeze-backbone`, whose
+unfreezing makes every variable of the backbone trainable again (`RunConfig`
+refuses both pairs).
 """
 
 import re
