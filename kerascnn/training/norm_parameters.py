@@ -10,9 +10,9 @@ Why they can help a batch-normalised network: a convolution's kernel that
 feeds batch norm is scale-free, and weight decay keeps it small, so its
 effective step lr / |w|^2 is large; beta is not scale-free and not decayed,
 and at the same learning rate it moves far more slowly than the function the
-kernels compute. gamma, followed by a ReLU, only rescales what the next
-(scale-free) layer sees, so freezing it removes a direction that the next
-batch norm undoes anyway, and its parameters and optimizer slots.
+kernels compute. gamma, a positive per-channel scale before a ReLU, only
+sets how much each channel weighs in the next layer, which that layer's own
+weights can also set; airbench fixes it at 1 and trains one vector less.
 
 `--bn-bias-lr-scale S`: for variable v with gradient g, the optimizer's own
 update runs with `lr_v = lr * S` for every beta and `lr` for the rest. For SGD
