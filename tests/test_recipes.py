@@ -42,25 +42,29 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     assert config.recipe == "fast" and config.epochs == 10
     assert config.model_options == {"batch_norm": True, "dropout": 0.0, "logit_scale": 0.125}
     assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.2, True)
-    resnet = RunConfig.from_flags("resnet20", recipe="fast", model_options={"zero_init_residual": True})
+    resnet = RunConfig.from_flags("resnet56", recipe="fast", model_options={"zero_init_residual": True})
     assert (resnet.optim.lr, resnet.data.batch_size, resnet.model_options) == (0.4, 512, {"zero_init_residual": True})
+    assert (resnet.optim.label_smoothing, resnet.data.cutout) == (0.2, 8)  # the shared recipe, untouched
     assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (256, 0.0, 0)
     assert config.optim.warmup_epochs == pytest.approx(2.0)  # 20% of the budget
     shorter = RunConfig.from_flags("alexnet_cifar", recipe="fast", epochs=5, lr=0.2, model_options={"dropout": 0.3})
     assert (shorter.epochs, shorter.optim.lr, shorter.optim.warmup_epochs) == (5, 0.2, pytest.approx(1.0))
     assert shorter.model_options == {"batch_norm": True, "dropout": 0.3, "logit_scale": 0.125} and shorter.optim.nesterov
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", warmup_epochs=3).optim.warmup_epochs == 3
-    # vgg16_bn's recipe is the one its time-to-accuracy run measured (docs/results.md#recipes).
+    # resnet20's and vgg16_bn's recipes are the ones their time-to-accuracy runs measured (docs/results.md#recipes).
+    resnet20 = RunConfig.from_flags("resnet20", recipe="fast")
+    assert (resnet20.epochs, resnet20.data.batch_size, resnet20.optim.lr, resnet20.optim.label_smoothing,
+            resnet20.data.cutout, resnet20.optim.weight_decay) == (20, 128, 0.1, 0.0, 0, 5e-4)
     vgg = RunConfig.from_flags("vgg16_bn", recipe="fast")
     assert (vgg.epochs, vgg.data.batch_size, vgg.optim.lr, vgg.data.cutout, vgg.model_options) == (
         15, 256, 0.2, 0, {"dropout": 0.0})
 
 
 def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
-    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
+    assert RunConfig.from_flags("resnet56", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
-    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
-    assert RunConfig.from_flags("resnet20", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
+    assert RunConfig.from_flags("resnet56", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
+    assert RunConfig.from_flags("resnet56", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
     assert RunConfig.from_flags("vgg19", recipe="paper", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
     assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == pytest.approx(0.008)  # scratch's 0.002 x 512 / 128
 
