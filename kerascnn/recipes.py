@@ -169,8 +169,8 @@ _FAST = {
     # The shared recipe gave 85.9% after 20 epochs, fitting its augmented
     # images to only 86.5% (ResNet-20's 0.27M weights underfit it). The same
     # step per example (0.1 at batch 128, four times the steps) without label
-    # smoothing or cutout: 86.4%, ahead at every epoch; with half the weight
-    # decay 85.7%; batch 128 at peak 0.2 with smoothing 0.1 and blocks that
+    # smoothing or cutout: 86.4%, ahead at every fourth epoch; half the weight
+    # decay: 85.7%; batch 128 at peak 0.2 with smoothing 0.1 and blocks that
     # start as identities 84.3% (docs/results.md#recipes). One seed each.
     "resnet20": fast(20, {"batch_size": 128, "lr": 0.1, "label_smoothing": 0.0, "cutout": 0}),
     "resnet56": fast(30),
