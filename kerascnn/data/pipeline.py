@@ -73,6 +73,18 @@ class Datasets:
     steps_per_epoch: int
 
 
+def plain_graph(fn):
+    """`fn` marked for tf.data and tf.function to trace as it is, without AutoGraph.
+
+    The pipeline's functions branch only on Python values fixed when they are
+    traced (a preset, a size); where a branch depends on a tensor they call
+    `tf.cond` themselves. AutoGraph would rewrite each of them from its source
+    all the same, about a second of CPU for every process that builds a run's
+    datasets (benchmarks/NOTES.md, 28). Keras traces its train step the same way.
+    """
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def _maybe_cache(ds, count, image_shape):
     if count * int(np.prod(image_shape)) <= CACHE_BUDGET_BYTES:
         return ds.cache()
@@ -82,7 +94,7 @@ def _maybe_cache(ds, count, image_shape):
 def _batches(ds, batch_size, preprocessing, num_classes):
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
     ds = ds.map(
-        lambda x, y: (preprocessing(x), tf.one_hot(y, num_classes)),
+        plain_graph(lambda x, y: (preprocessing(x), tf.one_hot(y, num_classes))),
         num_parallel_calls=AUTOTUNE,
     )
     return _shard_by_data(ds.prefetch(AUTOTUNE))
@@ -138,11 +150,12 @@ def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False, ep
             tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(key, tf.int64)])
         )
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
-        return batches.enumerate().map(lambda b, idx: (idx, _batch_seed(seed, key, b)))
+        return batches.enumerate().map(plain_graph(lambda b, idx: (idx, _batch_seed(seed, key, b))))
 
-    ds = epoch_keys(seed, epochs, first_epoch).flat_map(one_epoch)
+    ds = epoch_keys(seed, epochs, first_epoch).flat_map(plain_graph(one_epoch))
     return ds.map(
-        lambda idx, s: (tf.gather(images, idx), tf.gather(labels, idx), s), num_parallel_calls=AUTOTUNE
+        plain_graph(lambda idx, s: (tf.gather(images, idx), tf.gather(labels, idx), s)),
+        num_parallel_calls=AUTOTUNE,
     )
 
 
@@ -156,9 +169,9 @@ def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False,
     def one_epoch(key):
         epoch = ds.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(key, tf.int64))
         batches = epoch.batch(batch_size, drop_remainder=drop_remainder)
-        return batches.enumerate().map(lambda b, xy: (xy[0], xy[1], _batch_seed(seed, key, b)))
+        return batches.enumerate().map(plain_graph(lambda b, xy: (xy[0], xy[1], _batch_seed(seed, key, b))))
 
-    return epoch_keys(seed, epochs, first_epoch).flat_map(one_epoch)
+    return epoch_keys(seed, epochs, first_epoch).flat_map(plain_graph(one_epoch))
 
 
 def training_batches(batches, augmentation, preprocessing, num_classes):
@@ -182,7 +195,7 @@ def training_batches(batches, augmentation, preprocessing, num_classes):
         geo_seed, photo_seed = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 2))
         return transform(images, geo_seed, photo_seed), tf.one_hot(labels, num_classes)
 
-    return _shard_by_data(batches.map(augment, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
+    return _shard_by_data(batches.map(plain_graph(augment), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
 
 
 # Compiled augmentations of this process, newest last: (key, transform).
@@ -233,12 +246,12 @@ def compiled_transform(augmentation, preprocessing, input_size):
 
     if augmentation.geometric_is_compilable(input_size):
 
-        @tf.function(jit_compile=True)
+        @tf.function(jit_compile=True, autograph=False)
         def transform(images, geo_seed, photo_seed):
             return photometric(augmentation.geometric(images, geo_seed), photo_seed)
 
     else:
-        compiled = tf.function(photometric, jit_compile=True)
+        compiled = tf.function(photometric, jit_compile=True, autograph=False)
 
         def transform(images, geo_seed, photo_seed):
             return compiled(augmentation.geometric(images, geo_seed), photo_seed)
@@ -288,7 +301,7 @@ def ten_crop_batches(ds, batch_size, augmentation, preprocessing, num_classes):
         crops = aug.ten_crops(augmentation.tta_canvas(images), augmentation.image_size)
         return preprocessing.normalize(crops), tf.one_hot(labels, num_classes)
 
-    return ds.map(views, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return ds.map(plain_graph(views), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def resolve_augmentation(data_config, image_size, pca=None):

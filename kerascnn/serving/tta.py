@@ -53,7 +53,7 @@ def score_with_flips(model, dataset, num_classes=None):
     one for the metrics, one for the confusion matrix and one for the flips.
     """
 
-    @tf.function(input_signature=[any_batch_spec(dataset.element_spec[0])])
+    @tf.function(input_signature=[any_batch_spec(dataset.element_spec[0])], autograph=False)
     def both_probabilities(images):
         logits = model(tf.concat([images, tf.reverse(images, axis=[2])], axis=0), training=False)
         if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first
