@@ -135,6 +135,21 @@ def test_compare_writes_the_table_curves_and_bar_charts(run_dir, tmp_path):
     png(out / "bars.png")
 
 
+def test_a_run_counts_its_macs_once_and_compare_reads_them_without_rebuilding(run_dir, tmp_path, monkeypatch):
+    from kerascnn.analysis import compare
+
+    metrics = json.loads((run_dir / rundir.METRICS).read_text())
+    rebuilt = compare.run_macs(rundir.read_config(run_dir))  # the count from the network rebuilt
+    assert metrics["macs"] == rebuilt and rebuilt > 0
+
+    def no_rebuild(config):
+        raise AssertionError("compare rebuilt a model whose run recorded its MACs")
+
+    monkeypatch.setattr(compare, "run_macs", no_rebuild)
+    rows, _ = compare_runs([run_dir], tmp_path / "report")
+    assert rows[0]["macs"] == rebuilt
+
+
 # --- bad input: one line on stderr, exit status 2 ---------------------------
 
 

@@ -80,8 +80,8 @@ def read_run(path, macs_cache=None):
     key = (config.get("model"), repr(sorted(config.get("model_options", {}).items())),
            repr(record.image_shape), record.num_classes)
     cache = macs_cache if macs_cache is not None else {}
-    if key not in cache:
-        cache[key] = run_macs(config)
+    if key not in cache:  # counted when the run was tested; older runs' models are rebuilt
+        cache[key] = metrics.get("macs") or run_macs(config)
     row = {
         "run": path.name,
         "model": config.get("model"),

@@ -90,7 +90,7 @@ def read_config(run_dir):
 # metrics.json: what its readers need (compare, the studies, an extension's record), and the
 # numbers they may find there (a number, or null where the run had nothing to measure).
 METRIC_KEYS = {"test_accuracy": float}
-METRIC_NUMBERS = ("best_val_accuracy", "epochs_run", "params", "seconds_per_epoch", "final_train_accuracy",
+METRIC_NUMBERS = ("best_val_accuracy", "epochs_run", "params", "macs", "seconds_per_epoch", "final_train_accuracy",
                   "overfitting_gap", "test_loss", "test_top5_accuracy")
 
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from kerascnn.analysis.confusion import write_class_report_from_counts
+from kerascnn.analysis.profile import profile_model
 from kerascnn.data.pipeline import read_guard
 from kerascnn import faults
 from kerascnn.runtime.strategies import work_around_distributed_build
@@ -29,6 +30,19 @@ def load_best(config, run_dir, runtime, steps_per_epoch):
     return best
 
 
+def model_macs(model):
+    """Multiply-accumulates per image of `model` (`analysis.profile`), or None where it cannot count them.
+
+    Counted once when the run is tested, from the model already in memory, so
+    that `compare` and a study's report read it from metrics.json instead of
+    rebuilding the network (seconds for GoogLeNet) to count it again.
+    """
+    try:
+        return int(profile_model(model).macs)
+    except (ValueError, TypeError, AttributeError):  # an input size unknown until called
+        return None
+
+
 def summarize(history, test, model):
     """The summary of a finished run (metrics.json)."""
     best_val, best_epoch = cb.best_so_far(history)
@@ -45,6 +59,7 @@ def summarize(history, test, model):
         # The epoch whose model was tested: chosen on validation data, or the last (--val-split 0).
         "model_epoch": len(history) if best_epoch is None else best_epoch + 1,
         "params": int(model.count_params()),
+        "macs": model_macs(model),
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         # The first epoch includes tracing and filling the data cache.
         "seconds_per_epoch": float(np.median(steady)) if steady else None,
