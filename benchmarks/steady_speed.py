@@ -65,7 +65,8 @@ def parse_args(argv=None):
                    help="seeds: batch norm, no dropout, no decay, constant rate (issue 19's run); fit: fit's defaults")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--precision", default="float32")
+    p.add_argument("--precision", default="float32",
+                   help="float32, mixed_bfloat16, mixed_float16, or auto (what `fit` picks on this machine)")
     # 7 timings of 10 steps (about 11 s each here): single timings of 5 steps scattered by up to
     # 1.4x inside one process (the host's own noise), enough to move a median of 5 by 1.15x
     # (benchmarks/NOTES.md, 24 and 27).
@@ -90,7 +91,12 @@ def child(args):
     from timing import timings
 
     from kerascnn.config import OptimConfig
+    from kerascnn.runtime import hardware
     from tuning.spaces import SEED_GRID_LR
+
+    precision = args.precision
+    if precision == "auto":  # the product's default, resolved as `fit --precision auto` does
+        precision, _ = hardware.auto_precision(hardware.describe())
 
     if args.setup == "seeds":  # the seed grid's batch-norm arm (vs_torch.py's `seeds` setup)
         options = {"batch_norm": True, "dropout": 0.0} if args.model.startswith("alexnet") else {}
@@ -98,12 +104,12 @@ def child(args):
                             schedule="constant")
     else:
         options, optim = None, OptimConfig(optimizer=args.optimizer)
-    train, _, _, _ = keras_candidate(args.model, args.precision, False, args.batch_size, 1, args.image_size,
+    train, _, _, _ = keras_candidate(args.model, precision, False, args.batch_size, 1, args.image_size,
                                      args.steps, optim=optim, model_options=options)
     seconds = timings(train, args.repeats)
     rates = [args.batch_size * args.steps / s for s in seconds]
     print(json.dumps({
-        "images_per_s": statistics.median(rates), "rates": rates, "load_at_start": load,
+        "images_per_s": statistics.median(rates), "rates": rates, "load_at_start": load, "precision": precision,
         "affinity": sorted(os.sched_getaffinity(0)),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),

@@ -18,10 +18,14 @@ import steady_speed  # noqa: E402
 
 
 def test_a_child_trains_and_reports_its_speed_and_runtime(capsys):
+    from kerascnn.runtime import hardware
+
     steady_speed.main(["--child", "--model", "alexnet_cifar", "--batch-size", "4", "--image-size", "16",
-                       "--steps", "1", "--repeats", "2"])
+                       "--steps", "1", "--repeats", "2", "--precision", "auto"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["images_per_s"] > 0 and len(report["rates"]) == 2
+    # `auto` is what `fit` picks here (mixed_bfloat16 on a CPU with bfloat16 units, else float32)
+    assert report["precision"] == hardware.auto_precision(hardware.describe())[0] != "auto"
     assert report["affinity"] == sorted(os.sched_getaffinity(0))
     assert {"intra_op_threads", "inter_op_threads", "env", "load_at_start"} <= set(report)
 
