@@ -167,7 +167,8 @@ def main(argv=None):
                   f"(load {result['load_at_start']:.2f})", flush=True)
     report = {
         "model": args.model, "setup": args.setup, "optimizer": args.optimizer, "batch_size": args.batch_size,
-        "precision": args.precision, "processes": args.processes, "steps": args.steps, "repeats": args.repeats,
+        # `auto` as the children resolved it on this machine
+        "precision": results["default"][0].get("precision", args.precision), "processes": args.processes, "steps": args.steps, "repeats": args.repeats,
         "cpu": cpu_name(),
         "variants": {name: {"env": variants[name], "processes": results[name], "summary": summary(results[name])}
                      for name in variants},

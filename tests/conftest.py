@@ -66,6 +66,13 @@ def class_colour(index):
     return palette[index % len(palette)]
 
 
+def fill_weights_with_nan(model):
+    """Every floating-point weight of `model` set to NaN: a diverged model, on any CPU."""
+    for w in model.weights:
+        if "float" in str(w.dtype):
+            w.assign(tf.fill(w.shape, float("nan")))
+
+
 def make_image_folder(
     root, classes=("cat", "dog"), per_class=4, test_per_class=2, size=(32, 32), fmt="png", seed=0
 ):

@@ -145,7 +145,7 @@ def test_a_run_counts_its_macs_once_and_compare_reads_them_without_rebuilding(ru
     def no_rebuild(config):
         raise AssertionError("compare rebuilt a model whose run recorded its MACs")
 
-    monkeypatch.setattr(compare, "run_macs", no_rebuild)
+    monkeypatch.setattr(compare, "rebuild_model", no_rebuild)
     rows, _ = compare_runs([run_dir], tmp_path / "report")
     assert rows[0]["macs"] == rebuilt
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import fill_weights_with_nan
 from kerascnn.runtime import batch_size as auto_batch
 from kerascnn.training import callbacks as cb
 from kerascnn.storage.history import read_history, write_history
@@ -114,9 +115,7 @@ class PoisonWeights(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.epoch == 1 and batch == 1:
-            for w in self.model.weights:
-                if "float" in str(w.dtype):
-                    w.assign(tf.fill(w.shape, float("nan")))
+            fill_weights_with_nan(self.model)
 
 
 def test_a_diverging_run_stops_naming_epoch_and_batch_and_keeps_the_good_checkpoint(tmp_path):
@@ -218,9 +217,7 @@ class PoisonAfterLastBatch(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.epoch == self.poison_epoch and batch == self.params["steps"] - 1:
-            for w in self.model.weights:
-                if "float" in str(w.dtype):
-                    w.assign(tf.fill(w.shape, float("nan")))
+            fill_weights_with_nan(self.model)
 
 
 def test_a_nan_validation_loss_is_divergence_and_nothing_of_that_epoch_is_kept(tmp_path):

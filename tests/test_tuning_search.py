@@ -91,7 +91,7 @@ def test_a_tune_trial_records_the_precision_strategy_and_record_fit_records_on_t
 
 def test_a_diverging_trial_stops_at_its_first_non_finite_loss_and_says_where(tmp_path, monkeypatch):
     """A trial whose loss turns NaN stops there (as `fit` does), not after its remaining epochs."""
-    import tensorflow as tf
+    from conftest import fill_weights_with_nan
     from kerascnn.training.callbacks import FaultPoints
     from tuning import hypermodel
 
@@ -107,9 +107,7 @@ def test_a_diverging_trial_stops_at_its_first_non_finite_loss_and_says_where(tmp
         def on_train_batch_end(self, batch, logs=None):
             super().on_train_batch_end(batch, logs)
             if batch == 0:
-                for w in self.model.weights:
-                    if "float" in str(w.dtype):
-                        w.assign(tf.fill(w.shape, float("nan")))
+                fill_weights_with_nan(self.model)
 
     monkeypatch.setattr(hypermodel, "FaultPoints", PoisonAfterFirstBatch)
     base = RunConfig.from_flags("vgg8", dataset="synthetic", limit_train=64, epochs=3,

@@ -55,8 +55,14 @@ def rebuild_model(config):
         return None
 
 
-def run_macs(config):
-    """MACs per image of the run's model, rebuilt from its config (None if it cannot be rebuilt)."""
+def run_macs(config, metrics=None):
+    """MACs per image of the run's model (None if they cannot be counted).
+
+    The figure its metrics.json recorded when the run was tested; for older
+    runs without it, counted on the model rebuilt from its config.
+    """
+    if (metrics or {}).get("macs"):
+        return metrics["macs"]
     import keras
 
     from kerascnn.analysis.profile import profile_model
@@ -80,8 +86,8 @@ def read_run(path, macs_cache=None):
     key = (config.get("model"), repr(sorted(config.get("model_options", {}).items())),
            repr(record.image_shape), record.num_classes)
     cache = macs_cache if macs_cache is not None else {}
-    if key not in cache:  # counted when the run was tested; older runs' models are rebuilt
-        cache[key] = metrics.get("macs") or run_macs(config)
+    if key not in cache:
+        cache[key] = run_macs(config, metrics)
     row = {
         "run": path.name,
         "model": config.get("model"),

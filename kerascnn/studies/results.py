@@ -139,8 +139,8 @@ def summarise_arm(arm, outcomes, macs_cache):
     config = done[0].config
     key = (config["model"], repr(sorted(config.get("model_options", {}).items())),
            repr((config.get("resolved") or {}).get("image_shape")))
-    if key not in macs_cache:  # counted when the run was tested; older runs' models are rebuilt
-        macs_cache[key] = done[0].metrics.get("macs") or run_macs(config)
+    if key not in macs_cache:
+        macs_cache[key] = run_macs(config, done[0].metrics)
     summary.macs = macs_cache[key]
     return summary
 
