@@ -117,3 +117,24 @@ def test_vgg_conv_init_fan_in_keeps_the_forward_variance_and_a_bad_name_is_refus
         assert np.std(kernel) == pytest.approx(np.sqrt(2.0 / fan(kernel)), rel=0.1), mode
     with pytest.raises(ConfigError, match="conv_init must be 'fan_out' or 'fan_in'"):
         create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), conv_init="glorot")
+
+
+@pytest.mark.parametrize("name, options", [
+    ("vgg16", {"width_multiplier": 0.125}),                          # fan-out convolutions, He dense
+    ("vgg16", {"width_multiplier": 0.125, "conv_init": "fan_in"}),  # fan-in convolutions
+    ("alexnet", {"width_multiplier": 0.125, "init": "paper"}),       # N(0, 0.01)
+    ("googlenet_cifar", {}),                                          # its own fan-in convolutions
+])
+def test_initial_weights_follow_the_seed_and_no_two_layers_start_alike(name, options):
+    # Keras 3 initializer instances fix their seed when created: one shared
+    # instance gave same-shaped layers identical kernels and ignored the seed.
+    def kernels(seed):
+        keras.utils.set_random_seed(seed)
+        model = create_model(name, num_classes=10, input_shape=(32, 32, 3), **options)
+        return [w.numpy() for w in model.weights if w.path.endswith("kernel")]
+
+    first, again, other = kernels(1), kernels(1), kernels(2)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not any(np.array_equal(a, b) for a, b in zip(first, other))
+    for i, a in enumerate(first):
+        assert not any(a.shape == b.shape and np.array_equal(a, b) for b in first[i + 1:]), i

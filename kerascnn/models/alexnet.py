@@ -41,6 +41,7 @@ from kerascnn.models.common import (
     CONV_INIT,
     DENSE_INIT,
     check_common_args,
+    fresh_each_layer,
     classifier_logits,
     global_pool,
     scaled_width,
@@ -81,7 +82,7 @@ ZFNET = (
 # Section 5 of the paper: weights N(0, 0.01); biases 1 in conv2, conv4, conv5
 # and the fully connected hidden layers ("to accelerate the early stages of
 # learning by providing the ReLUs with positive inputs"), 0 elsewhere.
-PAPER_WEIGHT_INIT = keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
+PAPER_WEIGHT_INIT = fresh_each_layer(keras.initializers.RandomNormal(mean=0.0, stddev=0.01))
 INITS = ("paper", "he_normal")
 
 

@@ -6,25 +6,39 @@ from kerascnn.errors import ConfigError
 from kerascnn.layers import BatchNormalization
 from kerascnn.validation import positive_float, positive_int, rate
 
+
+def fresh_each_layer(initializer):
+    """The serialised form of `initializer`, from which every layer builds an initializer of its own.
+
+    A Keras 3 initializer instance draws its seed once, when it is created, and
+    then returns the same values for every variable of the same shape. Shared
+    module-level instances would therefore give same-shaped layers identical
+    kernels (VGG-16's conv4_2 and conv4_3, for example) and ignore the run's
+    --seed (they were created at import). A layer given this spec creates the
+    initializer when it is built, its seed drawn from the seeded generators.
+    """
+    return keras.initializers.serialize(initializer)
+
+
 # He et al. 2015 ("Delving Deep into Rectifiers") with fan_out, as torchvision
 # initialises VGG and ResNet convolutions: std = sqrt(2 / (k_h * k_w * out_channels)).
-CONV_INIT = keras.initializers.VarianceScaling(
+CONV_INIT = fresh_each_layer(keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_out", distribution="untruncated_normal"
-)
+))
 # He et al. 2015's forward form, std = sqrt(2 / (k_h * k_w * in_channels)),
 # which keeps the variance of a plain ReLU stack's activations through depth
 # (`conv_init="fan_in"` of the VGGs, for training without batch norm).
-FORWARD_CONV_INIT = keras.initializers.VarianceScaling(
+FORWARD_CONV_INIT = fresh_each_layer(keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_in", distribution="untruncated_normal"
-)
+))
 # Hidden fully connected layers (followed by ReLU): He et al. 2015 with fan_in,
 # std = sqrt(2 / fan_in). torchvision's N(0, 0.01) was tuned for 4096-wide
 # layers; measured here it leaves a plain VGG-11 at chance for its first
 # epochs (synthetic set, 64 SGD steps at lr 0.01: cross-entropy 2.301 with
 # N(0, 0.01), 0.26 with He), so it is not used.
-DENSE_INIT = keras.initializers.HeNormal()
+DENSE_INIT = fresh_each_layer(keras.initializers.HeNormal())
 # The linear classifier: Glorot & Bengio 2010 uniform, Keras' default.
-LOGITS_INIT = keras.initializers.GlorotUniform()
+LOGITS_INIT = fresh_each_layer(keras.initializers.GlorotUniform())
 
 
 # torchvision's BatchNorm2d defaults (its momentum 0.1 is Keras' 0.9), so

@@ -112,6 +112,7 @@ from kerascnn.models.common import (
     DENSE_INIT,
     LOGITS_INIT,
     check_common_args,
+    fresh_each_layer,
     classifier_logits,
     global_pool,
 )
@@ -140,9 +141,9 @@ AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
 
 # He et al. 2015 with fan_in, std = sqrt(2 / (k_h * k_w * in_channels)): keeps
 # the forward variance through the 1x1 reductions (see the module docstring).
-CONV_INIT = keras.initializers.VarianceScaling(
+CONV_INIT = fresh_each_layer(keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_in", distribution="untruncated_normal"
-)
+))
 
 STEMS = ("paper", "cifar")
 LAYOUTS = ("paper", "torchvision")
