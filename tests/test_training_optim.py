@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,18 +9,24 @@ from kerascnn.training.optim import build_optimizer, learning_rate, with_l2_pena
 from kerascnn.models import create_model
 
 
-def test_l2_penalty_adds_weight_decay_times_w_to_kernel_gradients():
+def test_l2_penalty_adds_weight_decay_times_w_to_kernel_gradients(tmp_path):
     model = create_model("vgg11", num_classes=3, input_shape=(8, 8, 3), width_multiplier=0.125, dropout=0.0)
-    penalised = with_l2_penalty(model, 5e-4)
-    penalised.set_weights(model.get_weights())
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    before = model(x).numpy()
+    penalised = with_l2_penalty(model, 5e-4)
+    assert penalised is model  # set in place: no second build of the network
     kernel = penalised.get_layer("block1_conv1").kernel
     with tf.GradientTape() as tape:
         extra = tf.add_n(penalised.losses)
     (grad,) = tape.gradient(extra, [kernel])
     np.testing.assert_allclose(grad.numpy(), 5e-4 * kernel.numpy(), rtol=1e-5, atol=1e-12)
-    np.testing.assert_allclose(penalised(x).numpy(), model(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(penalised(x).numpy(), before, rtol=1e-6)
     assert penalised.get_layer("block1_conv1").bias_regularizer is None
+    assert len(penalised.losses) == 8 + 3  # every convolution and dense kernel, nothing else
+    # The penalty is in the saved config: a reloaded model (best.keras, a backup) keeps it.
+    penalised.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    assert float(tf.add_n(reloaded.losses)) == pytest.approx(float(extra), rel=1e-6)
 
 
 def test_cosine_warms_up_then_decays_to_zero():

@@ -21,10 +21,20 @@ from kerascnn.training.build import compile_model
 from kerascnn.training.optim import build_optimizer
 
 
-def load_best(config, run_dir, runtime, steps_per_epoch):
-    """best.keras, compiled with the run's loss and metrics inside the strategy scope."""
+def load_best(config, run_dir, runtime, steps_per_epoch, model=None):
+    """The weights of best.keras, compiled with the run's loss and metrics inside the strategy scope.
+
+    With `model` (the run's own inference network, already built), best.keras'
+    weights are loaded into it: the tested weights are the file's either way,
+    and the network is not built a second time from the file's config (seconds
+    for GoogLeNet, in every run). Without it the whole file is loaded.
+    """
     with runtime.scope():
-        best = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
+        if model is None:
+            best = keras.saving.load_model(run_dir / rundir.BEST, compile=False)
+        else:
+            best = model
+            best.load_weights(run_dir / rundir.BEST)
         compile_model(best, build_optimizer(config.optim, steps_per_epoch, config.epochs))
         work_around_distributed_build(best, runtime.strategy)
     return best
@@ -70,7 +80,7 @@ def summarize(history, test, model):
     }
 
 
-def evaluate_best(config, run_dir, runtime, data):
+def evaluate_best(config, run_dir, runtime, data, network=None):
     """(metrics, best model): the best checkpoint on the test split, plain and with flips (and ten patches with --tta).
 
     One pass over the test split gives the plain metrics, the confusion
@@ -78,7 +88,7 @@ def evaluate_best(config, run_dir, runtime, data):
     figure, never instead of it).
     """
     source, datasets, num_classes = data.source, data.datasets, data.info.num_classes
-    best = load_best(config, run_dir, runtime, datasets.steps_per_epoch)
+    best = load_best(config, run_dir, runtime, datasets.steps_per_epoch, network)
     faults.point("evaluation")
     plain, flipped = read_guard(source, score_with_flips, best, datasets.test, num_classes)
     test = plain.result()
