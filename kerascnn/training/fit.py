@@ -55,10 +55,10 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
             announce(plan, runtime, data, built, run_dir, log)
             try:
                 train(config, run_dir, data, built, callbacks, verbose)
-                # One replica: best.keras' weights go into the network already in memory. Mirrored
-                # variables are left alone (loading into them upset synchronised batch norm's
-                # statistics in a test), and a model-parallel run's checkpoint is its single-device
-                # equivalent: both load the whole file.
+                # One replica: best.keras' weights go into the network already in memory (the
+                # saving is a network build). Distributed runs keep loading the whole file, as they
+                # always have (their multi-replica tests compare those models), and a model-parallel
+                # run's checkpoint is its single-device equivalent, which only the file holds.
                 in_memory = runtime.replicas == 1 and built.checkpoint_model is built.inference
                 network = built.inference if in_memory else None
                 metrics, best = evaluate_best(config, run_dir, runtime, data, network)
