@@ -164,7 +164,7 @@ _FAST = {
     # cifar10-fast does, make 0.4 stable (85.6%). The 3-epoch ablation then
     # measured +1.7 points for batch 256 (peak 0.2) and +1.6 without cutout:
     # the network underfits in 10 epochs (docs/results.md#recipes). Ten
-    # epochs end at 86.4-87.1% whatever single value or pair of the 3-epoch
+    # epochs end at 86.4-87.1% whatever single value or combination of the 3-epoch
     # ablation's two-seed gains (twice the decay, airbench's batch-norm
     # treatment) changes; `--epochs 20` reaches 88% at epoch 19 and ends at
     # 89.0% (one seed).
