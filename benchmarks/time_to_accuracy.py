@@ -7,14 +7,16 @@
 The run is an ordinary `fit` run of MODEL with the recipe's settings (its own
 run directory, resumable) on `--data-dir` (default $KERASCNN_CIFAR10_DIR, the
 image-folder CIFAR-10 of ../shared/data). A callback tests the current model
-on the full test split after every epoch, plain and with flip test-time
-augmentation. That evaluation is outside the timed training: the seconds are
+on the full test split after every epoch, plain, with flip test-time
+augmentation and with flips and one-pixel shifts (airbench's six views;
+kerascnn.serving.tta). That evaluation is outside the timed training: the seconds are
 the run's own `epoch_seconds` (history.csv), measured before the callback
 runs. The test figures never choose a model; they say when the run got there.
 
 Writes into the run directory, after every epoch:
     time_to_accuracy.json   the command, the machine, per epoch the training seconds
-                            (cumulative) and the test accuracy (plain, flip), and
+                            (cumulative) and the test accuracy (plain, flip, flip and
+                            shift), and
                             for each target the first epoch and second reaching it
     time_to_accuracy.png    test accuracy against epochs and against seconds
 """
@@ -41,7 +43,7 @@ from kerascnn.data.pipeline import test_batches  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models.auxiliary import inference_model  # noqa: E402
 from kerascnn.recipes import default_recipe  # noqa: E402
-from kerascnn.serving.tta import plain_and_flip_metrics  # noqa: E402
+from kerascnn.serving.tta import test_time_metrics  # noqa: E402
 from kerascnn.storage import rundir  # noqa: E402
 from kerascnn.storage.atomic import save_figure  # noqa: E402
 from kerascnn.training.data import open_run_source  # noqa: E402
@@ -81,10 +83,12 @@ class TestEveryEpoch(keras.callbacks.Callback):
         seconds = (rows[-1]["train_seconds"] if rows else 0.0) + float(logs["epoch_seconds"])
         start = time.perf_counter()
         network = inference_model(getattr(self.model, "network", self.model))
-        plain, flip = plain_and_flip_metrics(network, self.test)
+        metrics = test_time_metrics(network, self.test)
+        plain, flip, flip_shift = metrics["plain"], metrics["flip"], metrics["flip_shift"]
         rows.append({
             "epoch": epoch + 1, "train_seconds": seconds, "test_accuracy": plain["accuracy"],
-            "test_flip_accuracy": flip["accuracy"], "test_loss": plain["cross_entropy"],
+            "test_flip_accuracy": flip["accuracy"], "test_flip_shift_accuracy": flip_shift["accuracy"],
+            "test_loss": plain["cross_entropy"],
             "train_accuracy": float(logs.get("accuracy", float("nan"))),
             "eval_seconds": time.perf_counter() - start,
         })
@@ -92,7 +96,7 @@ class TestEveryEpoch(keras.callbacks.Callback):
         self.report["reached"] = reached(rows, self.report["targets"])
         write_report(self.run_dir, self.report)
         print(f"epoch {epoch + 1}: {seconds:.0f} s of training, test accuracy {plain['accuracy']:.4f} "
-              f"(with flips {flip['accuracy']:.4f})", flush=True)
+              f"(with flips {flip['accuracy']:.4f}, with flips and shifts {flip_shift['accuracy']:.4f})", flush=True)
 
 
 def write_report(run_dir, report):
@@ -102,6 +106,10 @@ def write_report(run_dir, report):
     for ax, key, label in ((axes[0], "epoch", "epoch"), (axes[1], "train_seconds", "training seconds")):
         ax.plot([r[key] for r in rows], [r["test_accuracy"] for r in rows], "-o", markersize=3, label="plain")
         ax.plot([r[key] for r in rows], [r["test_flip_accuracy"] for r in rows], "--", label="flip TTA")
+        shifted = [r for r in rows if "test_flip_shift_accuracy" in r]  # rows written before it was measured lack it
+        if shifted:
+            ax.plot([r[key] for r in shifted], [r["test_flip_shift_accuracy"] for r in shifted], ":",
+                    label="flip + shift TTA")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (full test set)")
@@ -119,7 +127,8 @@ def print_summary(report):
         print(f"  {float(target):.0%}: {text}")
     last = report["rows"][-1] if report["rows"] else None
     if last:
-        print(f"  final: {last['test_accuracy']:.4f} (flip {last['test_flip_accuracy']:.4f}) after "
+        shifted = f", flip + shift {last['test_flip_shift_accuracy']:.4f}" if "test_flip_shift_accuracy" in last else ""
+        print(f"  final: {last['test_accuracy']:.4f} (flip {last['test_flip_accuracy']:.4f}{shifted}) after "
               f"{last['epoch']} epochs, {last['train_seconds']:.0f} s")
 
 

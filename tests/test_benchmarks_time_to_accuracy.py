@@ -38,6 +38,7 @@ def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path, c
     assert history[1]["train_seconds"] > history[0]["train_seconds"] > 0
     for row in history:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["test_flip_accuracy"] <= 1.0
+        assert 0.0 <= row["test_flip_shift_accuracy"] <= 1.0
     # The test after the last epoch is the run's own final figure: the same model, the same images.
     metrics = json.loads((run / "metrics.json").read_text())
     assert history[-1]["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)

@@ -65,11 +65,14 @@ def test_fit_evaluate_export_predict_end_to_end(tmp_path, monkeypatch, capfd):
         assert "Traceback" not in err
         return out
 
-    result = json.loads(command("evaluate", "run", "--json"))
+    result = json.loads(command("evaluate", "run", "--json", "--flip-shift"))
     assert result["images"] == 500 and result["data"] == "synthetic"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    # The serving path and Keras' own evaluation agree on the same test set.
+    # The serving path and Keras' own evaluation agree on the same test set, plain and with flips
+    # (mirrors of the raw images here, of the normalised ones in fit).
     assert result["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-3)
+    assert result["with_flips"]["accuracy"] == pytest.approx(metrics["test_flip_accuracy"], abs=1e-3)
+    assert result["with_flips_and_shifts"]["images"] == 500
 
     command("export", "run")
     version = tmp_path / "saved_models" / "vgg11" / "1"

@@ -172,6 +172,45 @@ def test_flip_metrics_average_each_image_with_its_mirror():
     assert result["images"] == 2 and result["cross_entropy"] == pytest.approx(np.log(2), rel=1e-4)
 
 
+def test_shift_moves_the_image_one_pixel_and_reflects_the_uncovered_edge():
+    from kerascnn.serving.tta import shift
+
+    x = tf.reshape(tf.range(16), [1, 4, 4, 1])
+    down_right = shift(x, 1, 1)[0, :, :, 0].numpy()
+    up_left = shift(x, -1, -1)[0, :, :, 0].numpy()
+    grid = np.arange(16).reshape(4, 4)
+    np.testing.assert_array_equal(down_right[1:, 1:], grid[:-1, :-1])  # moved, not resampled
+    np.testing.assert_array_equal(down_right[0, 1:], grid[1, :-1])  # row 0 is row 1's reflection
+    np.testing.assert_array_equal(up_left[:-1, :-1], grid[1:, 1:])
+    np.testing.assert_array_equal(up_left[-1, :-1], grid[2, 1:])
+    np.testing.assert_array_equal(shift(x, 0, 0).numpy(), x.numpy())
+    assert shift(tf.cast(x, tf.uint8), 1, 1).dtype == tf.uint8  # raw serving images shift too
+
+
+def test_flip_shift_metrics_weigh_the_unshifted_pair_half_and_each_shifted_pair_a_quarter():
+    from kerascnn.serving.tta import combine_views, test_time_metrics
+
+    probs = [np.array([[float(i), 0.0]]) for i in range(6)]  # views: x, up-left, down-right, then mirrors
+    plain, flip, flip_shift = combine_views(probs)
+    assert plain[0, 0] == 0.0 and flip[0, 0] == 1.5  # (x + its mirror) / 2
+    assert flip_shift[0, 0] == pytest.approx(0.5 * 1.5 + 0.25 * 2.5 + 0.25 * 3.5)
+    # End to end: a model with p(class 0) = sigmoid(top-left pixel), against views cut here with NumPy.
+    inputs = keras.Input((4, 4, 1))
+    corner = inputs[:, 0, 0, 0]
+    model = keras.Model(inputs, keras.ops.stack([corner, keras.ops.zeros_like(corner)], axis=1))
+    images = np.random.default_rng(0).normal(size=(3, 4, 4, 1)).astype(np.float32)
+    labels = np.eye(2, dtype=np.float32)[[0, 1, 0]]
+    padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")  # edge not repeated
+    views = [images, padded[:, 2:6, 2:6], padded[:, 0:4, 0:4]]  # out[i] = x[i + 1], x[i - 1]
+    views += [v[:, :, ::-1] for v in views]
+    p0 = combine_views([1.0 / (1.0 + np.exp(-v[:, 0, 0, 0])) for v in views])[2]
+    expected = -np.mean(np.log(np.where(labels[:, 0] == 1, p0, 1.0 - p0)))
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    result = test_time_metrics(model, data)
+    assert result["flip_shift"]["images"] == 3
+    assert result["flip_shift"]["cross_entropy"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_run_killed_between_its_export_and_metrics_json_resumes_without_exporting_twice(tmp_path):
     """fit --resume of a run stopped after publishing its export (no metrics.json yet) keeps that export."""
 

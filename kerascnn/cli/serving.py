@@ -25,6 +25,9 @@ def add_parsers(sub):
     flags.add_data_flags(p)
     p.add_argument("--batch-size", **BATCH_SIZE)
     p.add_argument("--limit", type=flags.positive_int, help="evaluate on the first N test images only")
+    p.add_argument("--flip-shift", action="store_true",
+                   help="also report accuracy averaged over each image's mirror, and over its mirrors "
+                   "and one-pixel shifts (airbench's test-time augmentation; six passes per image)")
     flags.add_flags(p, "--json")
 
     p = flags.add_command(sub, "export", cmd_export)
@@ -47,12 +50,13 @@ def cmd_evaluate(args):
     Top-1/top-5 accuracy and cross-entropy on a test split, through the same
     preprocessing as serving. The data defaults to what the model was trained
     on. Takes a run directory, a SavedModel export or a .tflite export.
+    --flip-shift adds the flip and the flip-and-shift test-time augmentations.
     """
     if args.dataset and args.data_dir:
         raise UserError("give either --dataset or --data-dir, not both")
     from kerascnn.serving.evaluate import evaluate
 
-    result = evaluate(args.path, args.dataset, args.data_dir, args.batch_size, args.limit)
+    result = evaluate(args.path, args.dataset, args.data_dir, args.batch_size, args.limit, args.flip_shift)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -61,6 +65,9 @@ def cmd_evaluate(args):
             f"accuracy {result['accuracy']:.4f}, top-5 {result['top5_accuracy']:.4f}, "
             f"cross-entropy {result['cross_entropy']:.4f}"
         )
+        if args.flip_shift:
+            print(f"  with flips {result['with_flips']['accuracy']:.4f}, "
+                  f"with flips and shifts {result['with_flips_and_shifts']['accuracy']:.4f}")
     return 0
 
 

@@ -5,16 +5,21 @@ from kerascnn.data.choose_source import open_source
 from kerascnn.errors import DataError
 from kerascnn.serving.predictor import load_predictor
 from kerascnn.serving.scoring import ProbabilityScores
+from kerascnn.serving.tta import combine_views, flip_shift_views
 
 
-def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None):
+def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None, flip_shift=False):
     """Top-1/top-5 accuracy and cross-entropy on the test split.
 
     The data defaults to what the model was trained on. Images go through
     the predictor as raw uint8, as in serving.
 
     Returns a dict with `images`, `accuracy`, `top5_accuracy`,
-    `cross_entropy` (mean of -log p(true class)) and `data`.
+    `cross_entropy` (mean of -log p(true class)) and `data`. With
+    `flip_shift`, also `with_flips` and `with_flips_and_shifts`, the same
+    metrics of the test-time augmentations of `kerascnn.serving.tta` (six
+    forward passes per image: the raw image, one pixel up-left, one pixel
+    down-right, and their mirrors).
     """
     predictor = load_predictor(path)
     if dataset is None and data_dir is None and predictor.data:
@@ -30,12 +35,20 @@ def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None):
         test = test.take(limit)
 
     def run():
-        scores = ProbabilityScores()
+        scores = [ProbabilityScores() for _ in range(3 if flip_shift else 1)]
         for images, labels in test.batch(batch_size).as_numpy_iterator():
-            scores.add(predictor.probabilities(images), labels)
+            if flip_shift:
+                views = [predictor.probabilities(v) for v in flip_shift_views(images)]
+                for score, probs in zip(scores, combine_views(views)):
+                    score.add(probs, labels)
+            else:
+                scores[0].add(predictor.probabilities(images), labels)
         return scores
 
     scores = read_guard(source, run)
-    if scores.count == 0:
+    if scores[0].count == 0:
         raise DataError(f"the test split of {source.info.name} is empty")
-    return {**scores.result(), "data": source.info.name, "model": str(path)}
+    result = {**scores[0].result(), "data": source.info.name, "model": str(path)}
+    if flip_shift:
+        result["with_flips"], result["with_flips_and_shifts"] = scores[1].result(), scores[2].result()
+    return result
