@@ -57,6 +57,8 @@ VARIANTS = {
     "with_frozen_bn_scale": ("(added) batch-norm scales not trained (gamma stays 1)", ["freeze_bn_scale=True"]),
     "with_airbench_bn": ("(added) both: offsets at 64x the learning rate, scales frozen",
                          ["bn_bias_lr_scale=64.0", "freeze_bn_scale=True"]),
+    "no_airbench_bn": ("batch-norm offsets at the learning rate and scales trained (Keras' own treatment)",
+                       ["bn_bias_lr_scale=1.0", "freeze_bn_scale=False"]),
     "with_whitening": ("(added) first convolution initialised as a frozen patch-whitening transform", ["whiten=True"]),
     "half_batch": ("(changed) half the batch, the learning rate halved with it (twice the steps)", ["batch_size=HALF"]),
     # The logit scale sets how fast the head, and through it every layer, learns (a gradient step

@@ -72,8 +72,8 @@ def test_every_variant_names_a_run_setting_or_an_option_the_models_take():
 
 
 def test_placeholders_resolve_against_the_recipe_and_its_set_values():
-    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused"])  # fast: batch 256, logits x0.125
-    assert ablation.variant_overrides(args, "half_batch") == ["batch_size=128"]
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused"])  # fast: batch 128, logits x0.125
+    assert ablation.variant_overrides(args, "half_batch") == ["batch_size=64"]
     assert ablation.variant_overrides(args, "double_logit_scale") == ["logit_scale=0.25"]
     assert ablation.variant_overrides(args, "half_logit_scale") == ["logit_scale=0.0625"]
     args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused",
@@ -85,12 +85,12 @@ def test_placeholders_resolve_against_the_recipe_and_its_set_values():
 
 
 def test_learning_rate_and_decay_placeholders_follow_the_run_they_change():
-    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused"])  # batch 256, peak 0.2, wd 5e-4
-    assert ablation.variant_overrides(args, "double_lr") == ["lr=0.4"]
-    assert ablation.variant_overrides(args, "half_lr") == ["lr=0.1"]
-    assert ablation.variant_overrides(args, "double_weight_decay") == ["weight_decay=0.001"]
-    assert ablation.variant_overrides(args, "half_weight_decay") == ["weight_decay=0.00025"]
-    # A batch given beside the recipe scales its rate first (Recipe.resolve): 0.2 * 512 / 256.
+    args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused"])  # batch 128, peak 0.1, wd 1e-3
+    assert ablation.variant_overrides(args, "double_lr") == ["lr=0.2"]
+    assert ablation.variant_overrides(args, "half_lr") == ["lr=0.05"]
+    assert ablation.variant_overrides(args, "double_weight_decay") == ["weight_decay=0.002"]
+    assert ablation.variant_overrides(args, "half_weight_decay") == ["weight_decay=0.0005"]
+    # A batch given beside the recipe scales its rate first (Recipe.resolve): 0.1 * 512 / 128.
     args = ablation.parse_args(["alexnet_cifar", "--epochs", "1", "--out", "unused", "--set", "batch_size=512"])
     assert ablation.variant_overrides(args, "double_lr") == ["lr=0.8"]
     assert ablation.variant_overrides(args, "half_batch") == ["batch_size=256"]  # HALF is not part of HALF_LR

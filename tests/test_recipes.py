@@ -41,11 +41,13 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     config = RunConfig.from_flags("alexnet_cifar", recipe="fast")
     assert config.recipe == "fast" and config.epochs == 10
     assert config.model_options == {"batch_norm": True, "dropout": 0.0, "logit_scale": 0.125}
-    assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.2, True)
+    assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.1, True)
+    # airbench's batch-norm treatment and twice the shared decay (docs/results.md#recipes)
+    assert (config.optim.weight_decay, config.optim.bn_bias_lr_scale, config.optim.freeze_bn_scale) == (1e-3, 64.0, True)
     resnet = RunConfig.from_flags("resnet56", recipe="fast", model_options={"zero_init_residual": True})
     assert (resnet.optim.lr, resnet.data.batch_size, resnet.model_options) == (0.4, 512, {"zero_init_residual": True})
     assert (resnet.optim.label_smoothing, resnet.data.cutout) == (0.2, 8)  # the shared recipe, untouched
-    assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (256, 0.0, 0)
+    assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (128, 0.0, 0)
     assert config.optim.warmup_epochs == pytest.approx(2.0)  # 20% of the budget
     shorter = RunConfig.from_flags("alexnet_cifar", recipe="fast", epochs=5, lr=0.2, model_options={"dropout": 0.3})
     assert (shorter.epochs, shorter.optim.lr, shorter.optim.warmup_epochs) == (5, 0.2, pytest.approx(1.0))
@@ -62,11 +64,26 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
 
 def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
     assert RunConfig.from_flags("resnet56", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
-    assert RunConfig.from_flags("alexnet_cifar", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
+    assert RunConfig.from_flags("alexnet_cifar", recipe="fast", batch_size=256).optim.lr == pytest.approx(0.2)
     assert RunConfig.from_flags("resnet56", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
     assert RunConfig.from_flags("resnet56", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
     assert RunConfig.from_flags("vgg19", recipe="paper", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
     assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == pytest.approx(0.008)  # scratch's 0.002 x 512 / 128
+
+
+def test_the_cli_turns_off_what_a_recipe_turns_on():
+    """`fast` turns on Nesterov and airbench's frozen batch-norm scales; --no-nesterov, --no-freeze-bn-scale undo them."""
+    from kerascnn.cli.app import build_parser
+    from kerascnn.cli.train import fit_settings
+
+    def config(*argv):
+        args = build_parser().parse_args(["fit", "alexnet_cifar", "--recipe", "fast", *argv])
+        return RunConfig.from_flags(args.model, **fit_settings(args))
+
+    assert config().optim.nesterov and config().optim.freeze_bn_scale
+    off = config("--no-nesterov", "--no-freeze-bn-scale", "--bn-bias-lr-scale", "1")
+    assert (off.optim.nesterov, off.optim.freeze_bn_scale, off.optim.bn_bias_lr_scale) == (False, False, 1.0)
+    assert config("--nesterov").optim.nesterov is True
 
 
 def test_an_unknown_recipe_is_refused_naming_the_models_recipes():
@@ -89,7 +106,7 @@ def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path, 
 
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
-    assert "--recipe fast: one-cycle 0 -> 0.2 -> 0 over 10 epochs" in listing and "--recipe paper:" in listing
+    assert "--recipe fast: one-cycle 0 -> 0.1 -> 0 over 10 epochs" in listing and "--recipe paper:" in listing
     argv = ["fit", "vgg19", "--recipe", "fast", "--dataset", "synthetic", "--run-dir", str(tmp_path / "run")]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [

@@ -215,7 +215,8 @@ FLAGS = {
     "--optimizer": dict(help="sgd (default), adam, adamw, rmsprop"),
     "--lr": dict(type=setting_type("lr"), help="peak learning rate (default 0.01 for sgd, 0.001 otherwise)"),
     "--momentum": dict(type=setting_type("momentum"), help="SGD momentum (default 0.9)"),
-    "--nesterov": dict(action="store_true", default=None, help="Nesterov momentum"),
+    # On/off pairs: a recipe can turn these on (`fast`), so the user must be able to turn them off.
+    "--nesterov": dict(action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum"),
     "--weight-decay": dict(type=setting_type("weight_decay"), help="L2 weight decay (default 5e-4)"),
     "--schedule": dict(help="constant, step, plateau, cosine (default), onecycle (linear up to --lr, linear down to 0)"),
     "--warmup-epochs": dict(
@@ -233,7 +234,7 @@ FLAGS = {
         help="average the weights over steps (e.g. 0.999); the average is validated, tested and exported",
     ),
     "--freeze-bn-scale": dict(
-        action="store_true", default=None,
+        action=argparse.BooleanOptionalAction, default=None,
         help="do not train the batch-norm scales (gamma stays 1, as in airbench)",
     ),
     "--bn-bias-lr-scale": dict(

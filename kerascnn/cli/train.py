@@ -21,6 +21,11 @@ def add_parsers(sub):
     flags.add_transfer_flags(p)
 
 
+def fit_settings(args):
+    """The run settings among `fit`'s parsed flags: all but the command, the model and --resume/--config."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "handler", "model", "resume", "config")}
+
+
 def cmd_fit(args):
     """train a model; writes a run directory
 
@@ -32,9 +37,7 @@ def cmd_fit(args):
     """
     from kerascnn.config import RunConfig
 
-    settings = {
-        k: v for k, v in vars(args).items() if k not in ("command", "handler", "model", "resume", "config")
-    }
+    settings = fit_settings(args)
     if args.resume and args.config:
         raise UserError(
             "--resume continues a run and --config starts a new one with a run's settings; give one of them"
