@@ -170,7 +170,8 @@ _FAST = {
     # (offsets at 64x the rate, scales frozen): 86.94% and 87.20% plain, 88.22%
     # and 88.20% with airbench's flip-and-shift test-time augmentation at two
     # seeds, against batch 256 / peak 0.2 / decay 5e-4's 86.73% (87.38% with
-    # flips) at the same seed and host, for about a fifth more time an epoch. The batch-256 recipe over 20 epochs reaches
+    # flips, 87.58% with flips and shifts) at the same seed and host, for about
+    # a fifth more time an epoch. The batch-256 recipe over 20 epochs reaches
     # 88% at epoch 19 and ends at 89.0% (one seed).
     "alexnet_cifar": fast(10, {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
                                "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True},
