@@ -57,6 +57,29 @@ def ten_crop_metrics(model, dataset):
     return scores.result()
 
 
+def _score_views(model, dataset, make_views, combine, scores):
+    """Add to each of `scores` its combination of the views' probabilities, batch by batch; returns `scores`.
+
+    One traced forward pass per batch over all of `make_views(images)` at
+    once; `combine` maps the views' softmax outputs, in that order, to one
+    probability array per entry of `scores`.
+    """
+
+    @tf.function(input_signature=[any_batch_spec(dataset.element_spec[0])], autograph=False)
+    def combined_probabilities(images):
+        views = make_views(images)
+        logits = model(tf.concat(views, axis=0), training=False)
+        if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first
+            logits = logits[0]
+        return combine(tf.split(tf.nn.softmax(tf.cast(logits, tf.float32)), len(views), axis=0))
+
+    for images, onehot in dataset:
+        labels = np.argmax(onehot.numpy(), axis=1)
+        for score, probs in zip(scores, combined_probabilities(images)):
+            score.add(probs.numpy(), labels)
+    return scores
+
+
 def score_with_flips(model, dataset, num_classes=None):
     """(plain, flip) `ProbabilityScores` of `model` on `dataset`, in one pass over it.
 
@@ -65,22 +88,12 @@ def score_with_flips(model, dataset, num_classes=None):
     This is the whole test-split evaluation of a run: one trace instead of
     one for the metrics, one for the confusion matrix and one for the flips.
     """
-
-    @tf.function(input_signature=[any_batch_spec(dataset.element_spec[0])], autograph=False)
-    def both_probabilities(images):
-        logits = model(tf.concat([images, tf.reverse(images, axis=[2])], axis=0), training=False)
-        if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first
-            logits = logits[0]
-        plain, mirrored = tf.split(tf.nn.softmax(tf.cast(logits, tf.float32)), 2, axis=0)
-        return plain, (plain + mirrored) / 2.0
-
-    plain_scores, flip_scores = ProbabilityScores(num_classes), ProbabilityScores()
-    for images, onehot in dataset:
-        labels = np.argmax(onehot.numpy(), axis=1)
-        plain, flipped = both_probabilities(images)
-        plain_scores.add(plain.numpy(), labels)
-        flip_scores.add(flipped.numpy(), labels)
-    return plain_scores, flip_scores
+    return _score_views(
+        model, dataset,
+        lambda images: [images, tf.reverse(images, axis=[2])],
+        lambda probs: (probs[0], (probs[0] + probs[1]) / 2.0),
+        (ProbabilityScores(num_classes), ProbabilityScores()),
+    )
 
 
 def shift(images, dy, dx):
@@ -121,20 +134,8 @@ def score_with_flips_and_shifts(model, dataset):
     One traced forward pass per batch over the six `flip_shift_views` of
     every image, combined as the module docstring says.
     """
-
-    @tf.function(input_signature=[any_batch_spec(dataset.element_spec[0])], autograph=False)
-    def all_probabilities(images):
-        logits = model(tf.concat(flip_shift_views(images), axis=0), training=False)
-        if isinstance(logits, (list, tuple)):  # auxiliary heads: the main one is first
-            logits = logits[0]
-        return combine_views(tf.split(tf.nn.softmax(tf.cast(logits, tf.float32)), 6, axis=0))
-
-    scores = [ProbabilityScores() for _ in range(3)]
-    for images, onehot in dataset:
-        labels = np.argmax(onehot.numpy(), axis=1)
-        for score, probs in zip(scores, all_probabilities(images)):
-            score.add(probs.numpy(), labels)
-    return tuple(scores)
+    scores = (ProbabilityScores(), ProbabilityScores(), ProbabilityScores())
+    return _score_views(model, dataset, flip_shift_views, combine_views, scores)
 
 
 def test_time_metrics(model, dataset):
