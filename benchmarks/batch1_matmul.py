@@ -1,0 +1,59 @@
+"""Batch-1 dense products in float32 against bfloat16: would bfloat16 weights serve faster?
+
+At batch 1 a dense layer is a matrix-vector product: every weight is read once
+for two flops, so the time is the weight bytes over the memory bandwidth the
+kernel reaches. bfloat16 weights are half the bytes of float32 ones, so a
+bfloat16-weight export of alexnet_cifar (fc6 + fc7 hold 27 M of its 35 M
+weights) would answer a batch-1 call faster only if TensorFlow's bfloat16
+product reads memory at least half as fast as its float32 one. This script
+times x @ W1 @ W2 (two 4096x4096 layers, fc7's shape) in each dtype inside
+one `tf.function` and prints the p50 and the bandwidth it implies
+(benchmarks/NOTES.md, 32).
+
+    python benchmarks/batch1_matmul.py [--size 4096] [--calls 200]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def time_products(dtype, size, calls, warmup=20):
+    """Seconds of each of `calls` batch-1 calls of x @ W1 @ W2 in `dtype` (after `warmup` calls)."""
+    w1 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=1), dtype))
+    w2 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=2), dtype))
+    x = tf.cast(tf.random.normal([1, size], seed=3), dtype)
+    product = tf.function(lambda x: tf.matmul(tf.matmul(x, w1), w2))
+    for _ in range(warmup):
+        product(x).numpy()
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        product(x).numpy()  # .numpy() waits for the result
+        seconds.append(time.perf_counter() - start)
+    return np.array(seconds)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096, help="rows and columns of each weight matrix")
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args(argv)
+    for dtype in (tf.float32, tf.bfloat16):
+        p50 = float(np.median(time_products(dtype, args.size, args.calls)))
+        weight_bytes = 2 * args.size * args.size * dtype.size
+        print(f"{dtype.name}: p50 {1000 * p50:.3f} ms, {weight_bytes / p50 / 1e9:.1f} GB/s of weights read")
+
+
+if __name__ == "__main__":
+    main()
