@@ -44,15 +44,21 @@ def time_products(dtype, size, calls, warmup=20):
     return np.array(seconds)
 
 
+def measure(dtype, size, calls, warmup=20):
+    """{"p50_ms", "weights_gb_per_s"} of x @ W1 @ W2 in `dtype`: the median call and the weight bytes it read per second."""
+    p50 = float(np.median(time_products(dtype, size, calls, warmup)))
+    weight_bytes = 2 * size * size * dtype.size
+    return {"p50_ms": 1000 * p50, "weights_gb_per_s": weight_bytes / p50 / 1e9}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="rows and columns of each weight matrix")
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args(argv)
     for dtype in (tf.float32, tf.bfloat16):
-        p50 = float(np.median(time_products(dtype, args.size, args.calls)))
-        weight_bytes = 2 * args.size * args.size * dtype.size
-        print(f"{dtype.name}: p50 {1000 * p50:.3f} ms, {weight_bytes / p50 / 1e9:.1f} GB/s of weights read")
+        figures = measure(dtype, args.size, args.calls)
+        print(f"{dtype.name}: p50 {figures['p50_ms']:.3f} ms, {figures['weights_gb_per_s']:.1f} GB/s of weights read")
 
 
 if __name__ == "__main__":

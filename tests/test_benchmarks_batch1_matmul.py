@@ -1,0 +1,31 @@
+"""benchmarks/batch1_matmul.py: batch-1 products timed per call, bandwidth from the weight bytes."""
+
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+
+import batch1_matmul as bench  # noqa: E402  (benchmarks/batch1_matmul.py)
+
+
+def test_each_call_is_timed_after_the_warm_up():
+    seconds = bench.time_products(tf.bfloat16, size=8, calls=3, warmup=1)
+    assert seconds.shape == (3,) and np.all(seconds > 0)
+
+
+def test_bandwidth_counts_both_matrices_at_the_dtype_s_width(monkeypatch):
+    monkeypatch.setattr(bench, "time_products", lambda dtype, size, calls, warmup: np.array([0.002, 0.001, 0.004]))
+    float32 = bench.measure(tf.float32, size=1000, calls=3)
+    bfloat16 = bench.measure(tf.bfloat16, size=1000, calls=3)
+    assert float32["p50_ms"] == bfloat16["p50_ms"] == 2.0
+    assert float32["weights_gb_per_s"] == 2 * 1000 * 1000 * 4 / 0.002 / 1e9  # 4.0 GB/s
+    assert bfloat16["weights_gb_per_s"] == float32["weights_gb_per_s"] / 2
+
+
+def test_main_prints_one_line_per_dtype(capsys):
+    bench.main(["--size", "8", "--calls", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["float32", "bfloat16"]
