@@ -36,10 +36,11 @@ RESULT = "time_to_accuracy.json"  # time_to_accuracy.RESULT; not imported, which
 
 # variant: (what is switched off, --set overrides). The names are the run settings
 # and builder options of kerascnn.recipes; a variant that does not apply to the
-# model (e.g. logit_scale for a ResNet) is refused by its builder.
+# model (e.g. zero_init_residual for a VGG) is refused by its builder.
 VARIANTS = {
     "baseline": ("nothing: the recipe as it is", []),
     "no_logit_scale": ("logits not scaled (logit_scale 1)", ["logit_scale=1.0"]),
+    "with_logit_scale": ("(added) logits scaled by 0.125, cifar10-fast's Mul(0.125)", ["logit_scale=0.125"]),
     "no_label_smoothing": ("label smoothing 0", ["label_smoothing=0.0"]),
     "no_cutout": ("no cutout", ["cutout=0"]),
     "no_augmentation": ("no crops or flips (nor cutout)", ["augment=none", "cutout=0"]),

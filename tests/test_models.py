@@ -109,6 +109,21 @@ def test_logits_stay_float32_under_mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.parametrize("name, options", [
+    ("vgg11_bn", {"num_classes": 10, "input_shape": (32, 32, 3), "width_multiplier": 0.125, "dropout": 0.0}),
+    ("resnet20", {"width_multiplier": 0.25}),
+])
+def test_vgg_and_resnet_logit_scale_multiplies_the_logits_of_the_same_weights(name, options):
+    plain = create_model(name, **options)
+    scaled = create_model(name, logit_scale=0.125, **options)
+    assert plain.count_params() == scaled.count_params()  # a reparametrisation: no new weights
+    scaled.set_weights(plain.get_weights())
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(scaled(images), 0.125 * plain(images).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="logit_scale must be a positive number"):
+        create_model(name, logit_scale=-1.0, **options)
+
+
 def test_vgg_conv_init_fan_in_keeps_the_forward_variance_and_a_bad_name_is_refused():
     for mode, fan in (("fan_in", lambda k: k.shape[0] * k.shape[1] * k.shape[2]),
                       ("fan_out", lambda k: k.shape[0] * k.shape[1] * k.shape[3])):

@@ -285,6 +285,7 @@ def ResNet(
     conv_bias=False,
     bn_epsilon=BN_EPSILON,
     zero_init_residual=False,
+    logit_scale=1.0,
     name="resnet",
 ):
     """Build a ResNet with the Functional API; outputs logits.
@@ -327,6 +328,8 @@ def ResNet(
             shortcut and the deep net as a shallow one; in pre-activation
             blocks, which have no BN there, the branch's last convolution
             (timm's `zero_init_last`).
+        logit_scale: multiplies the logits, as the fast CIFAR-10 trainers do
+            (`kerascnn.models.common.classifier_logits`); 1.0 adds no layer.
         name: model name (the registry name for registered variants).
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
@@ -355,7 +358,7 @@ def ResNet(
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-    return keras.Model(inputs, classifier_logits(x, num_classes), name=name)
+    return keras.Model(inputs, classifier_logits(x, num_classes, scale=logit_scale), name=name)
 
 
 def _register_variant(name, block, stack, stage_widths, summary, preact=False):
@@ -386,6 +389,7 @@ def _register_variant(name, block, stack, stage_widths, summary, preact=False):
         conv_bias=False,
         bn_epsilon=BN_EPSILON,
         zero_init_residual=False,
+        logit_scale=1.0,
         name=name,
     ):
         return ResNet(
@@ -406,6 +410,7 @@ def _register_variant(name, block, stack, stage_widths, summary, preact=False):
             conv_bias=conv_bias,
             bn_epsilon=bn_epsilon,
             zero_init_residual=zero_init_residual,
+            logit_scale=logit_scale,
             name=name,
         )
 

@@ -74,6 +74,7 @@ def VGG(
     width_multiplier=1.0,
     pooling=None,
     conv_init="fan_out",
+    logit_scale=1.0,
     name="vgg",
 ):
     """Build a VGG network with the Functional API; outputs logits.
@@ -93,6 +94,8 @@ def VGG(
         pooling: None, "avg" or "max"; applied when `include_top=False`.
         conv_init: "fan_out" (torchvision's He normal) or "fan_in" (He et
             al. 2015's forward form) for the convolutions.
+        logit_scale: multiplies the logits, as the fast CIFAR-10 trainers do
+            (`kerascnn.models.common.classifier_logits`); 1.0 adds no layer.
         name: model name (the registry name for registered variants).
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
@@ -139,7 +142,7 @@ def VGG(
         )(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-    return keras.Model(inputs, classifier_logits(x, num_classes), name=name)
+    return keras.Model(inputs, classifier_logits(x, num_classes, scale=logit_scale), name=name)
 
 
 CONV_INITS = {"fan_out": CONV_INIT, "fan_in": FORWARD_CONV_INIT}
@@ -168,6 +171,7 @@ def _register_variant(name, stack, batch_norm, summary):
         width_multiplier=1.0,
         pooling=None,
         conv_init="fan_out",
+        logit_scale=1.0,
         name=name,
     ):
         return VGG(
@@ -181,6 +185,7 @@ def _register_variant(name, stack, batch_norm, summary):
             width_multiplier=width_multiplier,
             pooling=pooling,
             conv_init=conv_init,
+            logit_scale=logit_scale,
             name=name,
         )
 
