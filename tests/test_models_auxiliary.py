@@ -10,7 +10,8 @@ from kerascnn import registry
 from kerascnn.storage import rundir
 from kerascnn.models.auxiliary import AUX_LOSS_WEIGHT, inference_model, training_model
 from kerascnn.config import RunConfig
-from kerascnn.training import compile_model, fit
+from kerascnn.training import compile_model
+from kerascnn.training.fit import fit
 
 
 def tiny_aux(num_classes=10, input_shape=(32, 32, 3), name="tiny_aux"):

@@ -20,7 +20,8 @@ from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
 from kerascnn.training.optim import with_l2_penalty
 from kerascnn.models import create_model
-from kerascnn.training import compile_model, fit
+from kerascnn.training import compile_model
+from kerascnn.training.fit import fit
 
 DEVICES = ("/cpu:0", "/cpu:1")
 SHAPE = (32, 32, 3)  # the smallest input the AlexNet builders take: 20M parameters, mostly fc7

@@ -13,11 +13,9 @@ import keras
 from kerascnn.models import create_model
 from kerascnn.models.auxiliary import inference_model, training_model
 from kerascnn.runtime import hardware
-from kerascnn.runtime.strategies import synchronize_batch_norm, work_around_distributed_build
 from kerascnn.training import extension
 from kerascnn.training.norm_parameters import freeze_norm_scales
 from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
-from kerascnn.training.whitening import whitening_for
 
 
 def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=None):
@@ -104,6 +102,10 @@ class Built:
 
 def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch, whitening=None):
     """`build_models` for `plan` inside the runtime's strategy scope; (network, model, inference)."""
+    # The TensorFlow-only phases are imported where they run, so `build_models` itself
+    # imports without TensorFlow and builds on any Keras backend (benchmarks/gpu_recipes.py).
+    from kerascnn.runtime.strategies import work_around_distributed_build
+
     config = plan.config
     optim = plan.optim_for(runtime.replicas)
     schedule = None
@@ -121,6 +123,9 @@ def compile_in_scope(plan, runtime, num_classes, input_shape, steps_per_epoch, w
 
 def build(plan, runtime, data, log=print):
     """The run's `Built` models, with --weights / --init-from loaded, --whiten and --sync-bn applied."""
+    from kerascnn.runtime.strategies import synchronize_batch_norm
+    from kerascnn.training.whitening import whitening_for
+
     whitening = whitening_for(plan, data)
     network, model, inference = compile_in_scope(
         plan, runtime, data.info.num_classes, data.input_shape, data.datasets.steps_per_epoch, whitening

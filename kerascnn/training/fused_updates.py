@@ -37,7 +37,6 @@ sparse (IndexedSlices) gradients, and variables mirrored across replicas
 import types
 
 import keras
-import tensorflow as tf
 
 
 def _tf_variable(variable):
@@ -46,12 +45,18 @@ def _tf_variable(variable):
 
 def _fusable(gradient, *variables):
     """Dense gradient, and every variable a plain (not replica-mirrored) TensorFlow variable."""
+    import tensorflow as tf
+
     if isinstance(gradient, tf.IndexedSlices):
         return False
     return not any(isinstance(_tf_variable(v), tf.distribute.DistributedValues) for v in variables)
 
 
 def _adam_step(optimizer, keras_step):
+    # Imported here, not at the top: on Keras' other backends (JAX on a machine
+    # without TensorFlow) `fuse_updates` returns the optimizer untouched.
+    import tensorflow as tf
+
     def update_step(gradient, variable, learning_rate):
         index = optimizer._get_variable_index(variable)
         m, v = optimizer._momentums[index], optimizer._velocities[index]

@@ -1,0 +1,476 @@
+"""Issues 16 and 19 on a GPU in one run: recipes trained to accuracy on CIFAR-10, and speed against PyTorch.
+
+    KERAS_BACKEND=jax python benchmarks/gpu_recipes.py --data DIR_OR_TAR_GZ --out OUT \\
+        --plan alexnet_cifar:30:60 vgg16_bn:40:140 resnet18:40:140 googlenet_cifar:30:120
+
+Written for the GPU machine this project is sometimes lent for 15 minutes:
+it has JAX and PyTorch but no TensorFlow, whose wheel (over 500 MB) cannot
+travel there. Keras 3 runs the product's networks on its JAX backend, so
+this script trains them with the product's own build path,
+`kerascnn.training.build.build_models`: the registered builder, the
+recipe's optimizer and one-cycle schedule, its coupled L2 decay, batch-norm
+treatment, label smoothing and auxiliary losses, compiled by XLA, in
+mixed_bfloat16. What it replaces is the tf.data pipeline: the `cifar`
+augmentation runs on the device in JAX with the same definitions
+(`kerascnn.data.augment`: a random crop of the image padded by
+`translate` pixels, reflected or zero, a horizontal flip with probability
+1/2, then, after normalising with the training set's per-channel mean and
+standard deviation, cutout's zeroed square centred uniformly over the image
+and clipped at its border), and every epoch uses floor(50,000 / batch)
+full batches of a fresh permutation (one compiled step shape).
+
+Each plan entry is `model[:max_epochs[:seconds]]`. The model is built for
+`max_epochs`, its compiled step is timed on a few real batches, and the
+epochs are cut to what fits its seconds (then built again for that budget:
+a one-cycle schedule is fixed by its length) before training starts from
+the restored initial weights; the test set is scored after every epoch
+(outside the timed training) and, after the last, with airbench's flip and
+flip-and-shift test-time views (`kerascnn.serving.tta`). All 50,000
+training images, all 10,000 test images, the last epoch's model.
+
+`--torch` first times PyTorch at its best on the same GPU (bf16 autocast,
+channels_last, cuDNN autotuning; and plain float32), with the reference
+networks of `benchmarks/torch_reference.py`, at each plan entry's batch
+size, for issue 19's table beside the Keras step times measured here.
+
+Everything goes to OUT/gpu_recipes.json, rewritten after every epoch, so a
+run cut short keeps what it measured.
+"""
+
+import argparse
+import io
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# (dy, dx) of airbench's test-time views, as kerascnn.serving.tta.VIEW_SHIFTS: the image, up-left, down-right.
+VIEW_SHIFTS = ((0, 0), (-1, -1), (1, 1))
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def _decode(data):
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
+
+
+def _files(source):
+    """[(split, class, name, bytes)] of every JPEG under `source`, a cifar10-jpeg folder or its .tar.gz."""
+    source = pathlib.Path(source)
+    found = []
+    if source.is_dir():
+        for path in source.glob("*/*/*.jpg"):
+            found.append((path.parts[-3], path.parts[-2], path.name, path.read_bytes()))
+        return found
+    with tarfile.open(source) as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if member.isfile() and member.name.endswith(".jpg") and len(parts) >= 3:
+                found.append((parts[-3], parts[-2], parts[-1], tar.extractfile(member).read()))
+    return found
+
+
+def load_cifar(source, limit_per_class=None):
+    """{"train": (uint8 [N, 32, 32, 3], int labels), "test": ...}, in (class, file name) order."""
+    by_split = {"train": [], "test": []}
+    for split, cls, name, data in _files(source):
+        if split in by_split and cls in CLASSES:
+            by_split[split].append((CLASSES.index(cls), name, data))
+    out = {}
+    for split, items in by_split.items():
+        items.sort(key=lambda t: (t[0], t[1]))
+        if limit_per_class:  # the first files of each class
+            seen = {}
+            items = [t for t in items if seen.setdefault(t[0], []).append(t) or len(seen[t[0]]) <= limit_per_class]
+        if not items:
+            raise SystemExit(f"no {split} images under {source}: expected cifar10-jpeg/{split}/<class>/*.jpg")
+        out[split] = (np.stack([_decode(t[2]) for t in items]), np.array([t[0] for t in items], np.int32))
+    return out
+
+
+# --- augmentation and test-time views, on the device ---------------------------------------------
+
+
+def make_augment(mean, std, translate, pad_mode, cutout):
+    """A jitted (key, uint8 images [N, h, w, 3]) -> (normalised float32 views, permutation) of the `cifar` preset."""
+    import jax
+    import jax.numpy as jnp
+
+    mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+
+    @jax.jit
+    def augment(key, images):
+        n, h, w, c = images.shape
+        k_order, k_shift, k_flip, k_cut = jax.random.split(key, 4)
+        order = jax.random.permutation(k_order, n)
+        x = images[order]
+        if translate:
+            t = translate
+            padded = jnp.pad(x, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect" if pad_mode == "reflect" else "constant")
+            offsets = jax.random.randint(k_shift, (n, 2), 0, 2 * t + 1)
+            x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c)))(padded, offsets)
+        flip = jax.random.bernoulli(k_flip, 0.5, (n,))
+        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+        x = (x.astype(jnp.float32) - mean) / std
+        if cutout:
+            centre = jnp.floor(jax.random.uniform(k_cut, (n, 2)) * jnp.array([h, w], jnp.float32)).astype(jnp.int32)
+            top, left = centre[:, 0] - cutout // 2, centre[:, 1] - cutout // 2
+            rows, cols = jnp.arange(h)[None, :], jnp.arange(w)[None, :]
+            in_rows = (rows >= top[:, None]) & (rows < top[:, None] + cutout)
+            in_cols = (cols >= left[:, None]) & (cols < left[:, None] + cutout)
+            x = jnp.where((in_rows[:, :, None] & in_cols[:, None, :])[..., None], 0.0, x)
+        return x, order
+
+    return augment
+
+
+def shifted(images, dy, dx):
+    """`images` moved `dy` down and `dx` right, the uncovered edge reflected (kerascnn.serving.tta.shift)."""
+    py, px = abs(dy), abs(dx)
+    padded = np.pad(images, ((0, 0), (py, py), (px, px), (0, 0)), mode="reflect")
+    h, w = images.shape[1:3]
+    return padded[:, py - dy:py - dy + h, px - dx:px - dx + w]
+
+
+def softmax(logits):
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def tta_accuracies(predict, images, labels):
+    """(plain, flip, flip-and-shift) accuracy: the six views of kerascnn.serving.tta, combined as there."""
+    views = [shifted(images, dy, dx) for dy, dx in VIEW_SHIFTS]
+    views += [v[:, :, ::-1] for v in views]
+    probs = [softmax(predict(v)) for v in views]
+    pairs = [(probs[i] + probs[i + 3]) / 2 for i in range(3)]
+    combined = (probs[0], pairs[0], 0.5 * pairs[0] + 0.25 * (pairs[1] + pairs[2]))
+    return tuple(float(np.mean(p.argmax(1) == labels)) for p in combined)
+
+
+# --- the recipes -------------------------------------------------------------------------------
+
+
+def parse_plan(entries):
+    plan = []
+    for entry in entries:
+        name, *rest = entry.split(":")
+        epochs = int(rest[0]) if rest else None
+        seconds = float(rest[1]) if len(rest) > 1 else None
+        plan.append((name, epochs, seconds))
+    return plan
+
+
+def fitting_epochs(max_epochs, seconds_left, epoch_s, eval_s, final_s):
+    """The most epochs, at most `max_epochs`, whose training and per-epoch testing fit `seconds_left`."""
+    if seconds_left is None:
+        return max_epochs
+    return int(max(0, min(max_epochs, (seconds_left - final_s) // (epoch_s + eval_s))))
+
+
+class Recipe:
+    """One plan entry: the model built by the product's path, probed, trained and tested."""
+
+    def __init__(self, name, recipe, epochs, seed, data, report, out, eval_batch):
+        from kerascnn.config import RunConfig
+
+        self.name, self.data, self.report, self.out, self.eval_batch = name, data, report, out, eval_batch
+        self.config = RunConfig.from_flags(name, recipe=recipe, epochs=epochs, seed=seed)
+        self.seed = seed
+
+    def build(self, epochs):
+        import keras
+
+        from kerascnn.config import RunConfig
+        from kerascnn.training.build import build_models
+
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(self.seed)
+        self.config = RunConfig.from_flags(self.name, recipe=self.config.recipe, epochs=epochs, seed=self.seed)
+        batch = self.config.data.batch_size
+        self.steps = len(self.data["train"][0]) // batch
+        _, self.model, self.inference = build_models(
+            self.name, len(CLASSES), (32, 32, 3), self.config.model_options, self.config.optim, self.steps,
+            epochs, jit=True,
+        )
+        self.initial = self.model.get_weights()
+
+    def reset(self):
+        """The initial weights back and the optimizer's state (iterations, momenta) at zero: a fresh start."""
+        self.model.set_weights(self.initial)
+        for variable in self.model.optimizer.variables:
+            if "learning_rate" not in variable.path:
+                variable.assign(np.zeros(variable.shape, variable.dtype))
+
+    def epoch_data(self, key):
+        import jax
+
+        images, labels = self.data["train_device"]
+        x, order = self.augment(key, images)
+        batch = self.config.data.batch_size
+        used = self.steps * batch
+        y = jax.nn.one_hot(labels[order][:used], len(CLASSES))
+        x = x[:used]
+        x.block_until_ready()
+        return np.asarray(x), np.asarray(y)
+
+    def predict(self, x):
+        return self.inference.predict(x, batch_size=self.eval_batch, verbose=0).astype(np.float32)
+
+    def run(self, max_epochs, seconds):
+        import jax
+
+        d = self.config.data
+        t_start = time.perf_counter()
+        self.build(max_epochs)
+        entry = self.report["recipes"].setdefault(self.name, {})
+        self.augment = make_augment(self.data["mean"], self.data["std"], d.translate if d.augment == "cifar" else 0,
+                                    d.pad_mode, d.cutout)
+        key = jax.random.PRNGKey(self.seed)
+        x, y = self.epoch_data(jax.random.fold_in(key, 10_000))
+        probe = min(self.steps, 20) * d.batch_size
+        timings = []
+        for _ in range(3):  # the first call compiles the step; the others time it
+            t = time.perf_counter()
+            self.model.fit(x[:probe], y[:probe], batch_size=d.batch_size, epochs=1, shuffle=False, verbose=0)
+            timings.append(time.perf_counter() - t)
+        step_s = min(timings[1:]) / (probe // d.batch_size)
+        test_x, test_y = self.data["test_norm"], self.data["test"][1]
+        t = time.perf_counter()
+        self.predict(test_x)  # compiles the forward pass
+        predict_compile_s = time.perf_counter() - t
+        t = time.perf_counter()
+        self.predict(test_x)
+        eval_s = time.perf_counter() - t
+        epoch_s = step_s * self.steps * 1.15  # and the augmentation, transfers and fit's own work
+        left = None if seconds is None else seconds - (time.perf_counter() - t_start)
+        epochs = fitting_epochs(max_epochs, left, epoch_s, eval_s, final_s=7 * eval_s)
+        if epochs < max_epochs and left is not None:  # a second build and compile must fit too
+            epochs = fitting_epochs(max_epochs, left - timings[0] - predict_compile_s, epoch_s, eval_s, 7 * eval_s)
+        entry.update({
+            "recipe": self.config.recipe, "batch_size": d.batch_size, "steps_per_epoch": self.steps,
+            "compile_and_first_probe_s": round(timings[0], 2), "probe_step_ms": round(1e3 * step_s, 3),
+            "keras_images_per_s": round(d.batch_size / step_s, 1), "predict_compile_s": round(predict_compile_s, 2),
+            "test_pass_s": round(eval_s, 3), "max_epochs": max_epochs, "seconds": seconds, "epochs": epochs,
+        })
+        print(f"{self.name} (budget {seconds if seconds is None else round(seconds)} s): compile+probe {timings[0]:.1f} s, step {1e3 * step_s:.2f} ms "
+              f"({d.batch_size / step_s:,.0f} images/s), test pass {eval_s:.2f} s -> {epochs} epochs", flush=True)
+        if epochs < 2:
+            entry["skipped"] = f"{epochs} epochs fit in {seconds} s"
+            return
+        if epochs != max_epochs:
+            self.build(epochs)  # the one-cycle schedule is fixed by its length: a fresh build for this budget
+        else:
+            self.reset()
+        entry["config"] = self.config.to_dict()
+        entry["epochs_log"] = rows = []
+        trained = 0.0
+        for epoch in range(epochs):
+            t = time.perf_counter()
+            x, y = self.epoch_data(jax.random.fold_in(key, epoch))
+            augment_s = time.perf_counter() - t
+            history = self.model.fit(x, y, batch_size=d.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                                     shuffle=False, verbose=0).history
+            epoch_total = time.perf_counter() - t
+            trained += epoch_total
+            accuracy = float(np.mean(self.predict(test_x).argmax(1) == test_y))
+            rows.append({"epoch": epoch + 1, "train_s": round(epoch_total, 3), "augment_s": round(augment_s, 3),
+                         "cumulative_train_s": round(trained, 2), "test_accuracy": accuracy,
+                         "train_accuracy": float(history["accuracy"][-1]), "loss": float(history["loss"][-1])})
+            print(f"  epoch {epoch + 1}/{epochs}: {epoch_total:.2f} s (augment {augment_s:.2f}), "
+                  f"test {100 * accuracy:.2f}%, train {100 * history['accuracy'][-1]:.2f}%", flush=True)
+            write(self.out, self.report)
+        plain, flip, flip_shift = tta_accuracies(self.predict, test_x, test_y)
+        entry.update({"test_accuracy": plain, "flip_accuracy": flip, "flip_shift_accuracy": flip_shift,
+                      "train_s": round(trained, 2), "wall_s": round(time.perf_counter() - t_start, 2)})
+        print(f"{self.name}: {epochs} epochs, {trained:.1f} s training: {100 * plain:.2f}% plain, "
+              f"{100 * flip:.2f}% flips, {100 * flip_shift:.2f}% flips and shifts", flush=True)
+        write(self.out, self.report)
+
+
+# --- PyTorch at its best, for issue 19 ------------------------------------------------------------
+
+
+def torch_rate(ref, name, batch, mode, device, steps, warmup):
+    """Images/s of one training configuration of PyTorch's reference `name` (SGD, Nesterov, decay 5e-4)."""
+    import torch
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if "channels_last" in mode else torch.contiguous_format
+    model = ref.create(name).to(device).to(memory_format=fmt)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.randn(batch, 3, 32, 32, device=device).to(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync()
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled="bf16" in mode):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    sync()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def torch_throughput(entries, steps, warmup):
+    """{model: {batch: {mode: images/s}}} of benchmarks/torch_reference.py's networks on the GPU (or CPU)."""
+    import torch
+    import torch_reference
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True  # PyTorch at its best: cuDNN picks each convolution's fastest kernel
+    table = {}
+    for name, batch in entries:
+        for mode in ("float32", "channels_last+bf16"):
+            rate = torch_rate(torch_reference, name, batch, mode, device, steps, warmup)
+            table.setdefault(name, {}).setdefault(str(batch), {})[mode] = round(rate, 1)
+            print(f"torch {name} batch {batch} {mode}: {rate:,.0f} images/s", flush=True)
+    return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
+            "torch": torch.__version__, "images_per_s": table}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def environment():
+    import jax
+    import keras
+
+    info = {"python": sys.version.split()[0], "keras": keras.__version__, "backend": keras.backend.backend(),
+            "jax": jax.__version__, "devices": [str(d) for d in jax.devices()], "cpu": platform.processor()}
+    try:
+        info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                                             "--format=csv,noheader"], capture_output=True, text=True,
+                                            timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        info["nvidia_smi"] = None
+    return info
+
+
+def write(out, report):
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "gpu_recipes.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out / "gpu_recipes.json")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="cifar10-jpeg folder or cifar10-jpeg.tar.gz")
+    p.add_argument("--out", required=True, type=pathlib.Path)
+    p.add_argument("--plan", nargs="+", default=["alexnet_cifar:10"], help="model[:max_epochs[:seconds]] ...")
+    p.add_argument("--recipe", default="fast")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-batch", type=int, default=1000)
+    p.add_argument("--limit-per-class", type=int, default=None, help="a small subset, for trying the script")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="seconds from the start by which every entry should be done (their seconds shrink to fit)")
+    p.add_argument("--torch", action="store_true", help="time PyTorch's reference networks first (issue 19)")
+    p.add_argument("--torch-steps", type=int, default=30)
+    p.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def share(remaining, seconds, time_left):
+    """A plan entry's seconds: its share of the time left before the deadline.
+
+    `remaining` is this entry and those after it; the time left is divided in
+    proportion to their seconds, so an entry that finished early (its epochs
+    capped) leaves its time to the later ones, and one that overran takes it.
+    """
+    if time_left is None or seconds is None:
+        return seconds
+    total = sum(s for _, _, s in remaining if s is not None) or seconds
+    return max(0.0, time_left * seconds / total)
+
+
+def batch_sizes(plan, recipe):
+    from kerascnn.config import RunConfig
+
+    return [(name, RunConfig.from_flags(name, recipe=recipe).data.batch_size) for name, _, _ in plan]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    plan = parse_plan(args.plan)
+    if not pathlib.Path(args.data).exists():
+        raise SystemExit(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
+    # Set before Keras is first imported (main's imports are all inside functions), not at import
+    # time: the test suite imports this module beside Keras on TensorFlow.
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.7")  # JAX's pool, leaving PyTorch room
+    if args.torch_only:  # the child process: PyTorch alone on the GPU, before JAX takes its memory
+        sys.path.insert(0, str(pathlib.Path(__file__).parent))
+        print(json.dumps(torch_throughput(batch_sizes(plan, args.recipe), args.torch_steps, warmup=10)))
+        return
+    t0 = time.perf_counter()
+    report = {"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+              "recipes": {}}
+    if args.torch:
+        child = subprocess.run([sys.executable, __file__, "--torch-only", *sys.argv[1:]], capture_output=True,
+                               text=True)
+        print(child.stderr[-2000:], end="")
+        last = child.stdout.strip().splitlines()
+        report["torch"] = json.loads(last[-1]) if child.returncode == 0 and last else {"failed": child.stderr[-800:]}
+        print("\n".join(last[:-1]), flush=True)
+    report["environment"] = environment()
+    print(json.dumps(report["environment"]), flush=True)
+    import jax
+    import keras
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    t = time.perf_counter()
+    data = load_cifar(args.data, args.limit_per_class)
+    train_x, train_y = data["train"]
+    data["mean"] = train_x.reshape(-1, 3).mean(0)
+    data["std"] = train_x.reshape(-1, 3).std(0)
+    data["test_norm"] = ((data["test"][0].astype(np.float32) - data["mean"]) / data["std"]).astype(np.float32)
+    data["train_device"] = (jax.device_put(train_x), jax.device_put(train_y))
+    report["data"] = {"train": len(train_x), "test": len(data["test"][0]), "load_s": round(time.perf_counter() - t, 2)}
+    print(f"data: {report['data']}", flush=True)
+    write(args.out, report)
+    for i, (name, max_epochs, seconds) in enumerate(plan):
+        seconds = share(plan[i:], seconds, args.deadline - (time.perf_counter() - t0) if args.deadline else None)
+        try:
+            Recipe(name, args.recipe, max_epochs, args.seed, data, report, args.out, args.eval_batch).run(
+                max_epochs or 10, seconds)
+        except Exception as e:  # one model's failure must not cost the others their lease time
+            import traceback
+
+            traceback.print_exc()
+            report["recipes"].setdefault(name, {})["failed"] = f"{type(e).__name__}: {e}"[:500]
+        write(args.out, report)
+    report["total_s"] = round(time.perf_counter() - t0, 1)
+    write(args.out, report)
+    print_table(report)
+
+
+def print_table(report):
+    print("\nmodel | batch | epochs | train s | plain | flips | flips+shifts | keras img/s | torch bf16+CL img/s")
+    torch_rates = report.get("torch", {}).get("images_per_s", {})
+    for name, r in report["recipes"].items():
+        rate = torch_rates.get(name, {}).get(str(r.get("batch_size")), {}).get("channels_last+bf16")
+        cells = [name, r.get("batch_size"), r.get("epochs"), r.get("train_s"),
+                 *(f"{100 * r[k]:.2f}" if k in r else "-" for k in ("test_accuracy", "flip_accuracy",
+                                                                   "flip_shift_accuracy")),
+                 r.get("keras_images_per_s"), rate]
+        print(" | ".join(str(c) for c in cells) + (f"  FAILED {r['failed']}" if "failed" in r else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""benchmarks/gpu_recipes.py: the parts that need no GPU and no JAX (its device run is in docs/results.md).
+
+The test-time views must be kerascnn.serving.tta's, the data the image
+folder's, and a plan must shrink to its deadline; the training itself is
+`kerascnn.training.build.build_models`, tested with the rest of `fit`.
+"""
+
+import io
+import os
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+
+import gpu_recipes  # noqa: E402
+
+from kerascnn.serving import tta  # noqa: E402
+
+
+def test_shifted_views_are_the_serving_test_time_views():
+    images = np.random.default_rng(0).normal(size=(3, 6, 5, 3)).astype(np.float32)
+    for dy, dx in gpu_recipes.VIEW_SHIFTS:
+        np.testing.assert_array_equal(gpu_recipes.shifted(images, dy, dx), tta.shift(tf.constant(images), dy, dx).numpy())
+
+
+def test_tta_accuracies_combine_the_six_views_as_serving_does():
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(40, 4, 4, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    weights = rng.normal(size=(48, 3)).astype(np.float32)
+
+    def predict(x):  # a fixed linear classifier on the pixels: every view scores differently
+        return x.reshape(len(x), -1) @ weights
+
+    got = gpu_recipes.tta_accuracies(predict, images, labels)
+    views = [v.numpy() for v in tta.flip_shift_views(tf.constant(images))]
+    expected = tta.combine_views([gpu_recipes.softmax(predict(v)) for v in views])
+    assert got == tuple(float(np.mean(p.argmax(1) == labels)) for p in expected)
+    assert len(set(got)) > 1  # the three figures differ on this data, so the order is checked too
+
+
+def _jpeg(colour):
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_load_cifar_reads_the_tarball_in_class_and_file_order(tmp_path):
+    archive = tmp_path / "cifar10-jpeg.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split, per_class in (("train", 2), ("test", 1)):
+            for label, cls in enumerate(gpu_recipes.CLASSES):
+                for i in reversed(range(per_class)):  # written out of order on purpose
+                    data = _jpeg((25 * label, 100 * i, 0))
+                    info = tarfile.TarInfo(f"cifar10-jpeg/{split}/{cls}/{i:04d}.jpg")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    data = gpu_recipes.load_cifar(archive)
+    images, labels = data["train"]
+    assert images.shape == (20, 32, 32, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 2))
+    assert abs(int(images[1, 0, 0, 1]) - 100) <= 3 and int(images[0, 0, 0, 1]) <= 3  # 0000.jpg before 0001.jpg
+    assert data["test"][0].shape == (10, 32, 32, 3)
+    assert len(gpu_recipes.load_cifar(archive, limit_per_class=1)["train"][0]) == 10
+
+
+def test_load_cifar_says_which_split_is_missing(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "train" / "cat" / "0000.jpg").write_bytes(_jpeg((0, 0, 0)))
+    with pytest.raises(SystemExit, match="no test images"):
+        gpu_recipes.load_cifar(tmp_path)
+
+
+def test_plan_entries_their_epochs_and_their_share_of_the_deadline():
+    plan = gpu_recipes.parse_plan(["alexnet_cifar", "vgg16_bn:40", "resnet18:40:150"])
+    assert plan == [("alexnet_cifar", None, None), ("vgg16_bn", 40, None), ("resnet18", 40, 150.0)]
+    # 100 s left after 10 s of final testing, 3 s an epoch with 1 s of testing: 22 epochs, capped at 20.
+    assert gpu_recipes.fitting_epochs(20, 110, 3.0, 1.0, 10) == 20
+    assert gpu_recipes.fitting_epochs(40, 110, 3.0, 1.0, 10) == 25
+    assert gpu_recipes.fitting_epochs(40, 5, 3.0, 1.0, 10) == 0
+    assert gpu_recipes.fitting_epochs(40, None, 3.0, 1.0, 10) == 40
+    entries = [("a", 10, 100.0), ("b", 10, 300.0)]
+    assert gpu_recipes.share(entries, 100.0, 400) == 100.0  # on time: its own seconds
+    assert gpu_recipes.share(entries, 100.0, 200) == 50.0  # late: a quarter of what is left
+    assert gpu_recipes.share(entries, 100.0, 800) == 200.0  # early: a quarter of the time saved too
+    assert gpu_recipes.share(entries, 100.0, -5) == 0.0
