@@ -7,6 +7,7 @@ folder's, and a plan must shrink to its deadline; the training itself is
 
 import io
 import os
+import subprocess
 import sys
 import tarfile
 
@@ -89,3 +90,32 @@ def test_plan_entries_their_epochs_and_their_share_of_the_deadline():
     assert gpu_recipes.share(entries, 100.0, 200) == 50.0  # late: a quarter of what is left
     assert gpu_recipes.share(entries, 100.0, 800) == 200.0  # early: a quarter of the time saved too
     assert gpu_recipes.share(entries, 100.0, -5) == 0.0
+
+
+def test_the_build_path_imports_and_builds_on_another_keras_backend_with_tensorflow_blocked():
+    """What the GPU machine runs: `build_models` with a recipe's optimizer, no TensorFlow to import.
+
+    Keras on its torch backend here (the GPU image has JAX; this suite's environment has
+    PyTorch), TensorFlow made unimportable. The recipe's batch-norm treatment must be in place:
+    scales frozen, the optimizer's step wrapped for the offsets' 64x rate. (Training on JAX is
+    what the script's device run measured; Keras' own torch backend asks for TensorFlow in a
+    forward pass, so no step is taken here.)
+    """
+    script = """
+import sys
+sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
+from kerascnn.config import RunConfig
+from kerascnn.training.build import build_models
+config = RunConfig.from_flags("alexnet_cifar", recipe="fast", model_options={"width_multiplier": 0.125, "fc_units": 16})
+_, model, _ = build_models("alexnet_cifar", 10, (32, 32, 3), config.model_options, config.optim, 2, 10)
+gammas = [v for v in model.variables if v.name == "gamma"]
+assert gammas and not any(g.trainable for g in gammas)
+print(model.optimizer.update_step.__name__, len(model.optimizer.variables), config.optim.bn_bias_lr_scale)
+"""
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    root = os.path.join(os.path.dirname(__file__), "..")
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    step, slots, scale = done.stdout.split()[-3:]
+    assert step == "scaled_update_step" and int(slots) > 1 and scale == "64.0"
