@@ -17,7 +17,9 @@ augmentation runs on the device in JAX with the same definitions
 1/2, then, after normalising with the training set's per-channel mean and
 standard deviation, cutout's zeroed square centred uniformly over the image
 and clipped at its border), and every epoch uses floor(50,000 / batch)
-full batches of a fresh permutation (one compiled step shape).
+full batches of a fresh permutation (one compiled step shape), handed to
+`model.fit` as device arrays (`--host-arrays`: as host copies, which cost
+0.35-0.5 s of a 1.6-2.1 s epoch on the H200; benchmarks/NOTES.md 33).
 
 Each plan entry is `model[:max_epochs[:seconds]]`. The model is built for
 `max_epochs`, its compiled step is timed on a few real batches, and the
@@ -183,10 +185,11 @@ def fitting_epochs(max_epochs, seconds_left, epoch_s, eval_s, final_s):
 class Recipe:
     """One plan entry: the model built by the product's path, probed, trained and tested."""
 
-    def __init__(self, name, recipe, epochs, seed, data, report, out, eval_batch):
+    def __init__(self, name, recipe, epochs, seed, data, report, out, eval_batch, host_arrays=False):
         from kerascnn.config import RunConfig
 
         self.name, self.data, self.report, self.out, self.eval_batch = name, data, report, out, eval_batch
+        self.host_arrays = host_arrays
         self.config = RunConfig.from_flags(name, recipe=recipe, epochs=epochs, seed=seed)
         self.seed = seed
 
@@ -224,7 +227,10 @@ class Recipe:
         y = jax.nn.one_hot(labels[order][:used], len(CLASSES))
         x = x[:used]
         x.block_until_ready()
-        return np.asarray(x), np.asarray(y)
+        if self.host_arrays:  # the 2026-12-04 lease's path: a 614 MB copy to the host, and back by fit
+            return np.asarray(x), np.asarray(y)
+        # Keras slices JAX arrays where they are (array_slicing's JAX sliceable): no host round trip.
+        return x, y
 
     def predict(self, x):
         return self.inference.predict(x, batch_size=self.eval_batch, verbose=0).astype(np.float32)
@@ -377,6 +383,8 @@ def parse_args(argv=None):
     p.add_argument("--recipe", default="fast")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-batch", type=int, default=1000)
+    p.add_argument("--host-arrays", action="store_true",
+                   help="hand fit host copies of each epoch's images (the first lease's path) instead of device arrays")
     p.add_argument("--limit-per-class", type=int, default=None, help="a small subset, for trying the script")
     p.add_argument("--deadline", type=float, default=None,
                    help="seconds from the start by which every entry should be done (their seconds shrink to fit)")
@@ -447,8 +455,8 @@ def main(argv=None):
     for i, (name, max_epochs, seconds) in enumerate(plan):
         seconds = share(plan[i:], seconds, args.deadline - (time.perf_counter() - t0) if args.deadline else None)
         try:
-            Recipe(name, args.recipe, max_epochs, args.seed, data, report, args.out, args.eval_batch).run(
-                max_epochs or 10, seconds)
+            Recipe(name, args.recipe, max_epochs, args.seed, data, report, args.out, args.eval_batch,
+                   args.host_arrays).run(max_epochs or 10, seconds)
         except Exception as e:  # one model's failure must not cost the others their lease time
             import traceback
 
