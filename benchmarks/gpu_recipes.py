@@ -54,9 +54,9 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from kerascnn.serving.test_time_views import VIEW_SHIFTS, combine_views  # noqa: E402 (after the path)
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-# (dy, dx) of airbench's test-time views, as kerascnn.serving.tta.VIEW_SHIFTS: the image, up-left, down-right.
-VIEW_SHIFTS = ((0, 0), (-1, -1), (1, 1))
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -156,9 +156,7 @@ def tta_accuracies(predict, images, labels):
     """(plain, flip, flip-and-shift) accuracy: the six views of kerascnn.serving.tta, combined as there."""
     views = [shifted(images, dy, dx) for dy, dx in VIEW_SHIFTS]
     views += [v[:, :, ::-1] for v in views]
-    probs = [softmax(predict(v)) for v in views]
-    pairs = [(probs[i] + probs[i + 3]) / 2 for i in range(3)]
-    combined = (probs[0], pairs[0], 0.5 * pairs[0] + 0.25 * (pairs[1] + pairs[2]))
+    combined = combine_views([softmax(predict(v)) for v in views])
     return tuple(float(np.mean(p.argmax(1) == labels)) for p in combined)
 
 

@@ -7,7 +7,8 @@
     batch_predict  predict_files: files and folders in batches through tf.data, CSV rows
     run_loading  load_run: a run directory's config, best model and preprocessing
     evaluate     evaluate: top-1/top-5 accuracy and cross-entropy on a test split
-    scoring, tta  accumulating probabilities; the ten-patch test-time augmentation
+    scoring, tta  accumulating probabilities; flips, flips with shifts and the ten patches at test time
+    test_time_views  which flip-and-shift views and how they combine (no TensorFlow)
 """
 
 from kerascnn._lazy import lazy_exports

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from kerascnn.data.pipeline import any_batch_spec
 from kerascnn.serving.scoring import ProbabilityScores
+from kerascnn.serving.test_time_views import VIEW_SHIFTS, combine_views  # noqa: F401 (combine_views is re-exported)
 
 
 def ten_crop_metrics(model, dataset):
@@ -109,23 +110,10 @@ def shift(images, dy, dx):
     return padded[:, pad_y - dy:pad_y - dy + h, pad_x - dx:pad_x - dx + w]
 
 
-# (dy, dx) of the three shifted views: the image, one pixel up-left, one pixel down-right.
-VIEW_SHIFTS = ((0, 0), (-1, -1), (1, 1))
-
-
 def flip_shift_views(images):
     """The six views of `images` [B, h, w, C]: the three `VIEW_SHIFTS`, then the mirror of each."""
     views = [shift(images, dy, dx) for dy, dx in VIEW_SHIFTS]
     return views + [tf.reverse(v, axis=[2]) for v in views]
-
-
-def combine_views(probs):
-    """(plain, flip, flip and shift) probabilities from the six views' probabilities, in `flip_shift_views` order.
-
-    Works on tensors and NumPy arrays alike.
-    """
-    pairs = [(probs[i] + probs[i + 3]) / 2.0 for i in range(3)]
-    return probs[0], pairs[0], 0.5 * pairs[0] + 0.25 * (pairs[1] + pairs[2])
 
 
 def score_with_flips_and_shifts(model, dataset):
