@@ -188,6 +188,8 @@ class Recipe:
 
         self.name, self.data, self.report, self.out, self.eval_batch = name, data, report, out, eval_batch
         self.host_arrays = host_arrays
+        # Resolved now so that a bad model or recipe name stops the script before any model
+        # trains; build() resolves it again at the epochs the deadline leaves.
         self.config = RunConfig.from_flags(name, recipe=recipe, epochs=epochs, seed=seed)
         self.seed = seed
 
