@@ -28,6 +28,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 # of 64 pixels or less and `alexnet` for larger ones.
 AUGMENT_PRESETS = ("none", "cifar", "alexnet", "inception")
 PCA_SCALES = ("eigenvalue", "stddev")
+# Which images the augmentation's flip mirrors (kerascnn.data.augment): a random
+# half every epoch, airbench's alternating flip, or none.
+FLIPS = ("random", "alternating", "none")
 # Learning rate when --lr is not given: the VGG/AlexNet papers' 0.01 for SGD,
 # the Adam paper's 1e-3 for the adaptive methods.
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
@@ -127,6 +130,11 @@ class DataConfig:
             2017); 0 disables.
         random_erasing: probability of erasing a random rectangle (Zhong et
             al. 2020); 0 disables.
+        flip: which training images the preset's flip mirrors (`FLIPS`):
+            "random" (each with probability 1/2, every epoch anew), "alternating"
+            (airbench's: a random half in the first epoch, then each image
+            the other way round from the epoch before; Jordan 2024, 3.6) or
+            "none".
         tta: at test time average the predictions of the paper's ten patches
             (corners and centre, with their reflections).
         skip_bad_images: leave out image files that cannot be decoded
@@ -147,6 +155,7 @@ class DataConfig:
     pca_scale: str = "stddev"
     cutout: int = 0
     random_erasing: float = 0.0
+    flip: str = "random"
     tta: bool = False
     skip_bad_images: bool = False
 
@@ -165,6 +174,8 @@ class DataConfig:
             raise ConfigError(f"pad_mode must be reflect or zero. Received: pad_mode={self.pad_mode}")
         if self.pca_scale not in PCA_SCALES:
             raise ConfigError(f"pca_scale must be one of {', '.join(PCA_SCALES)}. Received: pca_scale={self.pca_scale}")
+        if self.flip not in FLIPS:
+            raise ConfigError(f"flip must be one of {', '.join(FLIPS)}. Received: flip={self.flip}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -123,8 +123,9 @@ def _fast_summary(settings):
     if settings["label_smoothing"]:
         parts.append(f"label smoothing {settings['label_smoothing']:g}")
     translate = settings.get("translate", 4)
-    crop = f"crop (shift {translate}) + flip" if translate != 4 else "crop + flip"
-    parts.append((crop if translate else "flip") + (f" + cutout {settings['cutout']}" if settings["cutout"] else ""))
+    flip = {"random": "flip", "alternating": "alternating flip", "none": "no flip"}[settings.get("flip", "random")]
+    crop = f"crop (shift {translate}) + {flip}" if translate != 4 else f"crop + {flip}"
+    parts.append((crop if translate else flip) + (f" + cutout {settings['cutout']}" if settings["cutout"] else ""))
     if settings.get("freeze_bn_scale"):
         parts.append("batch-norm scales frozen")
     if settings.get("bn_bias_lr_scale", 1) != 1:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from kerascnn.config import DataConfig
@@ -9,6 +10,7 @@ from kerascnn.data.statistics import channel_stats
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.data.contract import DataSource, SourceInfo
 from kerascnn.data.synthetic import SyntheticSource
+from kerascnn.errors import ConfigError
 
 
 class ArraySource(DataSource):
@@ -156,3 +158,46 @@ def test_the_compiled_augmentation_is_keyed_by_everything_it_captures():
     for other_augmentation, other_preprocessing in changed:
         assert pipeline.compiled_transform(other_augmentation, other_preprocessing, (8, 8)) is not transform
     assert pipeline.compiled_transform(augmentation, preprocessing, (10, 10)) is not transform
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_alternating_flip_mirrors_half_then_each_image_the_other_way_every_epoch(monkeypatch, streamed):
+    """airbench's alternating flip (Jordan 2024, 3.6) through make_datasets, in memory and streamed."""
+    if streamed:
+        monkeypatch.setattr(pipeline, "CACHE_BUDGET_BYTES", 0)
+    source = ArraySource()
+
+    def epochs(flip, first=0, last=3):
+        # No crop (translate 0) and nothing photometric but the normalisation: each output is
+        # its image as it is or mirrored, in an order that does not depend on the flip.
+        config = DataConfig(batch_size=10, augment="cifar", translate=0, flip=flip, val_split=0)
+        data = make_datasets(source, config, 10, seed=3, epochs=last, first_epoch=first)
+        return np.split(np.concatenate([b[0].numpy() for b in data.train]), last - first), data.preprocessing
+
+    (plain, preprocessing), (alternating, _) = epochs("none"), epochs("alternating")
+    originals = preprocessing.normalize(tf.constant(source.x, tf.float32)).numpy()
+    distance = np.abs(plain[0][:, None] - originals[None]).max(axis=(2, 3, 4))
+    assert np.all(distance.min(axis=1) < 1e-4)  # "none" mirrors nothing: every image as it is
+    keys = [[img.tobytes() for img in epoch] for epoch in plain]
+    flipped = []
+    for p, a in zip(plain, alternating):
+        mirrored = np.array([np.array_equal(x, y[:, ::-1]) for x, y in zip(a, p)])
+        as_is = np.array([np.array_equal(x, y) for x, y in zip(a, p)])
+        assert np.all(mirrored ^ as_is)  # every image either way round, none changed otherwise
+        flipped.append(mirrored)
+    state = [dict(zip(k, f)) for k, f in zip(keys, flipped)]  # image -> mirrored, per epoch
+    assert sum(state[0].values()) == 50  # exactly half of the 100 in the first epoch
+    assert all(state[1][k] != state[0][k] for k in state[0])  # the other way round in the second
+    assert state[2] == state[0]  # and back in the third
+    np.testing.assert_array_equal(epochs("alternating", first=1)[0][0], alternating[1])  # a resumed run's epoch 1
+
+
+def test_alternating_flip_needs_numbered_epochs_and_the_pipeline_s_mask():
+    with pytest.raises(ConfigError, match="--flip alternating needs the epochs numbered"):
+        make_datasets(ArraySource(), DataConfig(batch_size=10, flip="alternating"), 10, seed=0)
+    augmentation = aug.Augmentation("cifar", (8, 8), flip="alternating")
+    with pytest.raises(ValueError, match="pass `flips`"):
+        augmentation.geometric(np.zeros((2, 8, 8, 3), np.uint8), tf.constant([1, 2], tf.int64))
+    with pytest.raises(ConfigError, match="flip must be one of random, alternating, none"):
+        DataConfig(flip="sideways")
+    assert augmentation.describe() == "cifar (reflect pad 4, crop, alternating flip)"

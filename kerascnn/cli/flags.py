@@ -189,6 +189,11 @@ FLAGS = {
     "--pca-scale": dict(
         choices=["stddev", "eigenvalue"], help="shift alpha*sqrt(lambda) (default) or the paper's alpha*lambda"
     ),
+    "--flip": dict(
+        choices=["random", "alternating", "none"],  # kerascnn.config.FLIPS
+        help="which images the flip mirrors: a random half every epoch (default), alternating (airbench: "
+        "each image the other way round from the epoch before), none",
+    ),
     "--cutout": dict(type=setting_type("cutout"), metavar="N", help="zero an N x N square per image"),
     "--random-erasing": dict(type=probability, metavar="P", help="erase a random rectangle with probability P"),
     "--tta": dict(action="store_true", default=None, help="also report test accuracy averaged over ten patches"),
@@ -374,7 +379,7 @@ def add_data_flags(parser, *optional):
 
 def add_augment_flags(parser):
     return add_group(
-        parser, "augmentation (training data only)", "--augment", "--pad-mode", "--translate", "--pca-jitter",
+        parser, "augmentation (training data only)", "--augment", "--pad-mode", "--translate", "--flip", "--pca-jitter",
         "--pca-sigma", "--pca-scale", "--cutout", "--random-erasing", "--tta",
     )
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from kerascnn.data import augment as aug
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.data.statistics import pca_of, pixel_moments
-from kerascnn.errors import DataError
+from kerascnn.errors import ConfigError, DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Decoded uint8 images are kept in memory when they take less than this;
@@ -132,7 +132,11 @@ def _batch_seed(seed, key, batch_index):
 
 
 def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False, epochs=None, first_epoch=0):
-    """Shuffled batches of arrays held in memory: (images, labels, batch seed).
+    """Shuffled batches of arrays held in memory: (images, labels, batch seed, image ids, epoch key).
+
+    The image ids are the images' indices in `images`, and the epoch key is
+    the epoch's number when `epochs` is given (`epoch_keys`): what the
+    alternating flip needs to know which way round each image goes.
 
     Only the indices are shuffled (a stateless permutation per epoch key,
     see `epoch_keys`); each batch is then one `tf.gather` from the image
@@ -150,11 +154,11 @@ def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False, ep
             tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(key, tf.int64)])
         )
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
-        return batches.enumerate().map(plain_graph(lambda b, idx: (idx, _batch_seed(seed, key, b))))
+        return batches.enumerate().map(plain_graph(lambda b, idx: (idx, _batch_seed(seed, key, b), key)))
 
     ds = epoch_keys(seed, epochs, first_epoch).flat_map(plain_graph(one_epoch))
     return ds.map(
-        plain_graph(lambda idx, s: (tf.gather(images, idx), tf.gather(labels, idx), s)),
+        plain_graph(lambda idx, s, key: (tf.gather(images, idx), tf.gather(labels, idx), s, idx, key)),
         num_parallel_calls=AUTOTUNE,
     )
 
@@ -163,19 +167,24 @@ def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False,
     """Shuffled batches of an (image, label) dataset too large to hold in memory.
 
     The shuffle buffer is seeded by the epoch key too, so epoch e's order
-    does not depend on how many epochs this process has already run.
+    does not depend on how many epochs this process has already run. The
+    elements are those of `in_memory_batches`; the image ids are the
+    images' positions in `ds`, numbered before the shuffle.
     """
+    numbered = ds.enumerate()
 
     def one_epoch(key):
-        epoch = ds.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(key, tf.int64))
+        epoch = numbered.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(key, tf.int64))
         batches = epoch.batch(batch_size, drop_remainder=drop_remainder)
-        return batches.enumerate().map(plain_graph(lambda b, xy: (xy[0], xy[1], _batch_seed(seed, key, b))))
+        return batches.enumerate().map(
+            plain_graph(lambda b, batch: (batch[1][0], batch[1][1], _batch_seed(seed, key, b), batch[0], key))
+        )
 
     return epoch_keys(seed, epochs, first_epoch).flat_map(plain_graph(one_epoch))
 
 
-def training_batches(batches, augmentation, preprocessing, num_classes):
-    """Augment and normalise batches of (uint8 images, labels, batch seed) for training.
+def training_batches(batches, augmentation, preprocessing, num_classes, seed=0, num_images=None):
+    """Augment and normalise batches of `in_memory_batches` / `streamed_batches` for training.
 
     Every random choice of a batch (crops, flips, colour shifts,
     occlusions) derives from its stateless seed, so augmentation differs
@@ -188,12 +197,19 @@ def training_batches(batches, augmentation, preprocessing, num_classes):
     the same ops run one by one, and PCA jitter then costs next to nothing
     (`benchmarks/pipeline.py`). Resizing presets keep their resize
     uncompiled (crop_and_resize has no XLA kernel).
+
+    With `augmentation.flip == "alternating"` the images to mirror come from
+    each image's id and the epoch number (`augment.alternating_flips`, keyed
+    by `seed` over the `num_images` training images): the batches must be an
+    epoch-numbered stream (`epochs` given to the batching functions).
     """
     transform = compiled_transform(augmentation, preprocessing, tuple(batches.element_spec[0].shape[1:3]))
+    alternating = augmentation.flip == "alternating"
 
-    def augment(images, labels, batch_seed):
+    def augment(images, labels, batch_seed, image_ids, epoch):
         geo_seed, photo_seed = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 2))
-        return transform(images, geo_seed, photo_seed), tf.one_hot(labels, num_classes)
+        flips = aug.alternating_flips(image_ids, epoch, seed, num_images) if alternating else None
+        return transform(images, geo_seed, photo_seed, flips), tf.one_hot(labels, num_classes)
 
     return _shard_by_data(batches.map(plain_graph(augment), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
 
@@ -223,7 +239,7 @@ def _frozen(value):
 
 
 def compiled_transform(augmentation, preprocessing, input_size):
-    """`transform(images, geo_seed, photo_seed)`: one batch augmented and normalised, XLA-compiled.
+    """`transform(images, geo_seed, photo_seed, flips=None)`: one batch augmented and normalised, XLA-compiled.
 
     XLA compiles a function once per tf.function and input shape, and a tiny
     run spends more on that compile (about 1.3 CPU s on a 2-core host) than
@@ -244,17 +260,18 @@ def compiled_transform(augmentation, preprocessing, input_size):
     def photometric(images, photo_seed):
         return augmentation.photometric(images, photo_seed, preprocessing.normalize, jitter)
 
+    # `flips`: the images to mirror (the alternating flip), or None to draw them.
     if augmentation.geometric_is_compilable(input_size):
 
         @tf.function(jit_compile=True, autograph=False)
-        def transform(images, geo_seed, photo_seed):
-            return photometric(augmentation.geometric(images, geo_seed), photo_seed)
+        def transform(images, geo_seed, photo_seed, flips=None):
+            return photometric(augmentation.geometric(images, geo_seed, flips), photo_seed)
 
     else:
         compiled = tf.function(photometric, jit_compile=True, autograph=False)
 
-        def transform(images, geo_seed, photo_seed):
-            return compiled(augmentation.geometric(images, geo_seed), photo_seed)
+        def transform(images, geo_seed, photo_seed, flips=None):
+            return compiled(augmentation.geometric(images, geo_seed, flips), photo_seed)
 
     with _COMPILED_LOCK:
         _COMPILED[key] = transform
@@ -311,6 +328,7 @@ def resolve_augmentation(data_config, image_size, pca=None):
         image_size=tuple(image_size),
         pad_mode=data_config.pad_mode,
         translate=data_config.translate,
+        flip=data_config.flip,
         pca=pca if wants_pca(data_config, image_size) else None,
         pca_sigma=data_config.pca_sigma,
         pca_scale=data_config.pca_scale,
@@ -382,6 +400,10 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None,
             new, seeded epoch.
     """
     info = source.info
+    if data_config.flip == "alternating" and epochs is None:
+        # Without epoch numbers (a search's trials draw every pass afresh) there is no "epoch before".
+        raise ConfigError("--flip alternating needs the epochs numbered, as fit numbers them; "
+                          "use --flip random here")
     train_idx, val_idx = split_indices(info.num_train, data_config.val_split, data_config.limit_train, seed)
     n = len(train_idx)
     in_memory = n * int(np.prod(info.image_shape)) <= CACHE_BUDGET_BYTES
@@ -419,7 +441,7 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None,
     else:
         shuffle_buffer = int(min(n, max(1024, CACHE_BUDGET_BYTES // 8 // int(np.prod(info.image_shape)))))
         batches = streamed_batches(train_raw, global_batch, seed, shuffle_buffer, drop, epochs, first_epoch)
-    train = training_batches(batches, augmentation, preprocessing, info.num_classes)
+    train = training_batches(batches, augmentation, preprocessing, info.num_classes, seed, n)
     steps = n // global_batch if drop else 1
     # flat_map hides the length; state it, so Keras knows an epoch's steps
     # up front instead of finding out by running dry (with a warning).
