@@ -114,3 +114,12 @@ def test_the_cli_lists_recipes_and_refuses_an_unknown_one_in_one_line(tmp_path, 
         "kerascnn fit: error: model vgg19 has no recipe 'fast'; its recipes: paper, scratch"
     ]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_summary_names_its_flip():
+    from kerascnn.recipes import fast
+
+    assert "crop + flip" in fast(10).summary
+    assert "crop + alternating flip" in fast(10, {"flip": "alternating"}).summary
+    assert "crop (shift 2) + no flip" in fast(10, {"flip": "none", "translate": 2}).summary
+    assert RunConfig.from_flags("alexnet_cifar", recipe="fast", flip="alternating").data.flip == "alternating"
