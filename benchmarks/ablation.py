@@ -47,6 +47,9 @@ VARIANTS = {
     "with_cutout": ("(added) cutout 8x8", ["cutout=8"]),
     "translate_2": ("(changed) crops shifted by at most 2 pixels, not 4 (airbench's)", ["translate=2"]),
     "flips_only": ("no crops, flips kept (translate 0)", ["translate=0"]),
+    # airbench's derandomised flip (kerascnn.data.augment.alternating_flips, Jordan 2024, 3.6).
+    "with_alternating_flip": ("(changed) each image mirrored every other epoch, not at random", ["flip=alternating"]),
+    "no_flip": ("no flips, crops kept", ["flip=none"]),
     "no_nesterov": ("classical momentum, not Nesterov", ["nesterov=False"]),
     "no_onecycle": ("cosine decay from the peak, no warm-up, instead of one-cycle", ["schedule=cosine", "warmup_epochs=0"]),
     "no_batch_norm": ("no batch normalisation", ["batch_norm=False"]),
