@@ -105,15 +105,21 @@ def load_cifar(source, limit_per_class=None):
 # --- augmentation and test-time views, on the device ---------------------------------------------
 
 
-def make_augment(mean, std, translate, pad_mode, cutout):
-    """A jitted (key, uint8 images [N, h, w, 3]) -> (normalised float32 views, permutation) of the `cifar` preset."""
+def make_augment(mean, std, translate, pad_mode, cutout, flip="random", seed=0):
+    """A jitted (key, uint8 images [N, h, w, 3], epoch) -> (normalised float32 views, permutation) of the `cifar` preset.
+
+    `flip` as the product's `--flip`: "alternating" mirrors a `seed`ed half of the
+    images in epoch 0 and each image the other way round in every epoch after
+    (kerascnn.data.augment.alternating_flips; a JAX permutation stands in for
+    TensorFlow's index_shuffle, so the half differs from a TensorFlow run's).
+    """
     import jax
     import jax.numpy as jnp
 
     mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
 
     @jax.jit
-    def augment(key, images):
+    def augment(key, images, epoch=0):
         n, h, w, c = images.shape
         k_order, k_shift, k_flip, k_cut = jax.random.split(key, 4)
         order = jax.random.permutation(k_order, n)
@@ -123,8 +129,14 @@ def make_augment(mean, std, translate, pad_mode, cutout):
             padded = jnp.pad(x, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect" if pad_mode == "reflect" else "constant")
             offsets = jax.random.randint(k_shift, (n, 2), 0, 2 * t + 1)
             x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c)))(padded, offsets)
-        flip = jax.random.bernoulli(k_flip, 0.5, (n,))
-        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+        if flip == "alternating":
+            first = jax.random.permutation(jax.random.PRNGKey(seed), n) < n // 2  # by image id
+            mirror = first[order] ^ (epoch % 2 == 1)
+        elif flip == "none":
+            mirror = jnp.zeros((n,), bool)
+        else:
+            mirror = jax.random.bernoulli(k_flip, 0.5, (n,))
+        x = jnp.where(mirror[:, None, None, None], x[:, :, ::-1, :], x)
         x = (x.astype(jnp.float32) - mean) / std
         if cutout:
             centre = jnp.floor(jax.random.uniform(k_cut, (n, 2)) * jnp.array([h, w], jnp.float32)).astype(jnp.int32)
@@ -217,11 +229,11 @@ class Recipe:
             if "learning_rate" not in variable.path:
                 variable.assign(np.zeros(variable.shape, variable.dtype))
 
-    def epoch_data(self, key):
+    def epoch_data(self, key, epoch=0):
         import jax
 
         images, labels = self.data["train_device"]
-        x, order = self.augment(key, images)
+        x, order = self.augment(key, images, epoch)
         batch = self.config.data.batch_size
         used = self.steps * batch
         y = jax.nn.one_hot(labels[order][:used], len(CLASSES))
@@ -243,7 +255,7 @@ class Recipe:
         self.build(max_epochs)
         entry = self.report["recipes"].setdefault(self.name, {})
         self.augment = make_augment(self.data["mean"], self.data["std"], d.translate if d.augment == "cifar" else 0,
-                                    d.pad_mode, d.cutout)
+                                    d.pad_mode, d.cutout, d.flip, self.seed)
         key = jax.random.PRNGKey(self.seed)
         x, y = self.epoch_data(jax.random.fold_in(key, 10_000))
         probe = min(self.steps, 20) * d.batch_size
@@ -285,7 +297,7 @@ class Recipe:
         trained = 0.0
         for epoch in range(epochs):
             t = time.perf_counter()
-            x, y = self.epoch_data(jax.random.fold_in(key, epoch))
+            x, y = self.epoch_data(jax.random.fold_in(key, epoch), epoch)
             augment_s = time.perf_counter() - t
             history = self.model.fit(x, y, batch_size=d.batch_size, epochs=epoch + 1, initial_epoch=epoch,
                                      shuffle=False, verbose=0).history
