@@ -174,6 +174,13 @@ def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False,
     numbered = ds.enumerate()
 
     def one_epoch(key):
+        # The shuffle's seed is a tensor (it depends on the epoch key), and TensorFlow
+        # pairs an op seed with the graph's global seed in `random_seed.get_seed`, whose
+        # `seeds == (0, 0)` test turns the tensor into a Python bool and fails whenever
+        # the global seed is 0 (`fit`'s default --seed sets it). Without a graph seed the
+        # pair is (TensorFlow's default graph seed, this seed): the same for a run and
+        # its resumption, and no comparison of the tensor.
+        tf.compat.v1.get_default_graph().seed = None
         epoch = numbered.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(key, tf.int64))
         batches = epoch.batch(batch_size, drop_remainder=drop_remainder)
         return batches.enumerate().map(
