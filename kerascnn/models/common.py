@@ -3,7 +3,7 @@
 import keras
 
 from kerascnn.errors import ConfigError
-from kerascnn.layers import BatchNormalization
+from kerascnn.layers import BatchNormalization, Conv2D
 from kerascnn.validation import positive_float, positive_int, rate
 
 
@@ -58,6 +58,19 @@ def batch_normalization(x, name, epsilon=BN_EPSILON, **kwargs):
     `kwargs` are the layer's other arguments (e.g. ResNet's zero gamma_initializer).
     """
     return BATCH_NORM(momentum=BN_MOMENTUM, epsilon=epsilon, name=name, **kwargs)(x)
+
+
+# The convolution class of the VGG and ResNet builders: Keras' layer with a
+# matrix-product kernel gradient on maps of 16 pixels or fewer in bfloat16 on
+# the CPU, whose training step measured 1.13x faster for vgg16_bn there
+# (benchmarks/NOTES.md 34); benchmarks/small_map_conv.py sets it to
+# keras.layers.Conv2D to compare.
+CONV2D = Conv2D
+
+
+def conv2d(*args, **kwargs):
+    """A `CONV2D` layer; the arguments are `keras.layers.Conv2D`'s."""
+    return CONV2D(*args, **kwargs)
 
 
 def check_common_args(num_classes, input_shape, dropout, include_top):

@@ -76,6 +76,7 @@ from kerascnn.errors import ConfigError
 from kerascnn.models.common import (
     BN_EPSILON,
     batch_normalization,
+    conv2d,
     CONV_INIT,
     check_common_args,
     classifier_logits,
@@ -127,7 +128,7 @@ def _conv(x, filters, kernel_size, strides, name, use_bias=False, kernel_initial
     if strides > 1 and kernel_size > 1:
         x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
         padding = "valid"
-    return keras.layers.Conv2D(
+    return conv2d(
         filters,
         kernel_size,
         strides=strides,

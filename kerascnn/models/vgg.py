@@ -36,6 +36,7 @@ import keras
 
 from kerascnn.models.common import (
     batch_normalization,
+    conv2d,
     CONV_INIT,
     FORWARD_CONV_INIT,
     DENSE_INIT,
@@ -111,7 +112,7 @@ def VGG(
     for stage, (convs, width) in enumerate(zip(stackwise_convs, STAGE_WIDTHS), start=1):
         filters = scaled_width(width, width_multiplier)
         for i in range(1, convs + 1):
-            x = keras.layers.Conv2D(
+            x = conv2d(
                 filters,
                 3,
                 padding="same",
