@@ -1,0 +1,178 @@
+"""TensorFlow's convolution weight gradient against k*k matrix products on small maps (issue 19, NOTES.md 34).
+
+    python benchmarks/small_map_conv.py [--precision mixed_bfloat16 float32] [--batch-size 128] \\
+        [--shapes 4x512x512 2x512x512 ...] [--models vgg16_bn resnet18 ...] [--repeats 7] [--steps 2] [--json OUT]
+
+NOTES.md 29a traced vgg16_bn's bfloat16 training step on a 2-core AVX512-BF16
+CPU: TensorFlow's `Conv2DBackpropFilter` (oneDNN 3.7) took 1.6-2.3x PyTorch's
+time for the 256-512-channel layers at 8x8, 4x4 and 2x2, the whole of the step's
+gap to PyTorch. `kerascnn.layers.Conv2D` computes that gradient as k*k matrix
+products (`kerascnn.layers.conv2d.weight_gradient`:
+dL/dW[i, j] = X_ij^T dY, X_ij the input window shifted by (i, j)) on maps of at
+most `SMALL_MAP_PIXELS` pixels. Two comparisons, round-robin timings
+(`benchmarks/timing.py`), medians:
+
+- `--shapes`: the kernel gradient alone, HxCinxCout (3x3 kernel, stride 1,
+  "same"), `Conv2DBackpropFilter` against `weight_gradient` on the same random
+  input and output gradient, each in its own tf.function, with their largest
+  difference relative to the largest entry;
+- `--models`: whole registered models as `fit` builds them
+  (`throughput.keras_candidate`), with the builders' convolution class
+  (`kerascnn.models.common.CONV2D`) set to Keras' `Conv2D` and to kerascnn's,
+  the same batch in memory, `--steps` training steps per timing; the ratio
+  keras / kerascnn of the medians (above 1: kerascnn's class is faster).
+  Only at the precisions whose compute dtype takes the small-map gradient
+  (`SMALL_MAP_DTYPES`: bfloat16); in float32 the two classes compute alike.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kerascnn.config import OptimConfig  # noqa: E402
+from kerascnn.layers import Conv2D  # noqa: E402
+from kerascnn.layers.conv2d import SMALL_MAP_DTYPES, weight_gradient  # noqa: E402
+from kerascnn.models import common  # noqa: E402
+from throughput import keras_candidate  # noqa: E402
+from timing import cpu_name, interleaved  # noqa: E402
+
+# vgg16_bn's layers at 8x8 and below on CIFAR-10 (size, in channels, out channels).
+DEFAULT_SHAPES = ("8x256x256", "4x256x512", "4x512x512", "2x512x512")
+CLASSES = {"keras": keras.layers.Conv2D, "kerascnn": Conv2D}
+
+
+def parse_shape(text):
+    """'4x512x512' -> (4, 512, 512): map size, input channels, output channels."""
+    try:
+        size, channels, filters = (int(part) for part in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is SIZExCINxCOUT, e.g. 4x512x512. Received: {text!r}")
+    return size, channels, filters
+
+
+def gradient_candidates(shape, dtype, batch_size, steps):
+    """{"keras": run, "kerascnn": run} of one kernel gradient, and their relative difference."""
+    size, channels, filters = shape
+    x = tf.cast(tf.random.stateless_normal((batch_size, size, size, channels), (0, 1)), dtype)
+    dy = tf.cast(tf.random.stateless_normal((batch_size, size, size, filters), (0, 2)), dtype)
+    functions = {
+        "keras": tf.function(lambda x, dy: tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=[3, 3, channels, filters], out_backprop=dy, strides=[1, 1, 1, 1],
+            padding="SAME")),
+        "kerascnn": tf.function(lambda x, dy: weight_gradient(x, dy, (3, 3, channels, filters))),
+    }
+    results = {name: tf.cast(f(x, dy), "float32") for name, f in functions.items()}
+    difference = float(tf.reduce_max(tf.abs(results["keras"] - results["kerascnn"]))
+                       / tf.reduce_max(tf.abs(results["keras"])))
+
+    def run(f):
+        def timed():
+            for _ in range(steps):
+                grad = f(x, dy)
+            float(tf.reduce_sum(tf.cast(grad[0, 0, 0], "float32")))  # waits for the last one
+        return timed
+
+    return {name: run(f) for name, f in functions.items()}, difference
+
+
+@contextlib.contextmanager
+def builders_conv2d(conv_class):
+    """The VGG and ResNet builders' convolution class is `conv_class` inside the block."""
+    saved = common.CONV2D
+    common.CONV2D = conv_class
+    try:
+        yield
+    finally:
+        common.CONV2D = saved
+
+
+def model_candidates(name, precision, args):
+    """{class name: train_run} of registered model `name` as fit builds it, with each convolution class."""
+    runs = {}
+    for conv_name, conv_class in CLASSES.items():
+        with builders_conv2d(conv_class):
+            runs[conv_name], _, _, _ = keras_candidate(
+                name, precision, False, args.batch_size, args.batch_size, args.image_size, args.steps,
+                optim=OptimConfig(),
+            )
+    return runs
+
+
+def summarise(label, seconds, steps, batch_size):
+    """One row {label, keras ms, kerascnn ms, ratio, images/s} per steps of interleaved timings."""
+    medians = {name: statistics.median(seconds[name]) / steps for name in CLASSES}
+    return {
+        "label": label,
+        **{f"{name}_ms": 1000 * median for name, median in medians.items()},
+        **{f"{name}_images_per_s": batch_size / median for name, median in medians.items()},
+        "keras_over_kerascnn": medians["keras"] / medians["kerascnn"],
+        "all_seconds": seconds,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--precision", nargs="+", default=["mixed_bfloat16", "float32"],
+                        choices=["mixed_bfloat16", "float32"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--shapes", nargs="*", type=parse_shape, default=[parse_shape(s) for s in DEFAULT_SHAPES])
+    parser.add_argument("--models", nargs="*", default=["vgg16_bn", "resnet18"])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {cpu_name()}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    result = {"tensorflow": tf.__version__, "keras": keras.__version__, "cpu": cpu_name(),
+              "args": {**vars(args), "shapes": ["x".join(map(str, s)) for s in args.shapes]},
+              "load_average_start": os.getloadavg(), "gradients": [], "models": []}
+    for precision in args.precision:
+        dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
+        for shape in args.shapes:
+            runs, difference = gradient_candidates(shape, dtype, args.batch_size, args.steps)
+            row = summarise(f"{'x'.join(map(str, shape))} {dtype}", interleaved(runs, args.repeats),
+                            args.steps, args.batch_size)
+            row["relative_difference"] = difference
+            result["gradients"].append(row)
+        for model in args.models if dtype in SMALL_MAP_DTYPES else ():
+            runs = model_candidates(model, precision, args)
+            result["models"].append(summarise(f"{model} {precision}", interleaved(runs, args.repeats),
+                                              args.steps, args.batch_size))
+
+    print(f"\nKernel gradient, 3x3, batch {args.batch_size} ({args.repeats} interleaved repeats of {args.steps})")
+    print("| map x in x out, dtype | Conv2DBackpropFilter ms | matrix products ms | keras / kerascnn | difference |")
+    print("|---|---|---|---|---|")
+    for r in result["gradients"]:
+        print(f"| {r['label']} | {r['keras_ms']:.1f} | {r['kerascnn_ms']:.1f} | {r['keras_over_kerascnn']:.2f}x "
+              f"| {r['relative_difference']:.1e} |")
+    print(f"\nTraining step as fit builds it, batch {args.batch_size}, {args.image_size}x{args.image_size}")
+    print("| model, precision | keras.layers.Conv2D img/s | kerascnn.layers.Conv2D img/s | keras / kerascnn time |")
+    print("|---|---|---|---|")
+    for r in result["models"]:
+        print(f"| {r['label']} | {r['keras_images_per_s']:.1f} | {r['kerascnn_images_per_s']:.1f} "
+              f"| {r['keras_over_kerascnn']:.3f}x |")
+    result["load_average_end"] = os.getloadavg()
+    print(f"\nload average at the end: {result['load_average_end'][0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
