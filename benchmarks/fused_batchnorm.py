@@ -41,6 +41,7 @@ kernel is faster).
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -59,12 +60,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kerascnn.config import OptimConfig  # noqa: E402
 from kerascnn.layers import BatchNormalization as FusedBatchNormalization  # noqa: E402
 from kerascnn.models import common  # noqa: E402
 from kerascnn.models.common import BN_EPSILON, BN_MOMENTUM, CONV_INIT  # noqa: E402
 from kerascnn.training.context import precision_policy  # noqa: E402
-from throughput import keras_candidate  # noqa: E402
+from throughput import train_runs_per_variant  # noqa: E402
 from timing import interleaved  # noqa: E402
 
 STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # vgg16's (convolutions, width)
@@ -181,14 +181,9 @@ def builders_batch_norm(bn_class):
 
 def model_candidates(name, precision, args):
     """{class name: train_run} of registered model `name` as fit builds it, with each batch-norm class."""
-    runs = {}
-    for bn_name, bn_class in (("keras", keras.layers.BatchNormalization), ("fused", FusedBatchNormalization)):
-        with builders_batch_norm(bn_class):
-            runs[bn_name], _, _, _ = keras_candidate(
-                name, precision, False, args.batch_size, args.batch_size, args.image_size, args.steps,
-                optim=OptimConfig(),
-            )
-    return runs
+    variants = {label: functools.partial(builders_batch_norm, bn_class)
+                for label, bn_class in (("keras", keras.layers.BatchNormalization), ("fused", FusedBatchNormalization))}
+    return train_runs_per_variant(name, precision, variants, args.batch_size, args.image_size, args.steps)
 
 
 def summarise(seconds, keys, steps, batch_size):

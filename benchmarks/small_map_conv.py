@@ -26,11 +26,12 @@ most `SMALL_MAP_PIXELS` pixels. Two comparisons, round-robin timings
 """
 
 import argparse
-import contextlib
+import functools
 import json
 import os
 import statistics
 import sys
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -43,11 +44,10 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kerascnn.config import OptimConfig  # noqa: E402
 from kerascnn.layers import Conv2D  # noqa: E402
 from kerascnn.layers.conv2d import SMALL_MAP_DTYPES, weight_gradient  # noqa: E402
 from kerascnn.models import common  # noqa: E402
-from throughput import keras_candidate  # noqa: E402
+from throughput import train_runs_per_variant  # noqa: E402
 from timing import cpu_name, interleaved  # noqa: E402
 
 # vgg16_bn's layers at 8x8 and below on CIFAR-10 (size, in channels, out channels).
@@ -89,27 +89,15 @@ def gradient_candidates(shape, dtype, batch_size, steps):
     return {name: run(f) for name, f in functions.items()}, difference
 
 
-@contextlib.contextmanager
 def builders_conv2d(conv_class):
     """The VGG and ResNet builders' convolution class is `conv_class` inside the block."""
-    saved = common.CONV2D
-    common.CONV2D = conv_class
-    try:
-        yield
-    finally:
-        common.CONV2D = saved
+    return mock.patch.object(common, "CONV2D", conv_class)
 
 
 def model_candidates(name, precision, args):
     """{class name: train_run} of registered model `name` as fit builds it, with each convolution class."""
-    runs = {}
-    for conv_name, conv_class in CLASSES.items():
-        with builders_conv2d(conv_class):
-            runs[conv_name], _, _, _ = keras_candidate(
-                name, precision, False, args.batch_size, args.batch_size, args.image_size, args.steps,
-                optim=OptimConfig(),
-            )
-    return runs
+    variants = {label: functools.partial(builders_conv2d, conv_class) for label, conv_class in CLASSES.items()}
+    return train_runs_per_variant(name, precision, variants, args.batch_size, args.image_size, args.steps)
 
 
 def summarise(label, seconds, steps, batch_size):

@@ -120,6 +120,21 @@ def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_si
     return train_run, infer_run, forward_macs(inference), params
 
 
+def train_runs_per_variant(name, precision, variants, batch_size, image_size, steps):
+    """{label: train_run} of registered model `name` as fit builds it (fit's SGD), built inside each variant.
+
+    `variants` maps a label to a function returning a context manager (a
+    builder's layer class swapped, say); each model is built and traced
+    inside its own, then timed outside it.
+    """
+    runs = {}
+    for label, variant in variants.items():
+        with variant():
+            runs[label], _, _, _ = keras_candidate(
+                name, precision, False, batch_size, batch_size, image_size, steps, optim=OptimConfig())
+    return runs
+
+
 def torch_candidate(name, batch_size, infer_batch_size, image_size, steps):
     """(train_run, infer_run, worker) of the PyTorch reference, in its own process (`torch_reference.Worker`)."""
     import torch_reference
