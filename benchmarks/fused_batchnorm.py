@@ -42,7 +42,6 @@ kernel is faster).
 import argparse
 import contextlib
 import functools
-import json
 import os
 import platform
 import statistics
@@ -65,7 +64,7 @@ from kerascnn.models import common  # noqa: E402
 from kerascnn.models.common import BN_EPSILON, BN_MOMENTUM, CONV_INIT  # noqa: E402
 from kerascnn.training.context import precision_policy  # noqa: E402
 from throughput import train_runs_per_variant  # noqa: E402
-from timing import interleaved  # noqa: E402
+from timing import interleaved, save_result  # noqa: E402
 
 STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # vgg16's (convolutions, width)
 NUM_CLASSES = 10
@@ -262,11 +261,7 @@ def main(argv=None):
             summarise(interleaved(model_runs, args.repeats), keys, args.steps, args.batch_size))
         print_table(f"Training step, {model} as fit builds it, batch {args.batch_size}, "
                     f"{args.image_size}x{args.image_size}", result["models"][-2 * len(keys):])
-    result["load_average_end"] = os.getloadavg()
-    print(f"\nload average at the end: {result['load_average_end'][0]:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    save_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ import torch  # noqa: E402
 
 import torch_reference  # noqa: E402
 import torch_serving  # noqa: E402
+from timing import print_report  # noqa: E402
 from kerascnn.data.cifar_binary import CIFAR10_CLASSES  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models import create_model  # noqa: E402
@@ -439,12 +440,7 @@ def main(argv=None):
         if not args.export_dir:
             shutil.rmtree(folder, ignore_errors=True)
     table = markdown(rows, args)
-    print(header)
-    print()
-    print(table)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(header + "\n\n" + table + "\n")
+    print_report(header, table, args.markdown)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"setup": header, "args": vars(args), "targets": {"p50_vs_pytorch_best": TARGET_P50},

@@ -27,7 +27,6 @@ most `SMALL_MAP_PIXELS` pixels. Two comparisons, round-robin timings
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -48,7 +47,7 @@ from kerascnn.layers import Conv2D  # noqa: E402
 from kerascnn.layers.conv2d import SMALL_MAP_DTYPES, weight_gradient  # noqa: E402
 from kerascnn.models import common  # noqa: E402
 from throughput import train_runs_per_variant  # noqa: E402
-from timing import cpu_name, interleaved  # noqa: E402
+from timing import cpu_name, interleaved, save_result  # noqa: E402
 
 # vgg16_bn's layers at 8x8 and below on CIFAR-10 (size, in channels, out channels).
 DEFAULT_SHAPES = ("8x256x256", "4x256x512", "4x512x512", "2x512x512")
@@ -155,11 +154,7 @@ def main(argv=None):
     for r in result["models"]:
         print(f"| {r['label']} | {r['keras_images_per_s']:.1f} | {r['kerascnn_images_per_s']:.1f} "
               f"| {r['keras_over_kerascnn']:.3f}x |")
-    result["load_average_end"] = os.getloadavg()
-    print(f"\nload average at the end: {result['load_average_end'][0]:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    save_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,28 @@ def cpu_name():
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {os.cpu_count()} cores"
+
+
+def save_result(result, json_path):
+    """Record and print the load average at the end, then write `result` as JSON to `json_path` (if given).
+
+    A load average near the core count at the end says something else ran
+    beside the timings, which makes them suspect; the figure travels with them.
+    """
+    import json
+
+    result["load_average_end"] = os.getloadavg()
+    print(f"\nload average at the end: {result['load_average_end'][0]:.2f}")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+def print_report(header, table, markdown_path=None):
+    """Print a run's header line and Markdown table, and write both to `markdown_path` (if given)."""
+    print(header)
+    print()
+    print(table)
+    if markdown_path:
+        with open(markdown_path, "w") as f:
+            f.write(header + "\n\n" + table + "\n")

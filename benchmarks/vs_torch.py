@@ -59,7 +59,7 @@ import torch_reference  # noqa: E402
 from kerascnn.config import OptimConfig  # noqa: E402
 from kerascnn.runtime import hardware  # noqa: E402
 from throughput import keras_candidate  # noqa: E402
-from timing import interleaved  # noqa: E402
+from timing import interleaved, print_report  # noqa: E402
 from tuning.spaces import SEED_GRID_LR  # noqa: E402
 
 SETUPS = ("fit", "seeds")
@@ -248,12 +248,7 @@ def main(argv=None):
         gc.collect()
         print(f"done: {config}", file=sys.stderr, flush=True)
     table = markdown(rows, args.torch_modes)
-    print(header)
-    print()
-    print(table)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(header + "\n\n" + table + "\n")
+    print_report(header, table, args.markdown)
     if args.json:
         saved = {**vars(args), "configs": [str(c) for c in args.configs]}
         with open(args.json, "w") as f:
