@@ -24,11 +24,12 @@ def test_reached_names_the_first_epoch_and_second_at_each_target():
     }
 
 
-def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("flip_shift_at", ["every", "last"])
+def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path, capsys, monkeypatch, flip_shift_at):
     run = tmp_path / "run"
     monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "resnet20", "--recipe", "fast"])
     argv = ["resnet20", "--recipe", "fast", "--epochs", "2", "--limit-train", "128", "--run-dir", str(run),
-            "--precision", "float32", "--data-dir", ""]
+            "--precision", "float32", "--data-dir", "", "--flip-shift-at", flip_shift_at]
     assert time_to_accuracy.main(argv) == 0
     stdout = capsys.readouterr().out
     report = json.loads((run / time_to_accuracy.RESULT).read_text())
@@ -38,7 +39,10 @@ def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path, c
     assert history[1]["train_seconds"] > history[0]["train_seconds"] > 0
     for row in history:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["test_flip_accuracy"] <= 1.0
-        assert 0.0 <= row["test_flip_shift_accuracy"] <= 1.0
+    # The six flip-and-shift views: after every epoch, or only after the last (the run's figure).
+    shifted = [r["epoch"] for r in history if 0.0 <= r.get("test_flip_shift_accuracy", -1.0) <= 1.0]
+    assert shifted == ([1, 2] if flip_shift_at == "every" else [2])
+    assert "flip + shift" in stdout  # the summary's final line: the last epoch has all three figures
     # The test after the last epoch is the run's own final figure: the same model, the same images.
     metrics = json.loads((run / "metrics.json").read_text())
     assert history[-1]["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
