@@ -32,6 +32,7 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from kerascnn.errors import ConfigError, script_exit_status  # noqa: E402  (no TensorFlow: a plain module)
 RESULT = "time_to_accuracy.json"  # time_to_accuracy.RESULT; not imported, which would load TensorFlow here
 
 # variant: (what is switched off, --set overrides). The names are the run settings
@@ -239,7 +240,7 @@ def main(argv=None):
         names = ["baseline", *names]
     if not args.table_only:
         if not (args.data_dir or args.limit_train):
-            sys.exit("give --data-dir (or set KERASCNN_CIFAR10_DIR); --limit-train N runs a smoke test")
+            raise ConfigError("give --data-dir (or set KERASCNN_CIFAR10_DIR); --limit-train N runs a smoke test")
         for name in names:
             for seed in args.seeds:
                 run_variant(args, name, seed)
@@ -257,4 +258,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_exit_status(main, "ablation.py"))

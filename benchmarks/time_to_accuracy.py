@@ -42,6 +42,7 @@ import keras  # noqa: E402
 
 from kerascnn.analysis.curves import plt  # noqa: E402  (matplotlib, file backend)
 from kerascnn.config import RunConfig  # noqa: E402
+from kerascnn.errors import ConfigError, script_exit_status  # noqa: E402
 from kerascnn.data.pipeline import test_batches  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.models.auxiliary import inference_model  # noqa: E402
@@ -198,7 +199,7 @@ def overrides(pairs):
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
-            sys.exit(f"--set takes NAME=VALUE. Received: {pair}")
+            raise ConfigError(f"--set takes NAME=VALUE. Received: {pair}")
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -220,7 +221,7 @@ def main(argv=None):
         fit(resume_dir=run_dir, extra_callbacks=[TestEveryEpoch(run_dir, report, flip_shift_at=args.flip_shift_at)])
     else:
         if not args.model or not (args.data_dir or args.limit_train):
-            sys.exit("name a MODEL and give --data-dir (or set KERASCNN_CIFAR10_DIR); "
+            raise ConfigError("name a MODEL and give --data-dir (or set KERASCNN_CIFAR10_DIR); "
                      "without data, --limit-train N runs a smoke test on the synthetic set")
         recipe = args.recipe or default_recipe(args.model)
         run_dir = args.run_dir or f"runs/tta-{args.model}-{recipe}-seed{args.seed}"
@@ -282,4 +283,4 @@ def new_report(config, targets):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_exit_status(main, "time_to_accuracy.py"))

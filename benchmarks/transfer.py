@@ -29,6 +29,8 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from kerascnn.errors import DataError, script_exit_status  # noqa: E402  (no TensorFlow: a plain module)
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog")
 TARGET_CLASSES = ("frog", "horse", "ship", "truck")
 
@@ -70,7 +72,7 @@ def main(argv=None):
 
     cifar = os.environ.get("KERASCNN_CIFAR10_DIR")
     if not cifar or not (pathlib.Path(cifar) / "train").is_dir():
-        sys.exit("set KERASCNN_CIFAR10_DIR to the unpacked cifar10-jpeg folder (train/<class>/, test/<class>/)")
+        raise DataError("set KERASCNN_CIFAR10_DIR to the unpacked cifar10-jpeg folder (train/<class>/, test/<class>/)")
     cifar = pathlib.Path(cifar)
 
     with tempfile.TemporaryDirectory(prefix="kerascnn-transfer-") as tmp:
@@ -99,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_exit_status(main, "transfer.py"))

@@ -36,3 +36,20 @@ def disk_error_text(error, folder=None):
     """'cannot write FILE: No space left on device' for an OSError of the disk ('... in FOLDER' without a file name)."""
     where = f" {error.filename}" if error.filename else (f" in {folder}" if folder else "")
     return f"cannot write{where}: {error.strerror or error}"
+
+
+def script_exit_status(main, prog, argv=None):
+    """Run a script's `main(argv)`; a `UserError` becomes one line `PROG: error: MESSAGE` on stderr and status 2.
+
+    The benchmark scripts' counterpart of the CLI's handling (kerascnn.cli.app):
+    a bad `--set lr=-1`, an unknown recipe or a missing data folder is the
+    user's to fix and gets one line, not a traceback; nothing has been written
+    by then, because every script checks its settings before it trains.
+    """
+    import sys
+
+    try:
+        return main(argv)
+    except UserError as e:
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2

@@ -134,3 +134,15 @@ def test_a_second_seed_reuses_seed_0s_runs_and_rows_compare_with_the_baseline_of
     table = (out / "ablation.md").read_text()
     assert "| no_cutout | no cutout | 0, 1 | 80.00% (83.00%, 77.00%) | 81.00% | +5.00 points |" in table
     assert "| with_ema |" in table and "baseline not run for these seeds" in table
+
+
+def test_no_data_is_one_line_on_stderr_and_exit_2(tmp_path, capsys, monkeypatch):
+    from kerascnn.errors import script_exit_status
+
+    monkeypatch.delenv("KERASCNN_CIFAR10_DIR", raising=False)
+    out = tmp_path / "ablation"
+    code = script_exit_status(ablation.main, "ablation.py", ["alexnet_cifar", "--epochs", "1", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("ablation.py: error: give --data-dir (or set KERASCNN_CIFAR10_DIR); "
+                                 "--limit-train N runs a smoke test")
+    assert not out.exists()

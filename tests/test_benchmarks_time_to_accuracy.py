@@ -57,8 +57,28 @@ def test_set_overrides_split_run_settings_from_model_options():
     )
     assert settings == {"lr": 0.1, "schedule": "cosine", "nesterov": False, "cutout": 0, "ema": 0.99}
     assert options == {"dropout": 0, "logit_scale": 1}
-    with pytest.raises(SystemExit):
+    from kerascnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
         time_to_accuracy.overrides(["lr"])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["alexnet_cifar", "--set", "lr=-1"], "lr must be a positive number"),
+    (["alexnet_cifar", "--recipe", "nope"], "has no recipe 'nope'"),
+    (["alexnet_cifar", "--set", "lr"], "--set takes NAME=VALUE"),
+    (["alexnet_cifar", "--data-dir", ""], "give --data-dir"),
+])
+def test_bad_input_is_one_line_on_stderr_exit_2_and_no_run_directory(tmp_path, capsys, argv, says):
+    from kerascnn.errors import script_exit_status
+
+    run = tmp_path / "run"
+    code = script_exit_status(time_to_accuracy.main, "time_to_accuracy.py",
+                              argv + (["--limit-train", "16"] if "--data-dir" not in argv else []) + ["--run-dir", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("time_to_accuracy.py: error: ") and says in err
+    assert not run.exists()
 
 
 def test_set_none_switches_off_what_the_recipe_turns_on():
