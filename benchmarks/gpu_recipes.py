@@ -54,7 +54,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from kerascnn.serving.test_time_views import VIEW_SHIFTS, combine_views  # noqa: E402 (after the path)
+from kerascnn.errors import DataError, script_exit_status  # noqa: E402 (after the path)
+from kerascnn.serving.test_time_views import VIEW_SHIFTS, combine_views  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -97,7 +98,7 @@ def load_cifar(source, limit_per_class=None):
             seen = {}
             items = [t for t in items if seen.setdefault(t[0], []).append(t) or len(seen[t[0]]) <= limit_per_class]
         if not items:
-            raise SystemExit(f"no {split} images under {source}: expected cifar10-jpeg/{split}/<class>/*.jpg")
+            raise DataError(f"no {split} images under {source}: expected cifar10-jpeg/{split}/<class>/*.jpg")
         out[split] = (np.stack([_decode(t[2]) for t in items]), np.array([t[0] for t in items], np.int32))
     return out
 
@@ -429,7 +430,7 @@ def main(argv=None):
     args = parse_args(argv)
     plan = parse_plan(args.plan)
     if not pathlib.Path(args.data).exists():
-        raise SystemExit(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
+        raise DataError(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
     # Set before Keras is first imported (main's imports are all inside functions), not at import
     # time: the test suite imports this module beside Keras on TensorFlow.
     os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -493,4 +494,4 @@ def print_table(report):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_exit_status(main, "gpu_recipes.py"))

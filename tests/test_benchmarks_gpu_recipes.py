@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 
 import gpu_recipes  # noqa: E402
 
+from kerascnn.errors import DataError  # noqa: E402
 from kerascnn.serving import tta  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def test_load_cifar_reads_the_tarball_in_class_and_file_order(tmp_path):
 def test_load_cifar_says_which_split_is_missing(tmp_path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     (tmp_path / "train" / "cat" / "0000.jpg").write_bytes(_jpeg((0, 0, 0)))
-    with pytest.raises(SystemExit, match="no test images"):
+    with pytest.raises(DataError, match="no test images"):
         gpu_recipes.load_cifar(tmp_path)
 
 
