@@ -42,9 +42,9 @@ import keras  # noqa: E402
 
 from kerascnn.analysis.curves import plt  # noqa: E402  (matplotlib, file backend)
 from kerascnn.config import RunConfig  # noqa: E402
-from kerascnn.errors import ConfigError, script_exit_status  # noqa: E402
 from kerascnn.data.pipeline import test_batches  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
+from kerascnn.errors import ConfigError, script_exit_status  # noqa: E402
 from kerascnn.models.auxiliary import inference_model  # noqa: E402
 from kerascnn.recipes import default_recipe  # noqa: E402
 from kerascnn.serving.tta import plain_and_flip_metrics, test_time_metrics  # noqa: E402
@@ -222,7 +222,7 @@ def main(argv=None):
     else:
         if not args.model or not (args.data_dir or args.limit_train):
             raise ConfigError("name a MODEL and give --data-dir (or set KERASCNN_CIFAR10_DIR); "
-                     "without data, --limit-train N runs a smoke test on the synthetic set")
+                              "without data, --limit-train N runs a smoke test on the synthetic set")
         recipe = args.recipe or default_recipe(args.model)
         run_dir = args.run_dir or f"runs/tta-{args.model}-{recipe}-seed{args.seed}"
         settings, options = overrides(args.set)
