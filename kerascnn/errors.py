@@ -38,18 +38,23 @@ def disk_error_text(error, folder=None):
     return f"cannot write{where}: {error.strerror or error}"
 
 
+def user_error_line(prog, error):
+    """`PROG: error: MESSAGE` on one line (a message's own line breaks and runs of spaces made single spaces)."""
+    return f"{prog}: error: {' '.join(str(error).split())}"
+
+
 def script_exit_status(main, prog, argv=None):
-    """Run a script's `main(argv)`; a `UserError` becomes one line `PROG: error: MESSAGE` on stderr and status 2.
+    """Run a script's `main(argv)`; a `UserError` becomes one `user_error_line` on stderr and status 2.
 
     The benchmark scripts' counterpart of the CLI's handling (kerascnn.cli.app):
     a bad `--set lr=-1`, an unknown recipe or a missing data folder is the
-    user's to fix and gets one line, not a traceback; nothing has been written
-    by then, because every script checks its settings before it trains.
+    user's to fix and gets one line, not a traceback. The scripts check their
+    settings and data folder before they write a run directory.
     """
     import sys
 
     try:
         return main(argv)
     except UserError as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(user_error_line(prog, e), file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ import sys
 
 from kerascnn.cli import analysis, models, serving, studies, train, weights
 from kerascnn.cli.flags import OneLineParser
-from kerascnn.errors import UserError
+from kerascnn.errors import UserError, user_error_line
 from tuning import cli as tuning_cli
 
 # In the order `--help` lists the subcommands.
@@ -62,7 +62,7 @@ def _call_handler(args):
         import_tensorflow_quietly()
         return args.handler(args)
     except UserError as e:
-        print(f"{command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(user_error_line(command, e), file=sys.stderr)
         return 2
     except RuntimeError as e:
         from kerascnn.serving.export import ExportError
