@@ -22,7 +22,6 @@ running the first again. A row's difference is taken against the baseline's
 runs of the same seeds (paired), and a row says how many seeds it has.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -32,6 +31,7 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.errors import ConfigError, script_exit_status  # noqa: E402  (no TensorFlow: a plain module)
 RESULT = "time_to_accuracy.json"  # time_to_accuracy.RESULT; not imported, which would load TensorFlow here
 
@@ -87,7 +87,7 @@ PLACEHOLDER_WORD = re.compile(r"\b(" + "|".join(PLACEHOLDERS) + r")\b")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model")
     p.add_argument("--recipe", default="fast")
     p.add_argument("--epochs", type=int, required=True, help="the fixed budget of every variant")

@@ -13,13 +13,13 @@ one `tf.function` and prints the p50 and the bandwidth it implies
     python benchmarks/batch1_matmul.py [--size 4096] [--calls 200]
 """
 
-import argparse
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -52,7 +52,7 @@ def measure(dtype, size, calls, warmup=20):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="rows and columns of each weight matrix")
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args(argv)

@@ -17,7 +17,6 @@ multiply-accumulates x 2 (forward, plus two backward products of the same
 size), the usual estimate; the forward count is exact, from the layer shapes.
 """
 
-import argparse
 import os
 import sys
 
@@ -25,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -64,14 +64,14 @@ def time_model(name, source, batch_size, steps, repeats, jit=False, strategy=Non
     return step, train_flops / step / 1e9
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     cifar = os.environ.get("KERASCNN_CIFAR10_DIR")
     source = open_source(data_dir=cifar) if cifar else open_source(dataset="synthetic")

@@ -39,7 +39,6 @@ per candidate and the ratio keras / fused of the medians (above 1: the fused
 kernel is faster).
 """
 
-import argparse
 import contextlib
 import functools
 import os
@@ -51,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -211,7 +211,7 @@ def print_table(title, rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=32)

@@ -13,7 +13,6 @@ memory; the figure is the ratio of median step times (keras / fused: above 1
 means the fused update is faster). NOTES.md, 23.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -24,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -63,7 +63,7 @@ def bench(config, precision, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="*", type=Config.parse, metavar="MODEL:OPTIMIZER:BATCH[:SETUP]")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=1)

@@ -54,6 +54,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.errors import DataError, script_exit_status  # noqa: E402 (after the path)
 from kerascnn.serving.test_time_views import VIEW_SHIFTS, combine_views  # noqa: E402
 
@@ -389,7 +390,7 @@ def write(out, report):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="cifar10-jpeg folder or cifar10-jpeg.tar.gz")
     p.add_argument("--out", required=True, type=pathlib.Path)
     p.add_argument("--plan", nargs="+", default=["alexnet_cifar:10"], help="model[:max_epochs[:seconds]] ...")

@@ -19,7 +19,6 @@ Each pipeline is drained for `--batches` batches after a warm-up of 10, the
 median of `--repeats` timings is reported, and the ratios are printed.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -93,13 +93,13 @@ def images_per_second(ds, batches, repeats):
     return statistics.median(rates)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50_000, help="training images held in memory")
     parser.add_argument("--batches", type=int, default=150, help="batches per timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=3, help="alexnet_cifar steps per timing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     cifar = os.environ.get("KERASCNN_CIFAR10_DIR")
     source = open_source(data_dir=cifar) if cifar else open_source(dataset="synthetic")

@@ -13,7 +13,6 @@ mirrored code path (splitting batches, all-reducing gradients), not a
 speed-up. With `--gpus` they are the first two GPUs.
 """
 
-import argparse
 import os
 import sys
 
@@ -21,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -37,14 +37,14 @@ def images_per_second(name, source, strategy, global_batch, steps, repeats):
     return global_batch / step
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=["vgg16_bn", "resnet18"])
     parser.add_argument("--global-batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gpus", action="store_true", help="replicas on GPUs instead of logical CPU devices")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if not args.gpus:
         split_cpu(2)  # before TensorFlow's runtime starts

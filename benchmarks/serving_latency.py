@@ -59,7 +59,6 @@ Targets: kerascnn's batch-1 p50 <= 0.8x PyTorch's best p50 (float modes);
 batch throughput reported as a ratio.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -73,6 +72,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -374,9 +374,13 @@ def markdown(rows, args):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), choices=list(torch_reference.MODELS))
+def parse_args(argv=None):
+    """The flags, with the defaults of a full or `--quick` run filled in."""
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    # No `choices=` here: Python 3.11 checks a "*" positional's whole default list
+    # against the choices and refused every run that named no model.
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help=f"of {', '.join(torch_reference.MODELS)} (default: all)")
     parser.add_argument("--precision", nargs="+", default=[hardware.AUTO], choices=[hardware.AUTO, *hardware.PRECISIONS],
                         help="the exported models' precisions, the first compared in the ratios "
                         "(default auto: what fit trains in)")
@@ -401,6 +405,10 @@ def main(argv=None):
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--markdown", metavar="OUT")
     args = parser.parse_args(argv)
+    unknown = [m for m in args.models if m not in torch_reference.MODELS]
+    if unknown:
+        parser.error(f"no PyTorch reference for {', '.join(unknown)}; choose from {', '.join(torch_reference.MODELS)}")
+    args.models = args.models or list(DEFAULT_MODELS)
     defaults = dict(calls=20, rounds=2, batch=16, batch_calls=2, warmup_calls=2, torch_modes=list(QUICK_MODES))
     if not args.quick:
         defaults = dict(calls=1000, rounds=5, batch=256, batch_calls=5, warmup_calls=10,
@@ -412,10 +420,17 @@ def main(argv=None):
         args.torch_modes.append(torch_serving.INT8)
     for mode in args.torch_modes:
         if mode != torch_serving.INT8:
-            torch_reference.parse_mode(mode)
+            try:
+                torch_reference.parse_mode(mode)
+            except ValueError as e:
+                parser.error(f"--torch-modes: {e}")
     if torch_reference.FLOAT32 not in args.torch_modes:
         args.torch_modes.insert(0, torch_reference.FLOAT32)  # the same-weights check needs float32
+    return args
 
+
+def main(argv=None):
+    args = parse_args(argv)
     auto, reason = hardware.auto_precision(hardware.describe())
     trained = list(dict.fromkeys(auto if p == hardware.AUTO else p for p in args.precision))
     # A float32 model served "as trained" is the float32 export again: listed once.

@@ -24,7 +24,6 @@ initialisation with batch norm's statistics randomised (as a trained one's):
    of these float32 weights can go under on this machine.
 """
 
-import argparse
 import glob
 import json
 import os
@@ -39,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -58,7 +58,7 @@ MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?", default="alexnet_cifar")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--calls", type=int, default=300, help="batch-1 calls per candidate per round")

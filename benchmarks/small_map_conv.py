@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -112,7 +113,7 @@ def summarise(label, seconds, steps, batch_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", nargs="+", default=["mixed_bfloat16", "float32"],
                         choices=["mixed_bfloat16", "float32"])
     parser.add_argument("--batch-size", type=int, default=128)

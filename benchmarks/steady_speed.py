@@ -35,7 +35,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from timing import cpu_name  # noqa: E402  (TensorFlow-free)
 ENV_REPORTED = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS",
                 "ONEDNN_DEFAULT_FPMATH_MODE", "KMP_AFFINITY", "KMP_BLOCKTIME", "OMP_PROC_BIND")
@@ -57,7 +59,7 @@ def parse_variant(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--processes", type=int, default=10, help="fresh processes per variant")
     p.add_argument("--model", default="alexnet_cifar")
     p.add_argument("--optimizer", default="adam", choices=("adam", "rmsprop", "sgd"))
@@ -82,7 +84,6 @@ def parse_args(argv=None):
 def child(args):
     """One measurement in this process; prints one JSON line."""
     load = os.getloadavg()[0]
-    sys.path.insert(0, os.path.join(HERE, ".."))
     from kerascnn.runtime.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -29,7 +29,6 @@ Accuracy target (issue 18): int8 within 1 point of the float32 SavedModel
 at a quarter of its size or less.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -42,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -160,7 +160,7 @@ def markdown(results, throughput):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--data-dir", default=os.environ.get("KERASCNN_CIFAR10_DIR"), help="CIFAR-10 image folder")
     p.add_argument("--calibration-images", type=int, default=300)

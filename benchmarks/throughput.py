@@ -55,6 +55,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -226,7 +227,7 @@ def markdown(rows, peaks, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--infer-batch-size", type=int, default=512)

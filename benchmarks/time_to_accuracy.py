@@ -24,7 +24,6 @@ Writes into the run directory, after every epoch:
     time_to_accuracy.png    test accuracy against epochs and against seconds
 """
 
-import argparse
 import dataclasses
 import os
 import pathlib
@@ -34,6 +33,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -156,7 +156,7 @@ def print_summary(report):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?")
     p.add_argument("--recipe", help="the model's recipe (kerascnn.recipes; `python main.py list`)")
     p.add_argument("--epochs", type=int, help="budget (default: the recipe's)")

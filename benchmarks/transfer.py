@@ -20,7 +20,6 @@ measured is exactly what a user gets. Prints a markdown table: test accuracy,
 seconds per epoch (median, first epoch excluded) and trainable parameters.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -30,6 +29,7 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
 from kerascnn.errors import DataError, script_exit_status  # noqa: E402  (no TensorFlow: a plain module)
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog")
 TARGET_CLASSES = ("frog", "horse", "ship", "truck")
@@ -58,7 +58,7 @@ def fit(run_dir, model, data_dir, epochs, extra):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="alexnet_cifar")
     parser.add_argument("--source-per-class", type=int, default=1000)
     parser.add_argument("--target-per-class", type=int, default=150)
