@@ -21,6 +21,8 @@ from kerascnn.runtime.quiet import import_tensorflow_quietly
 import_tensorflow_quietly()
 import tensorflow as tf  # noqa: E402
 
+from kerascnn.data.cifar_binary import CIFAR10_CLASSES  # noqa: E402  (the archive's label order)
+
 # Two logical CPU devices for the multi-replica tests (MirroredStrategy on a
 # machine without GPUs). TensorFlow accepts this only before its runtime
 # starts, so it happens here, before any test runs an op; single-device
@@ -53,18 +55,6 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 _PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "gif": "GIF"}
 
 
