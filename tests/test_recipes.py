@@ -58,7 +58,7 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     # resnet20's and vgg16_bn's recipes are the ones their time-to-accuracy runs measured (docs/results.md#recipes).
     resnet20 = RunConfig.from_flags("resnet20", recipe="fast")
     assert (resnet20.epochs, resnet20.data.batch_size, resnet20.optim.lr, resnet20.optim.label_smoothing,
-            resnet20.data.cutout, resnet20.optim.weight_decay) == (20, 128, 0.1, 0.0, 0, 5e-4)
+            resnet20.data.cutout, resnet20.optim.weight_decay) == (20, 128, 0.1, 0.0, 0, 1e-3)
     vgg = RunConfig.from_flags("vgg16_bn", recipe="fast")
     assert (vgg.epochs, vgg.data.batch_size, vgg.optim.lr, vgg.data.cutout, vgg.model_options) == (
         15, 128, 0.1, 0, {"dropout": 0.0})
