@@ -187,8 +187,8 @@ _FAST = {
     # decay: 85.7%; batch 128 at peak 0.2 with smoothing 0.1 and blocks that
     # start as identities 84.3% (docs/results.md#recipes). One seed each.
     # On a Zen 4 in mixed_bfloat16 at seed 0: the recipe with decay 5e-4 (until
-    # 2026-12-05) 86.51%; batch 64
-    # at peak 0.05 with decay 1e-3 86.88% in 18% more time, behind at most
+    # 2026-12-05) 86.51%; batch 64 at peak 0.05 with decay 1e-3 86.88% in
+    # 18% more time, behind at most
     # epochs (no gain); logits scaled by 0.125 cost 5 points at 3 epochs;
     # decay 1e-3 with airbench's batch-norm treatment 86.27%, its test
     # accuracy jumping between 33% and 77% while the rate is high; airbench's
