@@ -59,6 +59,7 @@ Targets: kerascnn's batch-1 p50 <= 0.8x PyTorch's best p50 (float modes);
 batch throughput reported as a ratio.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -395,7 +396,9 @@ def parse_args(argv=None):
                         help="untimed batch-1 calls before each block (default 10; batch calls: 2 at most)")
     parser.add_argument("--check-images", type=int, default=8, help="images the same-weights check compares")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--torch-modes", nargs="+", help=f"default all: {' '.join(torch_reference.MODES)}")
+    parser.add_argument("--torch-modes", nargs="+",
+                        type=functools.partial(torch_reference.mode_flag, also=(torch_serving.INT8,)),
+                        help=f"default all: {' '.join(torch_reference.MODES)}")
     parser.add_argument("--torch-threads", type=int, help="PyTorch's threads (default: all CPU threads)")
     parser.add_argument("--int8", action="store_true",
                         help="also time kerascnn's TensorFlow Lite int8 export against PyTorch's static int8 quantization")
@@ -418,12 +421,6 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if args.int8 and torch_serving.INT8 not in args.torch_modes:
         args.torch_modes.append(torch_serving.INT8)
-    for mode in args.torch_modes:
-        if mode != torch_serving.INT8:
-            try:
-                torch_reference.parse_mode(mode)
-            except ValueError as e:
-                parser.error(f"--torch-modes: {e}")
     if torch_reference.FLOAT32 not in args.torch_modes:
         args.torch_modes.insert(0, torch_reference.FLOAT32)  # the same-weights check needs float32
     return args

@@ -45,6 +45,7 @@ compiler). A mode that fails on this machine is reported as "unavailable:
 measured in the same run.
 """
 
+import argparse
 import collections
 import contextlib
 import json
@@ -233,6 +234,17 @@ def parse_mode(mode):
     if unknown or not features and mode != FLOAT32:
         raise ValueError(f"mode must be {FLOAT32!r} or a '+'-joined set of {', '.join(FEATURES)}. Received: mode={mode!r}")
     return features
+
+
+def mode_flag(text, also=()):
+    """argparse `type=` of `--torch-modes`: `text` if `parse_mode` (or `also`) accepts it, else argparse's one-line error."""
+    if text in also:
+        return text
+    try:
+        parse_mode(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def autocast(features):

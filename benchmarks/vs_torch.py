@@ -211,7 +211,7 @@ def markdown(rows, modes):
 def main(argv=None):
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", type=Config.parse, metavar="MODEL:OPTIMIZER:BATCH[:SETUP]")
-    parser.add_argument("--torch-modes", nargs="+",
+    parser.add_argument("--torch-modes", nargs="+", type=torch_reference.mode_flag,
                         help=f"PyTorch modes (default all: {' '.join(torch_reference.MODES)})")
     parser.add_argument("--repeats", type=int, help="timings per candidate, median reported (default 5)")
     parser.add_argument("--steps", type=int, help="training steps per timing (default 2)")
@@ -228,8 +228,6 @@ def main(argv=None):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for mode in args.torch_modes:
-        torch_reference.parse_mode(mode)
     if FLOAT32 not in args.torch_modes:
         args.torch_modes.insert(0, FLOAT32)  # the float32 pair is always measured
 

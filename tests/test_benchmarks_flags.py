@@ -61,3 +61,11 @@ def test_serving_latency_refuses_an_unknown_model_or_mode_in_one_line(argv, says
     with pytest.raises(SystemExit) as exit_:
         serving_latency.parse_args(argv)
     assert exit_.value.code == 2 and says in one_error_line(capsys)
+
+
+def test_vs_torch_refuses_an_unknown_mode_in_one_line(capsys):
+    import vs_torch
+
+    with pytest.raises(SystemExit) as exit_:
+        vs_torch.main(["alexnet_cifar:sgd:32", "--torch-modes", "fp8"])
+    assert exit_.value.code == 2 and "--torch-modes: mode must be" in one_error_line(capsys)
