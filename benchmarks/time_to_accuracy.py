@@ -3,7 +3,7 @@
     python benchmarks/time_to_accuracy.py alexnet_cifar --recipe fast [--epochs 10] \\
         [--set lr=0.1 --set dropout=0] [--data-dir DIR] [--run-dir DIR] [--targets 0.85 0.88 0.90] [--seed 0] \\
         [--flip-shift-at every|last]
-    python benchmarks/time_to_accuracy.py --resume RUN_DIR
+    python benchmarks/time_to_accuracy.py --resume RUN_DIR     (the run's own settings, --flip-shift-at too)
 
 The run is an ordinary `fit` run of MODEL with the recipe's settings (its own
 run directory, resumable) on `--data-dir` (default $KERASCNN_CIFAR10_DIR, the
@@ -17,7 +17,8 @@ the run's own `epoch_seconds` (history.csv), measured before the callback
 runs. The test figures never choose a model; they say when the run got there.
 
 Writes into the run directory, after every epoch:
-    time_to_accuracy.json   the command, the machine, per epoch the training seconds
+    time_to_accuracy.json   the command, the machine, when the flip-and-shift views are
+                            tested (`flip_shift_at`), per epoch the training seconds
                             (cumulative) and the test accuracy (plain, flip, flip and
                             shift), and
                             for each target the first epoch and second reaching it
@@ -56,6 +57,7 @@ from kerascnn.training.fit import fit  # noqa: E402
 RESULT = "time_to_accuracy.json"
 PLOT = "time_to_accuracy.png"
 DEFAULT_TARGETS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94)
+FLIP_SHIFT_AT = ("every", "last")  # when the six flip-and-shift views are tested (measures_flip_shift)
 
 
 def reached(rows, targets):
@@ -165,9 +167,10 @@ def parse_args(argv=None):
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted measurement")
     p.add_argument("--targets", type=float, nargs="+", default=DEFAULT_TARGETS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--flip-shift-at", choices=["every", "last"], default="every",
+    p.add_argument("--flip-shift-at", choices=FLIP_SHIFT_AT,
                    help="test with the six flip-and-shift views after every epoch (default) or the last only; "
-                   "plain and flip accuracy are tested after every epoch either way")
+                   "plain and flip accuracy are tested after every epoch either way; a resumed run keeps "
+                   "its own choice unless this is given")
     p.add_argument("--limit-train", type=int, help="smoke runs only: train on N images")
     p.add_argument("--precision", help="default: the run's auto choice")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -218,7 +221,10 @@ def main(argv=None):
         config = RunConfig.load(run_dir / rundir.CONFIG)
         if report is None:
             report = new_report(config, args.targets)
-        fit(resume_dir=run_dir, extra_callbacks=[TestEveryEpoch(run_dir, report, flip_shift_at=args.flip_shift_at)])
+        # The run's own choice, recorded when it started (runs before 2026-12-05 did not record it:
+        # "every", the default they ran with unless told), unless the resuming command names one.
+        report["flip_shift_at"] = args.flip_shift_at or report.get("flip_shift_at", FLIP_SHIFT_AT[0])
+        fit(resume_dir=run_dir, extra_callbacks=[TestEveryEpoch(run_dir, report, flip_shift_at=report["flip_shift_at"])])
     else:
         if not args.model or not (args.data_dir or args.limit_train):
             raise ConfigError("name a MODEL and give --data-dir (or set KERASCNN_CIFAR10_DIR); "
@@ -235,7 +241,8 @@ def main(argv=None):
         config = switch_off(config, [k for k, v in settings.items() if v is None])
         report = new_report(config, args.targets)
         report["overrides"] = args.set
-        fit(config, extra_callbacks=[TestEveryEpoch(run_dir, report, flip_shift_at=args.flip_shift_at)])
+        report["flip_shift_at"] = args.flip_shift_at or FLIP_SHIFT_AT[0]
+        fit(config, extra_callbacks=[TestEveryEpoch(run_dir, report, flip_shift_at=report["flip_shift_at"])])
     print_summary(rundir.read_json(pathlib.Path(run_dir) / RESULT))
     return 0
 

@@ -24,24 +24,45 @@ def test_reached_names_the_first_epoch_and_second_at_each_target():
     }
 
 
-@pytest.mark.parametrize("flip_shift_at", ["every", "last"])
-def test_a_tiny_run_is_tested_every_epoch_outside_its_timed_training(tmp_path, capsys, monkeypatch, flip_shift_at):
+def test_the_six_flip_and_shift_views_are_tested_every_epoch_or_after_the_last_only():
+    assert [time_to_accuracy.measures_flip_shift(e, 3, "every") for e in (1, 2, 3)] == [True, True, True]
+    assert [time_to_accuracy.measures_flip_shift(e, 3, "last") for e in (1, 2, 3)] == [False, False, True]
+
+
+def test_a_tiny_run_interrupted_after_an_epoch_resumes_and_is_tested_every_epoch_outside_its_timed_training(
+    tmp_path, capsys, monkeypatch
+):
+    from kerascnn import faults
+    from kerascnn.errors import StorageError
+
     run = tmp_path / "run"
     monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "resnet20", "--recipe", "fast"])
     argv = ["resnet20", "--recipe", "fast", "--epochs", "2", "--limit-train", "128", "--run-dir", str(run),
-            "--precision", "float32", "--data-dir", "", "--flip-shift-at", flip_shift_at]
-    assert time_to_accuracy.main(argv) == 0
+            "--precision", "float32", "--data-dir", "", "--flip-shift-at", "last"]
+    # The disk fails once every file of epoch 1 is written (the run's report included): the
+    # run stops there, resumable, as a session that ends mid-run leaves it.
+    monkeypatch.setenv(faults.ENV, "eio@epoch.end:1")
+    faults._hits.clear()
+    with pytest.raises(StorageError, match="fit --resume"):
+        time_to_accuracy.main(argv)
+    monkeypatch.delenv(faults.ENV)
+    first = json.loads((run / time_to_accuracy.RESULT).read_text())
+    assert [r["epoch"] for r in first["rows"]] == [1] and first["flip_shift_at"] == "last"
+    capsys.readouterr()
+
+    # Resumed with no flags but the run directory: epoch 2 only, the report's first row kept,
+    # and the six views still kept for the last epoch (the run's own --flip-shift-at).
+    assert time_to_accuracy.main(["--resume", str(run)]) == 0
     stdout = capsys.readouterr().out
     report = json.loads((run / time_to_accuracy.RESULT).read_text())
     assert report["model"] == "resnet20" and report["recipe"] == "fast" and "cores" in report["machine"]
-    assert [r["epoch"] for r in report["rows"]] == [1, 2]
-    history = [json.loads(json.dumps(r)) for r in report["rows"]]
-    assert history[1]["train_seconds"] > history[0]["train_seconds"] > 0
+    assert [r["epoch"] for r in report["rows"]] == [1, 2] and report["rows"][0] == first["rows"][0]
+    assert "epoch 1: " not in stdout and "epoch 2: " in stdout
+    history = report["rows"]
+    assert history[1]["train_seconds"] > history[0]["train_seconds"] > 0  # cumulative over the resume
     for row in history:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["test_flip_accuracy"] <= 1.0
-    # The six flip-and-shift views: after every epoch, or only after the last (the run's figure).
-    shifted = [r["epoch"] for r in history if 0.0 <= r.get("test_flip_shift_accuracy", -1.0) <= 1.0]
-    assert shifted == ([1, 2] if flip_shift_at == "every" else [2])
+    assert [r["epoch"] for r in history if 0.0 <= r.get("test_flip_shift_accuracy", -1.0) <= 1.0] == [2]
     assert "flip + shift" in stdout  # the summary's final line: the last epoch has all three figures
     # The test after the last epoch is the run's own final figure: the same model, the same images.
     metrics = json.loads((run / "metrics.json").read_text())
