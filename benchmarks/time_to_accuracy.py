@@ -51,6 +51,8 @@ from kerascnn.recipes import default_recipe  # noqa: E402
 from kerascnn.serving.tta import plain_and_flip_metrics, test_time_metrics  # noqa: E402
 from kerascnn.storage import rundir  # noqa: E402
 from kerascnn.storage.atomic import save_figure  # noqa: E402
+from kerascnn.storage.history import read_history  # noqa: E402
+from kerascnn.training.callbacks import backup_epoch  # noqa: E402
 from kerascnn.training.data import open_run_source  # noqa: E402
 from kerascnn.training.fit import fit  # noqa: E402
 
@@ -86,12 +88,27 @@ class TestEveryEpoch(keras.callbacks.Callback):
         self.test = test_batches(open_run_source(config), preprocessing, self.batch_size)
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = [r for r in self.report["rows"] if r["epoch"] <= epoch]  # a resumed run redoes later epochs
-        seconds = (rows[-1]["train_seconds"] if rows else 0.0) + float(logs["epoch_seconds"])
+        self._test(epoch + 1, float(logs["epoch_seconds"]), float(logs.get("accuracy", float("nan"))))
+
+    def on_train_end(self, logs=None):
+        # A run stopped after its last epoch's backup and before that epoch's row (a session that
+        # ended during the test) has nothing left to train when resumed: its model is the last
+        # epoch's, so test it now from history.csv's seconds, or the report would end an epoch short.
+        done = backup_epoch(self.run_dir / rundir.BACKUP)
+        if done == 0 or done <= max((r["epoch"] for r in self.report["rows"]), default=0):
+            return
+        epoch = next((row for row in read_history(self.run_dir / rundir.HISTORY) if int(row["epoch"]) == done - 1), None)
+        if epoch is not None:
+            self._test(done, float(epoch["epoch_seconds"]), float(epoch.get("accuracy", float("nan"))))
+
+    def _test(self, epoch, epoch_seconds, train_accuracy):
+        """Epoch `epoch`'s (1-based) row: the model in memory on the test split; the report rewritten."""
+        rows = [r for r in self.report["rows"] if r["epoch"] < epoch]  # a resumed run redoes later epochs
+        seconds = (rows[-1]["train_seconds"] if rows else 0.0) + epoch_seconds
         start = time.perf_counter()
         network = inference_model(getattr(self.model, "network", self.model))
-        row = {"epoch": epoch + 1, "train_seconds": seconds}
-        if measures_flip_shift(epoch + 1, self.params["epochs"], self.flip_shift_at):
+        row = {"epoch": epoch, "train_seconds": seconds}
+        if measures_flip_shift(epoch, self.params["epochs"], self.flip_shift_at):
             metrics = test_time_metrics(network, self.test)
             plain, flip = metrics["plain"], metrics["flip"]
             row["test_flip_shift_accuracy"] = metrics["flip_shift"]["accuracy"]
@@ -99,8 +116,7 @@ class TestEveryEpoch(keras.callbacks.Callback):
             plain, flip = plain_and_flip_metrics(network, self.test)
         row.update({
             "test_accuracy": plain["accuracy"], "test_flip_accuracy": flip["accuracy"],
-            "test_loss": plain["cross_entropy"],
-            "train_accuracy": float(logs.get("accuracy", float("nan"))),
+            "test_loss": plain["cross_entropy"], "train_accuracy": train_accuracy,
             "eval_seconds": time.perf_counter() - start,
         })
         rows.append(row)
@@ -109,7 +125,7 @@ class TestEveryEpoch(keras.callbacks.Callback):
         write_report(self.run_dir, self.report)
         shifted = (f", with flips and shifts {row['test_flip_shift_accuracy']:.4f}"
                    if "test_flip_shift_accuracy" in row else "")
-        print(f"epoch {epoch + 1}: {seconds:.0f} s of training, test accuracy {plain['accuracy']:.4f} "
+        print(f"epoch {epoch}: {seconds:.0f} s of training, test accuracy {plain['accuracy']:.4f} "
               f"(with flips {flip['accuracy']:.4f}{shifted})", flush=True)
 
 

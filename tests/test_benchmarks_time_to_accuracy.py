@@ -29,7 +29,7 @@ def test_the_six_flip_and_shift_views_are_tested_every_epoch_or_after_the_last_o
     assert [time_to_accuracy.measures_flip_shift(e, 3, "last") for e in (1, 2, 3)] == [False, False, True]
 
 
-def test_a_tiny_run_interrupted_after_an_epoch_resumes_and_is_tested_every_epoch_outside_its_timed_training(
+def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_its_timed_training(
     tmp_path, capsys, monkeypatch
 ):
     from kerascnn import faults
@@ -50,8 +50,18 @@ def test_a_tiny_run_interrupted_after_an_epoch_resumes_and_is_tested_every_epoch
     assert [r["epoch"] for r in first["rows"]] == [1] and first["flip_shift_at"] == "last"
     capsys.readouterr()
 
-    # Resumed with no flags but the run directory: epoch 2 only, the report's first row kept,
-    # and the six views still kept for the last epoch (the run's own --flip-shift-at).
+    # Resumed with no flags but the run directory, it trains epoch 2 and the disk fails again just
+    # after that epoch's backup, before its test: the report still ends at epoch 1.
+    monkeypatch.setenv(faults.ENV, "eio@backup.after:1")
+    faults._hits.clear()
+    with pytest.raises(StorageError, match="fit --resume"):
+        time_to_accuracy.main(["--resume", str(run)])
+    monkeypatch.delenv(faults.ENV)
+    assert [r["epoch"] for r in json.loads((run / time_to_accuracy.RESULT).read_text())["rows"]] == [1]
+    capsys.readouterr()
+
+    # Resumed again, nothing is left to train: epoch 2's model is tested then, the report's first
+    # row kept, and the six views kept for the last epoch (the run's own --flip-shift-at).
     assert time_to_accuracy.main(["--resume", str(run)]) == 0
     stdout = capsys.readouterr().out
     report = json.loads((run / time_to_accuracy.RESULT).read_text())
@@ -59,7 +69,12 @@ def test_a_tiny_run_interrupted_after_an_epoch_resumes_and_is_tested_every_epoch
     assert [r["epoch"] for r in report["rows"]] == [1, 2] and report["rows"][0] == first["rows"][0]
     assert "epoch 1: " not in stdout and "epoch 2: " in stdout
     history = report["rows"]
-    assert history[1]["train_seconds"] > history[0]["train_seconds"] > 0  # cumulative over the resume
+    from kerascnn.storage.history import read_history
+
+    trained = read_history(run / "history.csv")  # cumulative over the resumes: the run's own epoch times
+    assert history[1]["train_seconds"] == pytest.approx(history[0]["train_seconds"] + trained[1]["epoch_seconds"])
+    assert history[0]["train_seconds"] == pytest.approx(trained[0]["epoch_seconds"]) and trained[1]["epoch_seconds"] > 0
+    assert history[1]["train_accuracy"] == pytest.approx(trained[1]["accuracy"])
     for row in history:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["test_flip_accuracy"] <= 1.0
     assert [r["epoch"] for r in history if 0.0 <= r.get("test_flip_shift_accuracy", -1.0) <= 1.0] == [2]
