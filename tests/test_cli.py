@@ -179,3 +179,18 @@ def test_tfds_without_network_says_what_to_do(tmp_path):
     assert len(lines) == 1, out.stderr
     assert "--data-dir" in lines[0] and "--dataset synthetic" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_readme_has_a_section_and_an_example_for_every_command():
+    import re
+
+    from kerascnn.cli.app import build_parser
+
+    parser = build_parser()
+    commands = set(next(a for a in parser._actions if a.dest == "command").choices)
+    readme = (REPO / "README.md").read_text()
+    headings = {name for line in re.findall(r"^### (.+)$", readme, re.M) for name in re.findall(r"`([a-z-]+)`", line)}
+    examples = set(re.findall(r"^python main\.py ([a-z-]+)", readme, re.M))
+    assert commands <= headings, f"commands without a README section: {sorted(commands - headings)}"
+    assert commands <= examples, f"commands without a README example: {sorted(commands - examples)}"
+    assert examples <= commands, f"README examples of commands that do not exist: {sorted(examples - commands)}"
