@@ -178,3 +178,41 @@ def test_ema_puts_the_weight_average_in_the_model_between_epochs_and_at_the_end(
         assert any(s.shape == raw.shape and np.array_equal(s, raw) for s in saved)
     with pytest.raises(ConfigError, match="ema must be a number in"):
         tiny_config(tmp_path, ema=1.0)
+
+
+def test_ema_gives_the_average_its_own_batch_norm_statistics_and_the_raw_weights_theirs(tmp_path):
+    """--ema on a batch-norm network: the average is tested with statistics recomputed for it (SWA's update_bn)."""
+
+    def statistics(model):
+        return [v.numpy().copy() for v in model.non_trainable_weights if "moving" in v.path]
+
+    class Watch(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.raw_after_last_step, self.at_epoch_end, self.at_epoch_begin = [], [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last_step = statistics(self.model)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.at_epoch_begin.append(statistics(self.model))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.raw_after_last_step.append(self.last_step)
+            self.at_epoch_end.append(statistics(self.model))
+
+    watch = Watch()
+    config = tiny_config(
+        tmp_path, model="vgg11_bn", epochs=2, limit_train=128, val_split=0.0, ema=0.9, lr=0.05, precision="float32"
+    )
+    result = fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[watch])
+    for epoch in range(2):
+        assert len(watch.at_epoch_end[epoch]) == 16  # 8 batch-norm layers' means and variances
+        for average, raw in zip(watch.at_epoch_end[epoch], watch.raw_after_last_step[epoch]):
+            assert not np.allclose(average, raw)
+    # Training goes on with the raw weights' own statistics.
+    for begin, raw in zip(watch.at_epoch_begin[1], watch.raw_after_last_step[0]):
+        np.testing.assert_array_equal(begin, raw)
+    # The tested model (the last epoch's) carries the average's statistics.
+    for final, average in zip(statistics(result.model), watch.at_epoch_end[1]):
+        np.testing.assert_array_equal(final, average)

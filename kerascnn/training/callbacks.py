@@ -275,7 +275,9 @@ class RunCallbacks:
     stopper: StopOnNonFinite
 
 
-def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), before=(), validate=True):
+def run_callbacks(
+    config, run_dir, first_epoch, checkpoint_model, extra=(), before=(), validate=True, train_batches=None, global_batch=None
+):
     """Phase 7: the callbacks of a run, in the order they must run.
 
     Args:
@@ -289,12 +291,15 @@ def run_callbacks(config, run_dir, first_epoch, checkpoint_model, extra=(), befo
             records their columns (--freeze-backbone's `backbone_frozen`).
         validate: whether the run has a validation set; without one
             (`--val-split 0`) best.keras is the last epoch's model.
+        train_batches, global_batch: the training stream and its batch, from
+            which --ema's average gets its batch-norm statistics
+            (`kerascnn.training.averaging`); None keeps the raw weights'.
     """
     run_dir = pathlib.Path(run_dir)
     history = [row for row in read_history(run_dir / HISTORY, missing_ok=True) if int(row["epoch"]) < first_epoch]
     best_value, _ = best_so_far(history)
     stopper = StopOnNonFinite()
-    averaged = AveragedWeights() if config.optim.ema is not None else None
+    averaged = AveragedWeights(train_batches, global_batch) if config.optim.ema is not None else None
     callbacks = [
         *before,
         EpochTimer(),
