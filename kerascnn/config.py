@@ -204,7 +204,8 @@ class OptimConfig:
             (Polyak & Juditsky 1992; the weight averaging of the fast CIFAR-10
             recipes): `avg = ema * avg + (1 - ema) * w` after every step, and the
             averaged weights are the ones validated, checkpointed, tested and
-            exported. None disables.
+            exported, with batch-norm statistics recomputed for them
+            (`kerascnn.training.averaging`). None disables.
         bn_bias_lr_scale: the batch-norm offsets (beta) learn at this times the
             learning rate (airbench's bias scaler, 64 there;
             `kerascnn.training.norm_parameters`); 1 treats them like every weight.

@@ -175,3 +175,7 @@ def test_run_callbacks_without_plateau_or_patience(tmp_path):
     config = RunConfig.from_flags("vgg11", precision="float32", jit=False)
     kinds = [type(c).__name__ for c in cb.run_callbacks(config, tmp_path, 0, checkpoint_model=None).callbacks]
     assert "ReduceLROnPlateau" not in kinds and "ResumableEarlyStopping" not in kinds and len(kinds) == 7
+    # --ema: the average goes in first at an epoch's end, its statistics pass inside the timed epoch.
+    config = RunConfig.from_flags("vgg11", precision="float32", jit=False, ema=0.99)
+    kinds = [type(c).__name__ for c in cb.run_callbacks(config, tmp_path, 0, checkpoint_model=None).callbacks]
+    assert kinds[:3] == ["AveragedWeights", "EpochTimer", "StopOnNonFinite"]

@@ -302,11 +302,12 @@ def run_callbacks(
     averaged = AveragedWeights(train_batches, global_batch) if config.optim.ema is not None else None
     callbacks = [
         *before,
+        # Before everything that judges or saves the model at an epoch's end, and before the
+        # timer, so that an epoch's seconds include the average's batch-norm statistics pass.
+        *([averaged] if averaged else []),
         EpochTimer(),
         stopper,
         HistoryWriter(run_dir / HISTORY, history),
-        # Before everything that judges or saves the model at an epoch's end.
-        *([averaged] if averaged else []),
         BestCheckpoint(run_dir / BEST, checkpoint_model, monitor=MONITOR if validate else None, initial_best=best_value),
         keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), profile_batch=0, write_graph=False),
     ]
