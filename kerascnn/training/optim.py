@@ -15,6 +15,7 @@ Biases and normalisation parameters are not decayed.
 import keras
 
 from kerascnn.errors import ConfigError
+from kerascnn.training.averaging import warm_up_average
 from kerascnn.training.fused_updates import fuse_updates
 from kerascnn.training.norm_parameters import scale_norm_offsets
 
@@ -122,8 +123,9 @@ def build_optimizer(optim, steps_per_epoch, epochs):
     one TensorFlow kernel, the same arithmetic as Keras' chain of ops.
     `norm_parameters.scale_norm_offsets`: the batch-norm offsets at
     `bn_bias_lr_scale` times the learning rate.
+    `averaging.warm_up_average`: --ema's average warmed up over its first steps.
     """
-    optimizer = fuse_updates(_keras_optimizer(optim, steps_per_epoch, epochs))
+    optimizer = warm_up_average(fuse_updates(_keras_optimizer(optim, steps_per_epoch, epochs)))
     return scale_norm_offsets(optimizer, optim.bn_bias_lr_scale)
 
 
