@@ -137,51 +137,9 @@ def test_val_split_zero_trains_on_everything_and_tests_the_last_epochs_model(tmp
         tiny_config(tmp_path, val_split=0.0, patience=2)
 
 
-def test_ema_puts_the_weight_average_in_the_model_between_epochs_and_at_the_end(tmp_path):
-    """--ema: the optimizer steps the raw weights; checkpoint, per-epoch callbacks and the result see the average."""
-
-    class Watch(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.raw_after_last_step, self.at_epoch_end, self.average, self.at_epoch_begin = [], [], [], []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.last_step = [w.numpy().copy() for w in self.model.trainable_weights]
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.at_epoch_begin.append([w.numpy().copy() for w in self.model.trainable_weights])
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.raw_after_last_step.append(self.last_step)
-            self.at_epoch_end.append([w.numpy().copy() for w in self.model.trainable_weights])
-            self.average.append([v.numpy().copy() for v in self.model.optimizer._model_variables_moving_average])
-
-    watch = Watch()
-    config = tiny_config(tmp_path, epochs=2, limit_train=128, val_split=0.25, ema=0.5, lr=0.05, precision="float32")
-    result = fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[watch])
-    for epoch in range(2):
-        for seen, average, raw in zip(watch.at_epoch_end[epoch], watch.average[epoch], watch.raw_after_last_step[epoch]):
-            np.testing.assert_array_equal(seen, average)
-        assert any(not np.allclose(a, r) for a, r in zip(watch.average[epoch], watch.raw_after_last_step[epoch]))
-    # The second epoch stepped on from the raw weights, not from the average.
-    for begin, raw in zip(watch.at_epoch_begin[1], watch.raw_after_last_step[0]):
-        np.testing.assert_array_equal(begin, raw)
-    tested = result.metrics["model_epoch"]  # best.keras: the best validation epoch, 1-based
-    for final, average in zip(result.model.trainable_weights, watch.average[tested - 1]):
-        np.testing.assert_array_equal(final.numpy(), average)
-    assert json.loads((result.run_dir / rundir.CONFIG).read_text())["optim"]["ema"] == 0.5
-    # The backup (the resume point, written last in the epoch) holds the raw weights, not the average.
-    with h5py.File(result.run_dir / rundir.BACKUP / "latest.weights.h5", "r") as f:
-        saved = []
-        f.visititems(lambda name, node: saved.append(node[()]) if isinstance(node, h5py.Dataset) else None)
-    for raw in watch.raw_after_last_step[1]:
-        assert any(s.shape == raw.shape and np.array_equal(s, raw) for s in saved)
-    with pytest.raises(ConfigError, match="ema must be a number in"):
-        tiny_config(tmp_path, ema=1.0)
-
-
-def test_ema_gives_the_average_its_own_batch_norm_statistics_and_the_raw_weights_theirs(tmp_path):
-    """--ema on a batch-norm network: the average is tested with statistics recomputed for it (SWA's update_bn)."""
+def test_ema_puts_the_weight_average_and_its_own_batch_norm_statistics_in_the_model_between_epochs(tmp_path):
+    """--ema: the optimizer steps the raw weights; checkpoint, per-epoch callbacks and the result see the average,
+    with batch-norm statistics recomputed for it (SWA's update_bn); training goes on with the raw weights' own."""
 
     def statistics(model):
         return [v.numpy().copy() for v in model.non_trainable_weights if "moving" in v.path]
@@ -189,30 +147,52 @@ def test_ema_gives_the_average_its_own_batch_norm_statistics_and_the_raw_weights
     class Watch(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.raw_after_last_step, self.at_epoch_end, self.at_epoch_begin = [], [], []
+            self.raw_after_last_step, self.at_epoch_end, self.average, self.at_epoch_begin = [], [], [], []
+            self.raw_statistics, self.statistics_at_end, self.statistics_at_begin = [], [], []
 
         def on_train_batch_end(self, batch, logs=None):
-            self.last_step = statistics(self.model)
+            self.last_step = [w.numpy().copy() for w in self.model.trainable_weights]
+            self.last_statistics = statistics(self.model)
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.at_epoch_begin.append(statistics(self.model))
+            self.at_epoch_begin.append([w.numpy().copy() for w in self.model.trainable_weights])
+            self.statistics_at_begin.append(statistics(self.model))
 
         def on_epoch_end(self, epoch, logs=None):
             self.raw_after_last_step.append(self.last_step)
-            self.at_epoch_end.append(statistics(self.model))
+            self.raw_statistics.append(self.last_statistics)
+            self.at_epoch_end.append([w.numpy().copy() for w in self.model.trainable_weights])
+            self.statistics_at_end.append(statistics(self.model))
+            self.average.append([v.numpy().copy() for v in self.model.optimizer._model_variables_moving_average])
 
     watch = Watch()
     config = tiny_config(
-        tmp_path, model="vgg11_bn", epochs=2, limit_train=128, val_split=0.0, ema=0.9, lr=0.05, precision="float32"
+        tmp_path, model="vgg11_bn", epochs=2, limit_train=128, val_split=0.25, ema=0.5, lr=0.05, precision="float32"
     )
     result = fit(config, log=lambda *_: None, verbose=0, extra_callbacks=[watch])
     for epoch in range(2):
-        assert len(watch.at_epoch_end[epoch]) == 16  # 8 batch-norm layers' means and variances
-        for average, raw in zip(watch.at_epoch_end[epoch], watch.raw_after_last_step[epoch]):
+        for seen, average, raw in zip(watch.at_epoch_end[epoch], watch.average[epoch], watch.raw_after_last_step[epoch]):
+            np.testing.assert_array_equal(seen, average)
+        assert any(not np.allclose(a, r) for a, r in zip(watch.average[epoch], watch.raw_after_last_step[epoch]))
+        assert len(watch.statistics_at_end[epoch]) == 16  # 8 batch-norm layers' means and variances
+        for average, raw in zip(watch.statistics_at_end[epoch], watch.raw_statistics[epoch]):
             assert not np.allclose(average, raw)
-    # Training goes on with the raw weights' own statistics.
+    # The second epoch stepped on from the raw weights and their statistics, not from the average.
     for begin, raw in zip(watch.at_epoch_begin[1], watch.raw_after_last_step[0]):
         np.testing.assert_array_equal(begin, raw)
-    # The tested model (the last epoch's) carries the average's statistics.
-    for final, average in zip(statistics(result.model), watch.at_epoch_end[1]):
+    for begin, raw in zip(watch.statistics_at_begin[1], watch.raw_statistics[0]):
+        np.testing.assert_array_equal(begin, raw)
+    tested = result.metrics["model_epoch"]  # best.keras: the best validation epoch, 1-based
+    for final, average in zip(result.model.trainable_weights, watch.average[tested - 1]):
+        np.testing.assert_array_equal(final.numpy(), average)
+    for final, average in zip(statistics(result.model), watch.statistics_at_end[tested - 1]):
         np.testing.assert_array_equal(final, average)
+    assert json.loads((result.run_dir / rundir.CONFIG).read_text())["optim"]["ema"] == 0.5
+    # The backup (the resume point, written last in the epoch) holds the raw weights and statistics.
+    with h5py.File(result.run_dir / rundir.BACKUP / "latest.weights.h5", "r") as f:
+        saved = []
+        f.visititems(lambda name, node: saved.append(node[()]) if isinstance(node, h5py.Dataset) else None)
+    for raw in watch.raw_after_last_step[1] + watch.raw_statistics[1]:
+        assert any(s.shape == raw.shape and np.array_equal(s, raw) for s in saved)
+    with pytest.raises(ConfigError, match="ema must be a number in"):
+        tiny_config(tmp_path, ema=1.0)
