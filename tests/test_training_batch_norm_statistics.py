@@ -64,6 +64,14 @@ def test_the_pass_sets_each_layers_statistics_to_the_mean_of_its_batch_statistic
     first = keras.ops.convert_to_numpy(bn2.moving_mean).copy()
     assert statistics() == 2
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn2.moving_mean), first, rtol=1e-6)
+    # A layer frozen since the last pass keeps its statistics; unfrozen, it joins the pass again.
+    bn2.trainable = False
+    bn2.moving_mean.assign(np.full(bn2.moving_mean.shape, 5.0))
+    assert statistics.layers == [bn1] and statistics() == 2
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bn2.moving_mean), 5.0)
+    bn2.trainable = True
+    assert statistics() == 2
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn2.moving_mean), first, rtol=1e-6)
     # And the momentum the training step uses is the layer's own again.
     model(batches[2][0], training=True)
     np.testing.assert_allclose(

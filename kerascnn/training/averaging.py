@@ -126,19 +126,20 @@ class AveragedWeights(keras.callbacks.Callback):
             return None
         if self._pass is None:
             self._pass = StatisticsPass(self.model, self._statistics_batches, self._statistics_steps)
-        return self._pass if self._pass.layers else None
+        return self._pass
 
     def _recompute_statistics(self):
         """The average's batch-norm statistics into the model: computed once per optimizer step."""
         statistics = self._statistics_pass()
         if statistics is None:
             return
-        step = int(keras.ops.convert_to_numpy(optimizer_with_average(self.model).iterations))
-        if self._average_statistics is not None and self._average_statistics[0] == step:
-            set_moving_statistics(statistics.layers, self._average_statistics[1])
+        layers = statistics.layers
+        key = (int(keras.ops.convert_to_numpy(optimizer_with_average(self.model).iterations)), tuple(map(id, layers)))
+        if self._average_statistics is not None and self._average_statistics[0] == key:
+            set_moving_statistics(layers, self._average_statistics[1])
             return
         statistics()
-        self._average_statistics = (step, moving_statistics(statistics.layers))
+        self._average_statistics = (key, moving_statistics(layers))
 
     def _average_in(self):
         if self._raw is not None:
@@ -146,7 +147,9 @@ class AveragedWeights(keras.callbacks.Callback):
         pairs = self._pairs()
         self._raw = [keras.ops.convert_to_numpy(var) for var, _ in pairs]
         statistics = self._statistics_pass()
-        self._raw_statistics = moving_statistics(statistics.layers) if statistics else None
+        if statistics is not None:
+            layers = statistics.layers
+            self._raw_statistics = (layers, moving_statistics(layers))
         for var, average in pairs:
             var.assign(average)
         self._recompute_statistics()
@@ -157,7 +160,7 @@ class AveragedWeights(keras.callbacks.Callback):
         for (var, _), raw in zip(self._pairs(), self._raw):
             var.assign(raw)
         if self._raw_statistics is not None:
-            set_moving_statistics(self._statistics_pass().layers, self._raw_statistics)
+            set_moving_statistics(*self._raw_statistics)
         self._raw = self._raw_statistics = None
 
     @contextlib.contextmanager

@@ -71,41 +71,51 @@ class StatisticsPass:
             inputs; a new iterator is taken on every call, so each pass reads
             the same first `steps` batches.
         steps: how many batches to average over.
+
+    The layers are found again at every call: a layer frozen or unfrozen
+    since (--freeze-backbone's unfreezing) joins or leaves the pass.
     """
 
     def __init__(self, model, batches, steps):
         self.model = model
         self.batches = batches
         self.steps = int(steps)
-        self.layers = batch_norm_layers(model)
-        self._forward = None
+        self._forward, self._traced_for = None, None
 
-    def _forward_fn(self):
-        # Traced once, while every layer's momentum is 0: the graph keeps that constant,
-        # whatever the attribute holds later, and the training step keeps its own trace.
-        if self._forward is None:
+    @property
+    def layers(self):
+        return batch_norm_layers(self.model)
+
+    def _forward_fn(self, layers):
+        # Traced while every layer of `layers` has momentum 0: the graph keeps that constant,
+        # whatever the attribute holds later, and the training step keeps its own trace. A
+        # layer's `trainable` is also fixed in the trace, so another set of layers retraces.
+        key = tuple(id(layer) for layer in layers)
+        if self._forward is None or self._traced_for != key:
             if keras.backend.backend() == "tensorflow":
                 import tensorflow as tf
 
                 self._forward = tf.function(lambda x: self.model(x, training=True), reduce_retracing=True)
             else:
                 self._forward = lambda x: self.model(x, training=True)
+            self._traced_for = key
         return self._forward
 
     def __call__(self):
         """Set every trainable batch-norm layer's moving statistics to their mean over the batches; return K."""
-        if not self.layers or self.steps < 1:
+        layers = self.layers
+        if not layers or self.steps < 1:
             return 0
-        momenta = [layer.momentum for layer in self.layers]
+        momenta = [layer.momentum for layer in layers]
         sums, count = None, 0
         try:
-            for layer in self.layers:
+            for layer in layers:
                 layer.momentum = 0.0
-            forward = self._forward_fn()
+            forward = self._forward_fn(layers)
             for element in self.batches:
                 inputs = element[0] if isinstance(element, (tuple, list)) else element
                 forward(inputs)
-                batch = moving_statistics(self.layers)
+                batch = moving_statistics(layers)
                 if sums is None:
                     sums = [(mean.astype(np.float64), variance.astype(np.float64)) for mean, variance in batch]
                 else:
@@ -114,8 +124,8 @@ class StatisticsPass:
                 if count == self.steps:
                     break
         finally:
-            for layer, momentum in zip(self.layers, momenta):
+            for layer, momentum in zip(layers, momenta):
                 layer.momentum = momentum
         if count:
-            set_moving_statistics(self.layers, [(s_mean / count, s_var / count) for s_mean, s_var in sums])
+            set_moving_statistics(layers, [(s_mean / count, s_var / count) for s_mean, s_var in sums])
         return count
