@@ -39,8 +39,8 @@ whenever the average goes into the model, its statistics are recomputed from
 are set aside and put back with the raw weights. The pass runs once per
 optimizer step count: validation, the epoch's end and the backup share it.
 With them the same average scored 86.69%, level with the raw weights after
-the one-cycle schedule's last steps and 3-10 points ahead of them while the
-rate was high (docs/results.md#ema-statistics-resnet20).
+the one-cycle schedule's last steps and 1-10 points ahead of them while the
+rate was high (epochs 4-19 of 20; docs/results.md#ema-statistics-resnet20).
 """
 
 import contextlib
