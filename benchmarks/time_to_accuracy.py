@@ -11,7 +11,9 @@ image-folder CIFAR-10 of ../shared/data). A callback tests the current model
 on the full test split after every epoch, plain, with flip test-time
 augmentation and with flips and one-pixel shifts (airbench's six views;
 kerascnn.serving.tta; `--flip-shift-at last` keeps those six views for the
-last epoch, a third of the testing time on the others). That evaluation is
+last epoch, a third of the testing time on the others). A run with a weight
+average (`ema`) tests the raw weights too, plain and with flips: the same
+training with and without the average, an exact pair. That evaluation is
 outside the timed training: the seconds are
 the run's own `epoch_seconds` (history.csv), measured before the callback
 runs. The test figures never choose a model; they say when the run got there.
@@ -20,7 +22,7 @@ Writes into the run directory, after every epoch:
     time_to_accuracy.json   the command, the machine, when the flip-and-shift views are
                             tested (`flip_shift_at`), per epoch the training seconds
                             (cumulative) and the test accuracy (plain, flip, flip and
-                            shift), and
+                            shift; the raw weights' beside an average's), and
                             for each target the first epoch and second reaching it
     time_to_accuracy.png    test accuracy against epochs and against seconds
 """
@@ -76,6 +78,8 @@ class TestEveryEpoch(keras.callbacks.Callback):
 
     def __init__(self, run_dir, report, batch_size=500, flip_shift_at="every"):
         super().__init__()
+        # The run's AveragedWeights under --ema (set by fit's callbacks): the raw weights are tested too.
+        self.averaged_weights = None
         self.run_dir = pathlib.Path(run_dir)
         self.report = report
         self.batch_size = batch_size
@@ -117,8 +121,16 @@ class TestEveryEpoch(keras.callbacks.Callback):
         row.update({
             "test_accuracy": plain["accuracy"], "test_flip_accuracy": flip["accuracy"],
             "test_loss": plain["cross_entropy"], "train_accuracy": train_accuracy,
-            "eval_seconds": time.perf_counter() - start,
         })
+        raw = ""
+        if self.averaged_weights is not None and self.averaged_weights.holds_average:
+            # The same training with and without the average, tested side by side: --ema changes
+            # nothing in training, so this pair is exact (no second run, no seed spread).
+            with self.averaged_weights.raw_weights():
+                raw_plain, raw_flip = plain_and_flip_metrics(network, self.test)
+            row.update({"raw_test_accuracy": raw_plain["accuracy"], "raw_test_flip_accuracy": raw_flip["accuracy"]})
+            raw = f"; raw weights {raw_plain['accuracy']:.4f}, with flips {raw_flip['accuracy']:.4f}"
+        row["eval_seconds"] = time.perf_counter() - start
         rows.append(row)
         self.report["rows"] = rows
         self.report["reached"] = reached(rows, self.report["targets"])
@@ -126,7 +138,7 @@ class TestEveryEpoch(keras.callbacks.Callback):
         shifted = (f", with flips and shifts {row['test_flip_shift_accuracy']:.4f}"
                    if "test_flip_shift_accuracy" in row else "")
         print(f"epoch {epoch}: {seconds:.0f} s of training, test accuracy {plain['accuracy']:.4f} "
-              f"(with flips {flip['accuracy']:.4f}{shifted})", flush=True)
+              f"(with flips {flip['accuracy']:.4f}{shifted}){raw}", flush=True)
 
 
 def measures_flip_shift(epoch, epochs, flip_shift_at):
@@ -147,6 +159,9 @@ def write_report(run_dir, report):
     for ax, key, label in ((axes[0], "epoch", "epoch"), (axes[1], "train_seconds", "training seconds")):
         ax.plot([r[key] for r in rows], [r["test_accuracy"] for r in rows], "-o", markersize=3, label="plain")
         ax.plot([r[key] for r in rows], [r["test_flip_accuracy"] for r in rows], "--", label="flip TTA")
+        raw = [r for r in rows if "raw_test_accuracy" in r]
+        if raw:
+            ax.plot([r[key] for r in raw], [r["raw_test_accuracy"] for r in raw], "-.", label="raw weights (not averaged)")
         shifted = [r for r in rows if "test_flip_shift_accuracy" in r]  # rows written before it was measured lack it
         if shifted:
             ax.plot([r[key] for r in shifted], [r["test_flip_shift_accuracy"] for r in shifted], ":",
@@ -171,6 +186,9 @@ def print_summary(report):
         shifted = f", flip + shift {last['test_flip_shift_accuracy']:.4f}" if "test_flip_shift_accuracy" in last else ""
         print(f"  final: {last['test_accuracy']:.4f} (flip {last['test_flip_accuracy']:.4f}{shifted}) after "
               f"{last['epoch']} epochs, {last['train_seconds']:.0f} s")
+        if "raw_test_accuracy" in last:
+            print(f"  raw weights (not averaged): {last['raw_test_accuracy']:.4f} "
+                  f"(flip {last['raw_test_flip_accuracy']:.4f})")
 
 
 def parse_args(argv=None):

@@ -58,6 +58,7 @@ KINDS = {
     "momentum": rate,
     "weight_decay": non_negative_float,
     "warmup_epochs": non_negative_float,
+    "final_lr_fraction": interval(0, 1, high_open=True, expected="a fraction of the peak in [0, 1)"),
     "step_epochs": positive_int,
     "lr_decay": interval(0, 1, low_open=True, high_open=True),
     "plateau_patience": positive_int,
@@ -195,6 +196,9 @@ class OptimConfig:
             cosine (to 0 over the run, after `warmup_epochs` linear warm-up) or
             onecycle (linear from 0 to `lr` over `warmup_epochs`, then linear to 0).
         warmup_epochs: linear warm-up from 0 to `lr` (not with plateau).
+        final_lr_fraction: where cosine and onecycle end, as a fraction of
+            `lr` (0: at zero; airbench's one-cycle ends at 0.07 of its peak,
+            with its weight average taken over the steps at that rate).
         step_epochs: epochs between decays for the step schedule.
         lr_decay: factor of the step and plateau schedules (the papers' 0.1).
         plateau_patience: epochs without improvement before a plateau decay.
@@ -220,6 +224,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     warmup_epochs: int = 0
+    final_lr_fraction: float = 0.0
     step_epochs: int = 30
     lr_decay: float = 0.1
     plateau_patience: int = 5
@@ -241,11 +246,15 @@ class OptimConfig:
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         check_kinds(self, (
-            "lr", "weight_decay", "warmup_epochs", "step_epochs", "plateau_patience", "momentum", "lr_decay",
-            "label_smoothing", "clip_norm", "ema", "bn_bias_lr_scale",
+            "lr", "weight_decay", "warmup_epochs", "final_lr_fraction", "step_epochs", "plateau_patience",
+            "momentum", "lr_decay", "label_smoothing", "clip_norm", "ema", "bn_bias_lr_scale",
         ))
         if self.schedule == "plateau" and self.warmup_epochs:
             raise ConfigError("--warmup-epochs does not combine with --schedule plateau; use cosine, step or constant")
+        if self.final_lr_fraction and self.schedule not in ("cosine", "onecycle"):
+            raise ConfigError(
+                f"--final-lr-fraction works with --schedule cosine or onecycle. Received: schedule={self.schedule}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -115,7 +115,8 @@ FAST_SETTINGS = {
 
 def _fast_summary(settings):
     parts = [
-        f"one-cycle 0 -> {settings['lr']:g} -> 0 over {settings['epochs']} epochs",
+        f"one-cycle 0 -> {settings['lr']:g} -> {settings['lr'] * settings.get('final_lr_fraction', 0.0):g} "
+        f"over {settings['epochs']} epochs",
         "Nesterov" if settings["nesterov"] else f"momentum {settings['momentum']:g}",
         f"batch {settings['batch_size']}",
         f"wd {settings['weight_decay']:g}",

@@ -87,6 +87,33 @@ def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_
     assert "final:" in stdout and "90%:" in stdout
 
 
+def test_a_run_with_a_weight_average_tests_the_raw_weights_beside_it(tmp_path, capsys, monkeypatch):
+    """--ema: the epoch tests the average, then the raw weights it set aside, then holds the average again."""
+    import numpy as np
+
+    seen = []  # (which test, the first convolution's kernel then)
+
+    def recording(name, real):
+        def test(network, batches):
+            seen.append((name, np.array(network.get_layer("conv1_conv").kernel)))
+            return real(network, batches)
+        return test
+
+    monkeypatch.setattr(time_to_accuracy, "test_time_metrics", recording("six views", time_to_accuracy.test_time_metrics))
+    monkeypatch.setattr(time_to_accuracy, "plain_and_flip_metrics", recording("raw", time_to_accuracy.plain_and_flip_metrics))
+    run = tmp_path / "run"
+    argv = ["resnet20", "--recipe", "fast", "--epochs", "1", "--limit-train", "128", "--run-dir", str(run),
+            "--precision", "float32", "--data-dir", "", "--set", "ema=0.9", "--set", "batch_size=64"]
+    assert time_to_accuracy.main(argv) == 0
+    (row,) = json.loads((run / time_to_accuracy.RESULT).read_text())["rows"]
+    assert 0.0 <= row["raw_test_accuracy"] <= 1.0 and 0.0 <= row["raw_test_flip_accuracy"] <= 1.0
+    assert [name for name, _ in seen] == ["six views", "raw"] and not np.array_equal(seen[0][1], seen[1][1])
+    # The average went back in after the raw test: the run's own final figure is the average's.
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert row["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert "raw weights (not averaged)" in capsys.readouterr().out
+
+
 def test_set_overrides_split_run_settings_from_model_options():
     settings, options = time_to_accuracy.overrides(
         ["lr=0.1", "dropout=0", "schedule=cosine", "nesterov=False", "logit_scale=1", "cutout=0", "ema=0.99"]

@@ -68,6 +68,21 @@ def test_onecycle_rises_linearly_to_the_peak_then_falls_linearly_to_zero():
     assert [float(no_warmup(s)) for s in (0, 10, 20)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
 
 
+def test_cosine_and_onecycle_end_at_the_final_fraction_of_the_peak():
+    """airbench94's one-cycle: up to the peak, then linear to 0.07 of it (Jordan 2024); cosine's Keras alpha."""
+    onecycle = learning_rate(
+        OptimConfig(lr=0.4, schedule="onecycle", warmup_epochs=2, final_lr_fraction=0.1), steps_per_epoch=10, epochs=10
+    )
+    assert [float(onecycle(s)) for s in (0, 20, 60, 100, 120)] == pytest.approx([0.0, 0.4, 0.22, 0.04, 0.04], abs=1e-6)
+    cosine = learning_rate(OptimConfig(lr=0.1, warmup_epochs=1, final_lr_fraction=0.2), steps_per_epoch=10, epochs=5)
+    # lr * (f + (1 - f) / 2 * (1 + cos(pi * t / T))): the peak, the midpoint 0.06, the floor 0.02.
+    assert [float(cosine(s)) for s in (10, 30, 50)] == pytest.approx([0.1, 0.06, 0.02], rel=1e-5)
+    with pytest.raises(ConfigError, match="final-lr-fraction works with"):
+        OptimConfig(schedule="step", final_lr_fraction=0.1)
+    with pytest.raises(ConfigError, match="final_lr_fraction"):
+        OptimConfig(schedule="onecycle", final_lr_fraction=1.0)
+
+
 def test_onecycle_schedule_survives_a_serialisation_round_trip():
     import keras
 

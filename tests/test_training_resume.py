@@ -170,6 +170,17 @@ def test_the_schedule_of_an_extended_run_is_one_segment_per_extension():
         config.replace(epochs=12)
 
 
+def test_each_segment_of_an_extended_run_ends_at_the_final_fraction_of_the_peak():
+    config = RunConfig.from_flags(
+        "vgg8", epochs=4, schedule="onecycle", lr=0.2, warmup_epochs=1.0, final_lr_fraction=0.1
+    )
+    config = extension.extended(config, 6)
+    lr = extension.run_learning_rate(config.optim, 10, config)
+    # 0 -> 0.2 (epoch 1) -> 0.02 (epoch 4); then 0 -> 0.2 (epoch 4.5) -> 0.02 (epoch 6).
+    np.testing.assert_allclose([float(lr(s)) for s in (10, 39, 45, 60)], [0.2, 0.026, 0.2, 0.02], atol=1e-6)
+    assert extension.describe_continuation(config.optim, 4, 6, 4).endswith("0.2 -> 0.02")
+
+
 # --- fit --config PATH: replay ---------------------------------------------------------
 
 

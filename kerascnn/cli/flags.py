@@ -227,6 +227,10 @@ FLAGS = {
     "--warmup-epochs": dict(
         type=setting_type("warmup_epochs"), help="linear warm-up from 0 (cosine and onecycle)"
     ),
+    "--final-lr-fraction": dict(
+        type=setting_type("final_lr_fraction"), metavar="F",
+        help="cosine and onecycle end at F times --lr (default 0; airbench's one-cycle ends at 0.07)",
+    ),
     "--step-epochs": dict(type=setting_type("step_epochs"), help="epochs between step decays (default 30)"),
     "--lr-decay": dict(type=setting_type("lr_decay"), help="factor of step and plateau decays (default 0.1)"),
     "--plateau-patience": dict(
@@ -402,8 +406,8 @@ def add_precision_flags(container):
 def add_optimisation_flags(parser):
     return add_group(
         parser, "optimisation", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
-        "--schedule", "--warmup-epochs", "--step-epochs", "--lr-decay", "--plateau-patience",
-        "--label-smoothing", "--clip-norm", "--ema", "--bn-bias-lr-scale", "--freeze-bn-scale",
+        "--schedule", "--warmup-epochs", "--final-lr-fraction", "--step-epochs", "--lr-decay",
+        "--plateau-patience", "--label-smoothing", "--clip-norm", "--ema", "--bn-bias-lr-scale", "--freeze-bn-scale",
     )
 
 

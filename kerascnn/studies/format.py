@@ -506,8 +506,8 @@ def _reason(error):
 _BOOL = ("nesterov", "freeze_bn_scale", "pca_jitter", "tta", "skip_bad_images", "model_parallel", "sync_bn")
 _STR = ("dataset", "data_dir", "augment", "pad_mode", "flip", "pca_scale", "optimizer", "schedule", "precision",
         "devices", "scale_lr", "weights", "init_from")
-_NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "lr_decay", "label_smoothing", "clip_norm", "ema",
-           "bn_bias_lr_scale", "pca_sigma", "random_erasing", "val_split", "finetune_lr")
+_NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "lr_decay", "label_smoothing",
+           "clip_norm", "ema", "bn_bias_lr_scale", "pca_sigma", "random_erasing", "val_split", "finetune_lr")
 _INT = ("epochs", "patience", "step_epochs", "plateau_patience", "cutout", "translate", "cpu_replicas", "freeze_backbone")
 
 

@@ -163,6 +163,11 @@ class AveragedWeights(keras.callbacks.Callback):
             set_moving_statistics(*self._raw_statistics)
         self._raw = self._raw_statistics = None
 
+    @property
+    def holds_average(self):
+        """Whether the model holds the average now (between epochs), the raw weights set aside."""
+        return self._raw is not None
+
     @contextlib.contextmanager
     def raw_weights(self):
         """The raw weights in the model for the duration of the block (the average again after it)."""

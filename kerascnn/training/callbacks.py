@@ -286,7 +286,9 @@ def run_callbacks(
         first_epoch: epochs the backup holds; rows of history.csv from a
             later, unsaved epoch are dropped and redone.
         checkpoint_model: what best.keras saves (the inference model).
-        extra: callbacks appended at the end (`fit(extra_callbacks=...)`).
+        extra: callbacks appended at the end (`fit(extra_callbacks=...)`); one
+            with an `averaged_weights` attribute gets the run's `AveragedWeights`
+            there (None without --ema).
         before: callbacks that must run before the history writer, which
             records their columns (--freeze-backbone's `backbone_frozen`).
         validate: whether the run has a validation set; without one
@@ -324,6 +326,11 @@ def run_callbacks(
     # before it redoes the whole epoch (history row, checkpoint, learning-rate decay) from the
     # previous backup; killed after it, the epoch is complete on disk.
     callbacks.append(SafeBackupAndRestore(str(run_dir / BACKUP), averaged))
+    for callback in extra:
+        # A callback that tests the model after an epoch (benchmarks/time_to_accuracy.py) and
+        # declares `averaged_weights` gets the run's holder, to test the raw weights beside the average.
+        if hasattr(callback, "averaged_weights"):
+            callback.averaged_weights = averaged
     callbacks.extend(extra)
     callbacks.append(FaultPoints())  # last: `epoch.end` comes after every file of the epoch
     return RunCallbacks(callbacks, stopper)

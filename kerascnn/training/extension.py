@@ -9,13 +9,14 @@ added epochs depends on the schedule:
   reductions it made; they are part of the optimizer state).
 - step: the staircase continues, `lr * lr_decay ** floor(epoch / step_epochs)`
   over the whole run, as it would have without a budget.
-- cosine, onecycle: these end at 0 with the budget, so each extension adds
+- cosine, onecycle: these end with the budget (at 0, or at
+  `final_lr_fraction` of the peak), so each extension adds
   one new segment of the same shape over the added epochs, its warm-up
   scaled with it: `warmup_epochs * added / first budget` (the recipe's
   warm-up fraction). For cosine this is SGDR's warm restart (Loshchilov &
   Hutter 2017, eq. 5, restarting at the peak `lr`, T_i = the added epochs):
   eta_t = lr/2 * (1 + cos(pi * T_cur / T_i)); for onecycle a new one-cycle
-  0 -> lr -> 0 over the added epochs.
+  0 -> lr -> final_lr_fraction * lr over the added epochs.
 
 config.json keeps the budget the run started with and every extension in
 `RunConfig.extensions`, so the schedule of an extended run, and its replay,
@@ -116,7 +117,7 @@ def describe_continuation(optim, start, end, first_budget, lr=None):
     warmup = segment_optim(optim, end - start, first_budget).warmup_epochs
     up = f"warm-up 0 -> {lr:g} over {warmup:g} epochs, then " if warmup else ""
     shape = "cosine (SGDR warm restart)" if optim.schedule == "cosine" else "one-cycle"
-    return f"a new {shape} segment over {span}: {up}{lr:g} -> 0"
+    return f"a new {shape} segment over {span}: {up}{lr:g} -> {lr * optim.final_lr_fraction:g}"
 
 
 def extended(config, epochs, previous_metrics=None, lr=None):

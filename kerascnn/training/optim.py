@@ -81,10 +81,12 @@ def learning_rate(optim, steps_per_epoch, epochs):
     - constant, plateau: `lr` (plateau lowers it from a callback).
     - step: `lr * lr_decay ** floor(epoch / step_epochs)`.
     - cosine: Loshchilov & Hutter 2017 without restarts, after a linear warm-up
-      from 0 over `warmup_epochs`: lr_t = lr/2 * (1 + cos(pi * t / T)), T the
-      steps after warm-up, reaching 0 at the last step.
-    - onecycle: linear from 0 to `lr` over `warmup_epochs`, then linear to 0
-      at the last step (`PiecewiseLinear`); without warm-up, linear from `lr` to 0.
+      from 0 over `warmup_epochs`: lr_t = lr * (f + (1 - f)/2 * (1 + cos(pi * t / T))),
+      T the steps after warm-up, reaching f * lr at the last step (f =
+      `final_lr_fraction`, Keras' `alpha`; 0 by default).
+    - onecycle: linear from 0 to `lr` over `warmup_epochs`, then linear to
+      f * lr at the last step (`PiecewiseLinear`); without warm-up, linear from
+      `lr` to f * lr. airbench94 (Jordan 2024) ends its one-cycle at f = 0.07.
     """
     if optim.warmup_epochs and optim.schedule not in ("cosine", "onecycle"):
         raise ConfigError(
@@ -105,14 +107,15 @@ def learning_rate(optim, steps_per_epoch, epochs):
         raise ConfigError(
             f"warm-up must be shorter than the run. Received: warmup_epochs={optim.warmup_epochs}, epochs={epochs}"
         )
+    end = optim.lr * optim.final_lr_fraction
     if optim.schedule == "onecycle":
         if warmup == 0:
-            return PiecewiseLinear([0, total], [optim.lr, 0.0])
-        return PiecewiseLinear([0, warmup, total], [0.0, optim.lr, 0.0])
+            return PiecewiseLinear([0, total], [optim.lr, end])
+        return PiecewiseLinear([0, warmup, total], [0.0, optim.lr, end])
     if warmup == 0:
-        return keras.optimizers.schedules.CosineDecay(optim.lr, decay_steps=total)
+        return keras.optimizers.schedules.CosineDecay(optim.lr, decay_steps=total, alpha=optim.final_lr_fraction)
     return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=total - warmup, warmup_target=optim.lr, warmup_steps=warmup
+        0.0, decay_steps=total - warmup, alpha=optim.final_lr_fraction, warmup_target=optim.lr, warmup_steps=warmup
     )
 
 
