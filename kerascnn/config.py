@@ -65,6 +65,7 @@ KINDS = {
     "label_smoothing": rate,
     "clip_norm": positive_float,
     "ema": interval(0, 1, low_open=True, high_open=True, expected="a number in (0, 1), e.g. 0.999"),
+    "lookahead": positive_int,
     "bn_bias_lr_scale": positive_float,
     # RunConfig
     "epochs": positive_int,
@@ -81,7 +82,7 @@ KINDS = {
 }
 # Settings whose None means "not set" (a default chosen later, or the feature off).
 OPTIONAL = {
-    "image_size", "limit_train", "lr", "clip_norm", "ema", "patience", "cpu_replicas", "worker_index",
+    "image_size", "limit_train", "lr", "clip_norm", "ema", "lookahead", "patience", "cpu_replicas", "worker_index",
     "finetune_lr", "dropout", "width_multiplier",
 }
 
@@ -210,6 +211,11 @@ class OptimConfig:
             averaged weights are the ones validated, checkpointed, tested and
             exported, with batch-norm statistics recomputed for them
             (`kerascnn.training.averaging`). None disables.
+        lookahead: K of Lookahead (Zhang et al. 2019) with airbench's
+            schedule: every K steps the weights move to a slow average,
+            `slow = d * slow + (1 - d) * w; w = slow`, d rising as
+            0.95^K (t/T)^3 (`kerascnn.training.lookahead`). Unlike `ema` it
+            acts on training. None disables.
         bn_bias_lr_scale: the batch-norm offsets (beta) learn at this times the
             learning rate (airbench's bias scaler, 64 there;
             `kerascnn.training.norm_parameters`); 1 treats them like every weight.
@@ -231,6 +237,7 @@ class OptimConfig:
     label_smoothing: float = 0.0
     clip_norm: float = None
     ema: float = None
+    lookahead: int = None
     bn_bias_lr_scale: float = 1.0
     freeze_bn_scale: bool = False
 
@@ -247,10 +254,15 @@ class OptimConfig:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         check_kinds(self, (
             "lr", "weight_decay", "warmup_epochs", "final_lr_fraction", "step_epochs", "plateau_patience",
-            "momentum", "lr_decay", "label_smoothing", "clip_norm", "ema", "bn_bias_lr_scale",
+            "momentum", "lr_decay", "label_smoothing", "clip_norm", "ema", "lookahead",
+            "bn_bias_lr_scale",
         ))
         if self.schedule == "plateau" and self.warmup_epochs:
             raise ConfigError("--warmup-epochs does not combine with --schedule plateau; use cosine, step or constant")
+        if self.ema is not None and self.lookahead is not None:
+            raise ConfigError(
+                "--ema and --lookahead both average the weights (one watching training, one acting on it); give one"
+            )
         if self.final_lr_fraction and self.schedule not in ("cosine", "onecycle"):
             raise ConfigError(
                 f"--final-lr-fraction works with --schedule cosine or onecycle. Received: schedule={self.schedule}"

@@ -133,6 +133,8 @@ def _fast_summary(settings):
         parts.append(f"batch-norm offsets at {settings['bn_bias_lr_scale']:g}x the learning rate")
     if settings.get("ema"):
         parts.append(f"weight average {settings['ema']:g}")
+    if settings.get("lookahead"):
+        parts.append(f"lookahead every {settings['lookahead']} steps")
     if settings.get("whiten"):
         parts.append("frozen patch-whitening first convolution")
     return ", ".join(parts) + ", all 50k images, last epoch tested"

@@ -242,6 +242,11 @@ FLAGS = {
         type=setting_type("ema"), metavar="DECAY",
         help="average the weights over steps (e.g. 0.999); the average is validated, tested and exported",
     ),
+    "--lookahead": dict(
+        type=setting_type("lookahead"), metavar="K",
+        help="every K steps pull the weights back to a slow average that training continues from "
+        "(Lookahead, airbench's schedule; airbench: 5)",
+    ),
     "--freeze-bn-scale": dict(
         action=argparse.BooleanOptionalAction, default=None,
         help="do not train the batch-norm scales (gamma stays 1, as in airbench)",
@@ -407,7 +412,7 @@ def add_optimisation_flags(parser):
     return add_group(
         parser, "optimisation", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
         "--schedule", "--warmup-epochs", "--final-lr-fraction", "--step-epochs", "--lr-decay",
-        "--plateau-patience", "--label-smoothing", "--clip-norm", "--ema", "--bn-bias-lr-scale", "--freeze-bn-scale",
+        "--plateau-patience", "--label-smoothing", "--clip-norm", "--ema", "--lookahead", "--bn-bias-lr-scale", "--freeze-bn-scale",
     )
 
 

@@ -508,7 +508,7 @@ _STR = ("dataset", "data_dir", "augment", "pad_mode", "flip", "pca_scale", "opti
         "devices", "scale_lr", "weights", "init_from")
 _NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "lr_decay", "label_smoothing",
            "clip_norm", "ema", "bn_bias_lr_scale", "pca_sigma", "random_erasing", "val_split", "finetune_lr")
-_INT = ("epochs", "patience", "step_epochs", "plateau_patience", "cutout", "translate", "cpu_replicas", "freeze_backbone")
+_INT = ("epochs", "patience", "lookahead", "step_epochs", "plateau_patience", "cutout", "translate", "cpu_replicas", "freeze_backbone")
 
 
 def _type_problem(key, value):

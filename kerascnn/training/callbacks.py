@@ -14,6 +14,7 @@ from kerascnn.storage.atomic import temporary_prefix
 from kerascnn.storage.history import read_history, write_history
 from kerascnn.storage.rundir import BACKUP, BEST, HISTORY, TENSORBOARD
 from kerascnn.training.averaging import AveragedWeights
+from kerascnn.training.lookahead import Lookahead
 
 MONITOR = "val_accuracy"
 
@@ -276,7 +277,8 @@ class RunCallbacks:
 
 
 def run_callbacks(
-    config, run_dir, first_epoch, checkpoint_model, extra=(), before=(), validate=True, train_batches=None, global_batch=None
+    config, run_dir, first_epoch, checkpoint_model, extra=(), before=(), validate=True, train_batches=None,
+    global_batch=None, steps_per_epoch=None,
 ):
     """Phase 7: the callbacks of a run, in the order they must run.
 
@@ -296,17 +298,24 @@ def run_callbacks(
         train_batches, global_batch: the training stream and its batch, from
             which --ema's average gets its batch-norm statistics
             (`kerascnn.training.averaging`); None keeps the raw weights'.
+        steps_per_epoch: the steps of an epoch, from which --lookahead's
+            schedule knows the run's length (`kerascnn.training.lookahead`).
     """
     run_dir = pathlib.Path(run_dir)
     history = [row for row in read_history(run_dir / HISTORY, missing_ok=True) if int(row["epoch"]) < first_epoch]
     best_value, _ = best_so_far(history)
     stopper = StopOnNonFinite()
     averaged = AveragedWeights(train_batches, global_batch) if config.optim.ema is not None else None
+    lookahead = None
+    if config.optim.lookahead is not None:
+        lookahead = Lookahead(config.optim.lookahead, config.epochs * steps_per_epoch)
     callbacks = [
         *before,
         # Before everything that judges or saves the model at an epoch's end, and before the
-        # timer, so that an epoch's seconds include the average's batch-norm statistics pass.
+        # timer, so that an epoch's seconds include the average's batch-norm statistics pass
+        # and the lookahead's last synchronisation.
         *([averaged] if averaged else []),
+        *([lookahead] if lookahead else []),
         EpochTimer(),
         stopper,
         HistoryWriter(run_dir / HISTORY, history),

@@ -52,6 +52,7 @@ def fit(config=None, resume_dir=None, log=print, verbose=None, extra_callbacks=(
                 config, run_dir, data.first_epoch, built.checkpoint_model, extra_callbacks, before,
                 validate=data.datasets.val is not None,
                 train_batches=data.datasets.train, global_batch=data.global_batch,
+                steps_per_epoch=data.datasets.steps_per_epoch,
             )
             announce(plan, runtime, data, built, run_dir, log)
             try:
