@@ -69,3 +69,18 @@ def test_bad_names_are_refused():
     with pytest.raises(ValueError, match="Received: precision='auto'"):
         compute_dtype("auto")
     assert power_of_two_at_most(0) == 0 and power_of_two_at_most(1) == 1 and power_of_two_at_most(1023) == 512
+
+
+def test_lookahead_counts_one_more_copy_of_each_weight_as_its_slow_weights_take(tiny):
+    from kerascnn.training.lookahead import Lookahead
+
+    tiny.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    tiny.optimizer.build(tiny.trainable_variables)
+    lookahead = Lookahead(every=5, total_steps=10)
+    lookahead.set_model(tiny)
+    lookahead.on_train_begin()
+    slow_elements = sum(int(np.prod(s.shape)) for s in lookahead._slow)
+    assert slow_elements == 87  # every parameter, the 10 batch-norm statistics included
+    assert optimizer_slots("sgd", 0.9, lookahead=5) == optimizer_slots("sgd", 0.9) + 1
+    # The estimate counts the 77 trainable ones (T x s), not the 10 statistics: 40 B of 87 x 4 B.
+    assert estimate_training_memory(tiny, "sgd", lookahead=5).state_bytes == 4 * (87 + 77 * 3)

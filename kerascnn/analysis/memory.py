@@ -15,7 +15,8 @@ No accelerator is run: the estimate is arithmetic on the layer profile
     s  slots per weight: SGD with momentum 1 (the velocity), plain SGD 0,
        Adam and AdamW 2 (first and second moments), RMSprop 1 (the mean
        square; kerascnn builds it without momentum or centring), plus 1 with
-       --ema (Keras keeps the average beside the weights);
+       --ema (Keras keeps the average beside the weights) or --lookahead
+       (its slow weights, `kerascnn.training.lookahead`);
     A  activation bytes of one image's forward pass at the compute dtype
        (`ModelProfile.activation_bytes`: every tensor the forward pass
        allocates, once, the input included; 2 B under mixed_bfloat16 and
@@ -52,7 +53,7 @@ GPU_GIB = (8, 16, 24, 40, 80)
 COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 
-def optimizer_slots(optimizer, momentum=0.0, ema=None):
+def optimizer_slots(optimizer, momentum=0.0, ema=None, lookahead=None):
     """Float32 tensors the optimizer keeps per trainable weight, as `training.optim.build_optimizer` builds it."""
     if optimizer == "sgd":
         slots = 1 if momentum else 0  # Keras' SGD makes its velocities only for a non-zero momentum
@@ -62,7 +63,8 @@ def optimizer_slots(optimizer, momentum=0.0, ema=None):
         slots = 1
     else:
         raise ValueError(f"optimizer must be one of sgd, adam, adamw, rmsprop. Received: optimizer={optimizer!r}")
-    return slots + (1 if ema is not None else 0)
+    # --ema's average and --lookahead's slow weights: one more float32 copy of each weight.
+    return slots + (1 if ema is not None else 0) + (1 if lookahead is not None else 0)
 
 
 def compute_dtype(precision):
@@ -114,14 +116,14 @@ def power_of_two_at_most(n):
 
 
 def estimate_training_memory(model, optimizer="sgd", momentum=0.9, ema=None, dtype="float32",
-                             reserve_bytes=RESERVE_BYTES):
+                             reserve_bytes=RESERVE_BYTES, lookahead=None):
     """`MemoryEstimate` of training `model` (Functional, fixed input shape) with `optimizer` at `dtype`."""
     profile = profile_model(model, dtype=dtype)
     return MemoryEstimate(
         model=profile.model,
         params=profile.params,
         trainable_params=profile.trainable_params,
-        slots=optimizer_slots(optimizer, momentum, ema),
+        slots=optimizer_slots(optimizer, momentum, ema, lookahead),
         dtype=dtype,
         activation_bytes=profile.activation_bytes,
         reserve_bytes=reserve_bytes,

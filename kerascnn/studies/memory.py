@@ -30,7 +30,7 @@ EXPLANATION = (
     "Estimated from the networks' sizes, not measured: no GPU trained these runs. Training memory at batch b is "
     "M(b) = 4 B x (P + T x (1 + s)) + 1 GiB + b x 2 x A: float32 weights (P parameters) and, for each of the T "
     "trainable ones, a float32 gradient and s optimizer slots (SGD with momentum 1, Adam and AdamW 2, RMSprop 1, "
-    "+1 with --ema); a fixed 1 GiB for the CUDA context and the cuBLAS/cuDNN workspaces; and per image twice the "
+    "+1 with --ema or --lookahead); a fixed 1 GiB for the CUDA context and the cuBLAS/cuDNN workspaces; and per image twice the "
     "forward activations A (the activation total of the summary command at the run's input size and compute dtype), because "
     "backpropagation keeps them and holds gradients of about their size. Fixed MiB is the part without b. Each GB "
     "column is the largest batch with M(b) within that many GiB, floor((G - fixed) / per image), and in brackets "
@@ -57,7 +57,7 @@ def arm_estimates(summaries):
         try:
             estimates.append((s, estimate_training_memory(
                 model, optim.get("optimizer", "sgd"), optim.get("momentum", 0.0), optim.get("ema"),
-                dtype=compute_dtype(config.get("precision", "float32")),
+                dtype=compute_dtype(config.get("precision", "float32")), lookahead=optim.get("lookahead"),
             )))
         except ValueError:
             pass  # an optimizer or precision the formula does not know: the section names the arm
@@ -73,6 +73,8 @@ def _optimizer(summary, estimate):
         text += " + momentum"
     if optim.get("ema") is not None:
         text += " + EMA"
+    if optim.get("lookahead") is not None:
+        text += " + lookahead"
     return f"{text} ({estimate.slots})"
 
 
