@@ -56,6 +56,8 @@ VARIANTS = {
     "no_batch_norm": ("no batch normalisation", ["batch_norm=False"]),
     "with_ema": ("(added, not removed) weight average, decay 0.99 a step", ["ema=0.99"]),
     "no_ema": ("no weight average", ["ema=None"]),
+    # Lookahead on airbench's schedule (kerascnn.training.lookahead): acts on training, where --ema only watches.
+    "with_lookahead": ("(added) lookahead every 5 steps, airbench's decay 0.95^5 (t/T)^3", ["lookahead=5"]),
     "with_dropout": ("(added) dropout 0.5 in the dense head", ["dropout=0.5"]),
     # airbench's bias scaler (kerascnn.training.norm_parameters): 64 cut its epochs to 94% from 22 to 18.
     "with_bn_bias_lr_x64": ("(added) batch-norm offsets at 64x the learning rate", ["bn_bias_lr_scale=64.0"]),
