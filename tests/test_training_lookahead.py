@@ -19,7 +19,7 @@ def test_the_decay_rises_as_the_cube_of_the_run_fraction_to_airbenchs_end_value(
     assert lookahead_decay(0, 1000, 5) == 0.0
     assert lookahead_decay(500, 1000, 5) == pytest.approx(0.95**5 / 8)
     assert lookahead_decay(1000, 1000, 5) == pytest.approx(0.7738, abs=1e-4)  # airbench94's 0.95**5
-    assert lookahead_decay(1500, 1000, 5) == lookahead_decay(1000, 1000, 5)  # an extension keeps the end's decay
+    assert lookahead_decay(1500, 1000, 5) == lookahead_decay(1000, 1000, 5)  # past T: the end's decay
     assert lookahead_decay(1000, 1000, 1) == pytest.approx(0.95)
 
 

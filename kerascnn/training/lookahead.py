@@ -36,7 +36,12 @@ DECAY_PER_STEP = 0.95
 
 
 def lookahead_decay(step, total_steps, every):
-    """airbench's d_t = 0.95^K (t / T)^3, t capped at T (an extended run keeps the end's decay)."""
+    """airbench's d_t = 0.95^K (t / T)^3, t capped at T.
+
+    T is the run's steps over all its epochs; an extended run's T is its new
+    total (`fit` passes `config.epochs`), so its decay falls back when the
+    extension starts and rises again with the extension's new one-cycle.
+    """
     fraction = min(step / total_steps, 1.0) if total_steps else 1.0
     return DECAY_PER_STEP**every * fraction**3
 
