@@ -45,6 +45,7 @@ import keras  # noqa: E402
 
 from kerascnn.analysis.curves import plt  # noqa: E402  (matplotlib, file backend)
 from kerascnn.config import RunConfig  # noqa: E402
+from kerascnn.config import parse_overrides as overrides  # noqa: E402  (--set NAME=VALUE pairs)
 from kerascnn.data.pipeline import test_batches  # noqa: E402
 from kerascnn.data.preprocessing import Preprocessing  # noqa: E402
 from kerascnn.errors import ConfigError, script_exit_status  # noqa: E402
@@ -211,39 +212,6 @@ def parse_args(argv=None):
                    help="override one setting of the recipe, as the fit flag of that name would "
                    "(lr=0.1, dropout=0, label_smoothing=0.1, ...); repeatable")
     return p.parse_args(argv)
-
-
-def run_setting_names():
-    """The names `RunConfig.from_flags` takes as settings; any other --set NAME is a builder option."""
-    import dataclasses
-
-    from kerascnn.config import DataConfig, OptimConfig
-
-    return {f.name for cls in (RunConfig, DataConfig, OptimConfig) for f in dataclasses.fields(cls)}
-
-
-def overrides(pairs):
-    """(settings, model options) from NAME=VALUE pairs; values are Python literals, else strings.
-
-    A run setting (lr, batch_size, label_smoothing, ...) goes to the first; any
-    other name (dropout, batch_norm, logit_scale, zero_init_residual, ...) is an
-    option of the model's builder, which refuses names it does not take.
-    """
-    import ast
-
-    setting_names = run_setting_names() - {"model_options"}
-    settings, options = {}, {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--set takes NAME=VALUE. Received: {pair}")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        name = name.replace("-", "_")
-        (settings if name in setting_names else options)[name] = value
-    return settings, options
 
 
 def main(argv=None):

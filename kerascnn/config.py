@@ -536,3 +536,30 @@ class RunConfig:
             raise ConfigError(f"{path} ({origin}) is not a valid run configuration: {e}") from None
         except (TypeError, ValueError, AttributeError) as e:
             raise ConfigError(f"{path} ({origin}) is not a valid run configuration: {e}") from None
+
+
+def parse_overrides(pairs):
+    """(run settings, model options) from `--set NAME=VALUE` pairs; values are Python literals, else strings.
+
+    A run setting (lr, batch_size, label_smoothing, ...: a field of `RunConfig`,
+    `DataConfig` or `OptimConfig`) goes to the first; any other name (dropout,
+    batch_norm, logit_scale, zero_init_residual, ...) is an option of the
+    model's builder, which refuses names it does not take. The benchmarks'
+    `--set` (time_to_accuracy.py, ablation.py, gpu_recipes.py's plan entries).
+    """
+    import ast
+
+    setting_names = {f.name for cls in (RunConfig, DataConfig, OptimConfig) for f in dataclasses.fields(cls)}
+    setting_names.discard("model_options")
+    settings, options = {}, {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes NAME=VALUE. Received: {pair}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        name = name.replace("-", "_")
+        (settings if name in setting_names else options)[name] = value
+    return settings, options
