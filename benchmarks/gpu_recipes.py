@@ -1,7 +1,8 @@
 """Issues 16 and 19 on a GPU in one run: recipes trained to accuracy on CIFAR-10, and speed against PyTorch.
 
     KERAS_BACKEND=jax python benchmarks/gpu_recipes.py --data DIR_OR_TAR_GZ --out OUT \\
-        --plan alexnet_cifar:30:60 vgg16_bn:40:140 resnet18:40:140 googlenet_cifar:30:120
+        --torch --torch-train resnet18:40 \\
+        --plan googlenet_cifar:18:250 alexnet_cifar:60:80:cutout=8 vgg16_bn:60:110:cutout=8
 
 Written for the GPU machine this project is sometimes lent for 15 minutes:
 it has JAX and PyTorch but no TensorFlow, whose wheel (over 500 MB) cannot
@@ -21,7 +22,9 @@ full batches of a fresh permutation (one compiled step shape), handed to
 `model.fit` as device arrays (`--host-arrays`: as host copies, which cost
 0.35-0.5 s of a 1.6-2.1 s epoch on the H200; benchmarks/NOTES.md 33).
 
-Each plan entry is `model[:max_epochs[:seconds]]`. The model is built for
+Each plan entry is `model[:max_epochs[:seconds]][:NAME=VALUE...]`, the
+NAME=VALUE parts changing single settings of the recipe as
+time_to_accuracy.py's `--set` does. The model is built for
 `max_epochs`, its compiled step is timed on a few real batches, and the
 epochs are cut to what fits its seconds (then built again for that budget:
 a one-cycle schedule is fixed by its length) before training starts from
@@ -33,10 +36,17 @@ training images, all 10,000 test images, the last epoch's model.
 `--torch` first times PyTorch at its best on the same GPU (bf16 autocast,
 channels_last, cuDNN autotuning; and plain float32), with the reference
 networks of `benchmarks/torch_reference.py`, at each plan entry's batch
-size, for issue 19's table beside the Keras step times measured here.
+size, `--torch-repeats` times each (the median reported), for issue 19's
+table beside the Keras step times measured here (the median of five).
+`--torch-train MODEL:EPOCHS[:NAME=VALUE...]` then trains the same network
+with the same resolved recipe on the same images in PyTorch
+(`benchmarks/torch_recipe.py`): the calibration that says whether a
+shortfall against a published figure is kerascnn's or the data's. Both run
+in a child process before JAX takes its share of the GPU's memory.
 
-Everything goes to OUT/gpu_recipes.json, rewritten after every epoch, so a
-run cut short keeps what it measured.
+Everything goes to OUT/gpu_recipes.json (PyTorch's part also to
+OUT/torch.json), rewritten after every epoch, so a run cut short keeps
+what it measured.
 """
 
 import argparse
@@ -178,13 +188,34 @@ def tta_accuracies(predict, images, labels):
 
 
 def parse_plan(entries):
+    """[(name, max_epochs, seconds, overrides)] of `model[:max_epochs[:seconds]][:NAME=VALUE...]` entries.
+
+    The NAME=VALUE parts change single settings of the recipe as time_to_accuracy.py's
+    `--set` does (`vgg16_bn:60:120:cutout=8`); an empty field keeps its default
+    (`resnet18::100` has no epoch cap given).
+    """
     plan = []
     for entry in entries:
         name, *rest = entry.split(":")
-        epochs = int(rest[0]) if rest else None
-        seconds = float(rest[1]) if len(rest) > 1 else None
-        plan.append((name, epochs, seconds))
+        sets = [part for part in rest if "=" in part]
+        rest = [part for part in rest if "=" not in part]
+        epochs = int(rest[0]) if rest and rest[0] else None
+        seconds = float(rest[1]) if len(rest) > 1 and rest[1] else None
+        plan.append((name, epochs, seconds, sets))
     return plan
+
+
+def entry_label(name, sets):
+    """The report's key of a plan entry: the model, with its overrides when it has any."""
+    return "+".join([name, *sets])
+
+
+def resolve(name, recipe, epochs, seed, sets):
+    """The `RunConfig` of a plan entry: the recipe at `epochs`, its NAME=VALUE overrides applied."""
+    from kerascnn.config import RunConfig, parse_overrides
+
+    settings, options = parse_overrides(sets)
+    return RunConfig.from_flags(name, recipe=recipe, epochs=epochs, seed=seed, model_options=options, **settings)
 
 
 def fitting_epochs(max_epochs, seconds_left, epoch_s, eval_s, final_s):
@@ -197,25 +228,23 @@ def fitting_epochs(max_epochs, seconds_left, epoch_s, eval_s, final_s):
 class Recipe:
     """One plan entry: the model built by the product's path, probed, trained and tested."""
 
-    def __init__(self, name, recipe, epochs, seed, data, report, out, eval_batch, host_arrays=False):
-        from kerascnn.config import RunConfig
-
+    def __init__(self, name, recipe, epochs, seed, data, report, out, eval_batch, host_arrays=False, sets=()):
         self.name, self.data, self.report, self.out, self.eval_batch = name, data, report, out, eval_batch
-        self.host_arrays = host_arrays
-        # Resolved now so that a bad model or recipe name stops the script before any model
+        self.host_arrays, self.sets, self.label = host_arrays, list(sets), entry_label(name, sets)
+        # Resolved now so that a bad model, recipe or setting stops the script before any model
         # trains; build() resolves it again at the epochs the deadline leaves.
-        self.config = RunConfig.from_flags(name, recipe=recipe, epochs=epochs, seed=seed)
+        self.config = resolve(name, recipe, epochs, seed, self.sets)
         self.seed = seed
+        self.probe_repeats = 5
 
     def build(self, epochs):
         import keras
 
-        from kerascnn.config import RunConfig
         from kerascnn.training.build import build_models
 
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed)
-        self.config = RunConfig.from_flags(self.name, recipe=self.config.recipe, epochs=epochs, seed=self.seed)
+        self.config = resolve(self.name, self.config.recipe, epochs, self.seed, self.sets)
         batch = self.config.data.batch_size
         self.steps = len(self.data["train"][0]) // batch
         _, self.model, self.inference = build_models(
@@ -255,18 +284,18 @@ class Recipe:
         d = self.config.data
         t_start = time.perf_counter()
         self.build(max_epochs)
-        entry = self.report["recipes"].setdefault(self.name, {})
+        entry = self.report["recipes"].setdefault(self.label, {"model": self.name, "overrides": self.sets})
         self.augment = make_augment(self.data["mean"], self.data["std"], d.translate if d.augment == "cifar" else 0,
                                     d.pad_mode, d.cutout, d.flip, self.seed)
         key = jax.random.PRNGKey(self.seed)
         x, y = self.epoch_data(jax.random.fold_in(key, 10_000))
         probe = min(self.steps, 20) * d.batch_size
         timings = []
-        for _ in range(3):  # the first call compiles the step; the others time it
+        for _ in range(1 + self.probe_repeats):  # the first call compiles the step; the others time it
             t = time.perf_counter()
             self.model.fit(x[:probe], y[:probe], batch_size=d.batch_size, epochs=1, shuffle=False, verbose=0)
             timings.append(time.perf_counter() - t)
-        step_s = min(timings[1:]) / (probe // d.batch_size)
+        step_s = float(np.median(timings[1:])) / (probe // d.batch_size)  # issue 19's tables take medians
         test_x, test_y = self.data["test_norm"], self.data["test"][1]
         t = time.perf_counter()
         self.predict(test_x)  # compiles the forward pass
@@ -282,10 +311,11 @@ class Recipe:
         entry.update({
             "recipe": self.config.recipe, "batch_size": d.batch_size, "steps_per_epoch": self.steps,
             "compile_and_first_probe_s": round(timings[0], 2), "probe_step_ms": round(1e3 * step_s, 3),
+            "probe_step_ms_all": [round(1e3 * t / (probe // d.batch_size), 3) for t in timings[1:]],
             "keras_images_per_s": round(d.batch_size / step_s, 1), "predict_compile_s": round(predict_compile_s, 2),
             "test_pass_s": round(eval_s, 3), "max_epochs": max_epochs, "seconds": seconds, "epochs": epochs,
         })
-        print(f"{self.name} (budget {seconds if seconds is None else round(seconds)} s): compile+probe {timings[0]:.1f} s, step {1e3 * step_s:.2f} ms "
+        print(f"{self.label} (budget {seconds if seconds is None else round(seconds)} s): compile+probe {timings[0]:.1f} s, step {1e3 * step_s:.2f} ms "
               f"({d.batch_size / step_s:,.0f} images/s), test pass {eval_s:.2f} s -> {epochs} epochs", flush=True)
         if epochs < 2:
             entry["skipped"] = f"{epochs} epochs fit in {seconds} s"
@@ -315,7 +345,7 @@ class Recipe:
         plain, flip, flip_shift = tta_accuracies(self.predict, test_x, test_y)
         entry.update({"test_accuracy": plain, "flip_accuracy": flip, "flip_shift_accuracy": flip_shift,
                       "train_s": round(trained, 2), "wall_s": round(time.perf_counter() - t_start, 2)})
-        print(f"{self.name}: {epochs} epochs, {trained:.1f} s training: {100 * plain:.2f}% plain, "
+        print(f"{self.label}: {epochs} epochs, {trained:.1f} s training: {100 * plain:.2f}% plain, "
               f"{100 * flip:.2f}% flips, {100 * flip_shift:.2f}% flips and shifts", flush=True)
         write(self.out, self.report)
 
@@ -347,21 +377,64 @@ def torch_rate(ref, name, batch, mode, device, steps, warmup):
     return batch * steps / (time.perf_counter() - start)
 
 
-def torch_throughput(entries, steps, warmup):
-    """{model: {batch: {mode: images/s}}} of benchmarks/torch_reference.py's networks on the GPU (or CPU)."""
+def say(line):
+    print(line, flush=True)
+
+
+def torch_throughput(entries, steps, warmup, repeats=5, log=say):
+    """{"images_per_s": {model: {batch: {mode: median images/s}}}, "runs": {... every repeat}} of the references.
+
+    benchmarks/torch_reference.py's networks on the GPU (or CPU), each mode timed
+    `repeats` times, the modes interleaved so that a drift of the clock or the
+    machine falls on both alike.
+    """
     import torch
     import torch_reference
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = True  # PyTorch at its best: cuDNN picks each convolution's fastest kernel
-    table = {}
+    table, runs = {}, {}
     for name, batch in entries:
-        for mode in ("float32", "channels_last+bf16"):
-            rate = torch_rate(torch_reference, name, batch, mode, device, steps, warmup)
-            table.setdefault(name, {}).setdefault(str(batch), {})[mode] = round(rate, 1)
-            print(f"torch {name} batch {batch} {mode}: {rate:,.0f} images/s", flush=True)
+        rates = {mode: [] for mode in ("float32", "channels_last+bf16")}
+        for _ in range(repeats):
+            for mode in rates:
+                rates[mode].append(round(torch_rate(torch_reference, name, batch, mode, device, steps, warmup), 1))
+        for mode, values in rates.items():
+            table.setdefault(name, {}).setdefault(str(batch), {})[mode] = float(np.median(values))
+            runs.setdefault(name, {}).setdefault(str(batch), {})[mode] = values
+            log(f"torch {name} batch {batch} {mode}: median {np.median(values):,.0f} images/s of {values}")
     return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
-            "torch": torch.__version__, "images_per_s": table}
+            "torch": torch.__version__, "repeats": repeats, "images_per_s": table, "runs": runs}
+
+
+def torch_training(entries, recipe, seed, data, log=say, on_result=None):
+    """{label: benchmarks/torch_recipe.py's result} for `model:epochs[:NAME=VALUE...]` entries: the calibration.
+
+    Each entry is trained by PyTorch with the recipe kerascnn resolves for it
+    (the same RunConfig as a plan entry's), on the same images.
+    """
+    import dataclasses
+
+    import torch_recipe
+
+    results = {}
+    for name, epochs, _, sets in parse_plan(entries):
+        config = resolve(name, recipe, epochs, seed, sets)
+        settings = {**dataclasses.asdict(config.optim), **dataclasses.asdict(config.data),
+                    "whiten": getattr(config, "whiten", None)}
+        label = entry_label(name, sets)
+        log(f"torch training {label}: {epochs} epochs of the {config.recipe} recipe")
+        try:
+            results[label] = torch_recipe.train(name, settings, config.model_options, data, epochs, seed, log=log)
+            r = results[label]
+            log(f"torch {label}: {epochs} epochs, {r['train_s']:.1f} s training: {100 * r['test_accuracy']:.2f}% "
+                f"plain, {100 * r['flip_accuracy']:.2f}% flips")
+        except Exception as e:  # one entry's failure must not cost the others their lease time
+            results[label] = {"failed": f"{type(e).__name__}: {e}"[:500]}
+            log(f"torch {label} FAILED: {results[label]['failed']}")
+        if on_result:
+            on_result(results)
+    return results
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -404,7 +477,11 @@ def parse_args(argv=None):
                    help="seconds from the start by which every entry should be done (their seconds shrink to fit)")
     p.add_argument("--torch", action="store_true", help="time PyTorch's reference networks first (issue 19)")
     p.add_argument("--torch-steps", type=int, default=30)
-    p.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--torch-repeats", type=int, default=5, help="timings of each PyTorch mode; the median is reported")
+    p.add_argument("--torch-train", nargs="+", default=[], metavar="MODEL:EPOCHS[:NAME=VALUE...]",
+                   help="train these in PyTorch with the same recipe on the same images first "
+                   "(benchmarks/torch_recipe.py: the calibration of kerascnn's accuracy)")
+    p.add_argument("--torch-only", type=pathlib.Path, default=None, help=argparse.SUPPRESS)  # the child's data file
     return p.parse_args(argv)
 
 
@@ -417,80 +494,129 @@ def share(remaining, seconds, time_left):
     """
     if time_left is None or seconds is None:
         return seconds
-    total = sum(s for _, _, s in remaining if s is not None) or seconds
+    total = sum(entry[2] for entry in remaining if entry[2] is not None) or seconds
     return max(0.0, time_left * seconds / total)
 
 
 def batch_sizes(plan, recipe):
-    from kerascnn.config import RunConfig
-
-    return [(name, RunConfig.from_flags(name, recipe=recipe).data.batch_size) for name, _, _ in plan]
+    """[(model, batch size)] of the plan's entries, each model and batch once."""
+    seen = []
+    for name, _, _, sets in plan:
+        pair = (name, resolve(name, recipe, None, 0, sets).data.batch_size)
+        if pair not in seen:
+            seen.append(pair)
+    return seen
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    args.argv = argv
     plan = parse_plan(args.plan)
     if not pathlib.Path(args.data).exists():
         raise DataError(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
+    for name, epochs, _, sets in plan + parse_plan(args.torch_train):
+        resolve(name, args.recipe, epochs, args.seed, sets)  # a bad model, recipe or setting: one line, exit 2, now
     # Set before Keras is first imported (main's imports are all inside functions), not at import
     # time: the test suite imports this module beside Keras on TensorFlow.
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.7")  # JAX's pool, leaving PyTorch room
     if args.torch_only:  # the child process: PyTorch alone on the GPU, before JAX takes its memory
-        sys.path.insert(0, str(pathlib.Path(__file__).parent))
-        print(json.dumps(torch_throughput(batch_sizes(plan, args.recipe), args.torch_steps, warmup=10)))
+        torch_child(args, plan)
         return
     t0 = time.perf_counter()
     report = {"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "recipes": {}}
-    if args.torch:
-        child = subprocess.run([sys.executable, __file__, "--torch-only", *sys.argv[1:]], capture_output=True,
-                               text=True)
-        print(child.stderr[-2000:], end="")
-        last = child.stdout.strip().splitlines()
-        report["torch"] = json.loads(last[-1]) if child.returncode == 0 and last else {"failed": child.stderr[-800:]}
-        print("\n".join(last[:-1]), flush=True)
+    t = time.perf_counter()
+    data = load_cifar(args.data, args.limit_per_class)
+    train_x = data["train"][0]
+    data["mean"] = train_x.reshape(-1, 3).mean(0)
+    data["std"] = train_x.reshape(-1, 3).std(0)
+    report["data"] = {"train": len(train_x), "test": len(data["test"][0]), "load_s": round(time.perf_counter() - t, 2)}
+    say(f"data: {report['data']}")
+    write(args.out, report)
+    if args.torch or args.torch_train:
+        report.update(run_torch_child(args, data))
+        write(args.out, report)
     report["environment"] = environment()
-    print(json.dumps(report["environment"]), flush=True)
+    say(json.dumps(report["environment"]))
     import jax
     import keras
 
     keras.config.set_dtype_policy("mixed_bfloat16")
-    t = time.perf_counter()
-    data = load_cifar(args.data, args.limit_per_class)
-    train_x, train_y = data["train"]
-    data["mean"] = train_x.reshape(-1, 3).mean(0)
-    data["std"] = train_x.reshape(-1, 3).std(0)
     data["test_norm"] = ((data["test"][0].astype(np.float32) - data["mean"]) / data["std"]).astype(np.float32)
-    data["train_device"] = (jax.device_put(train_x), jax.device_put(train_y))
-    report["data"] = {"train": len(train_x), "test": len(data["test"][0]), "load_s": round(time.perf_counter() - t, 2)}
-    print(f"data: {report['data']}", flush=True)
-    write(args.out, report)
-    for i, (name, max_epochs, seconds) in enumerate(plan):
+    data["train_device"] = tuple(jax.device_put(a) for a in data["train"])
+    for i, (name, max_epochs, seconds, sets) in enumerate(plan):
         seconds = share(plan[i:], seconds, args.deadline - (time.perf_counter() - t0) if args.deadline else None)
         try:
             Recipe(name, args.recipe, max_epochs, args.seed, data, report, args.out, args.eval_batch,
-                   args.host_arrays).run(max_epochs or 10, seconds)
+                   args.host_arrays, sets).run(max_epochs or 10, seconds)
         except Exception as e:  # one model's failure must not cost the others their lease time
             import traceback
 
             traceback.print_exc()
-            report["recipes"].setdefault(name, {})["failed"] = f"{type(e).__name__}: {e}"[:500]
+            report["recipes"].setdefault(entry_label(name, sets), {})["failed"] = f"{type(e).__name__}: {e}"[:500]
         write(args.out, report)
     report["total_s"] = round(time.perf_counter() - t0, 1)
     write(args.out, report)
     print_table(report)
 
 
+def run_torch_child(args, data):
+    """{"torch": throughput, "torch_training": calibration} from a child process running PyTorch alone.
+
+    A child, so that PyTorch has the GPU to itself and gives its memory back
+    before JAX takes 70% of it; the images travel as a .npz in OUT, the results
+    as OUT/torch.json (rewritten after each result, so a cut run keeps them).
+    """
+    npz = args.out / "cifar_for_torch.npz"
+    np.savez(npz, train_x=data["train"][0], train_y=data["train"][1], test_x=data["test"][0],
+             test_y=data["test"][1], mean=data["mean"], std=data["std"])
+    result_file = args.out / "torch.json"
+    result_file.unlink(missing_ok=True)
+    child = subprocess.run([sys.executable, __file__, *args.argv, "--torch-only", str(npz)])
+    npz.unlink()
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if child.returncode != 0:
+        result["torch_failed"] = f"the PyTorch child exited with status {child.returncode}"
+    return result
+
+
+def torch_child(args, plan):
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    result, result_file = {}, args.out / "torch.json"
+
+    def save(_=None):
+        tmp = result_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(result_file)
+
+    if args.torch:
+        result["torch"] = torch_throughput(batch_sizes(plan, args.recipe), args.torch_steps, warmup=10,
+                                           repeats=args.torch_repeats)
+        save()
+    if args.torch_train:
+        arrays = np.load(args.torch_only)
+        data = {"train": (arrays["train_x"], arrays["train_y"]), "test": (arrays["test_x"], arrays["test_y"]),
+                "mean": arrays["mean"], "std": arrays["std"]}
+        result["torch_training"] = {}
+        torch_training(args.torch_train, args.recipe, args.seed, data,
+                       on_result=lambda r: (result["torch_training"].update(r), save()))
+
+
 def print_table(report):
     print("\nmodel | batch | epochs | train s | plain | flips | flips+shifts | keras img/s | torch bf16+CL img/s")
     torch_rates = report.get("torch", {}).get("images_per_s", {})
     for name, r in report["recipes"].items():
-        rate = torch_rates.get(name, {}).get(str(r.get("batch_size")), {}).get("channels_last+bf16")
+        rate = torch_rates.get(r.get("model", name), {}).get(str(r.get("batch_size")), {}).get("channels_last+bf16")
         cells = [name, r.get("batch_size"), r.get("epochs"), r.get("train_s"),
                  *(f"{100 * r[k]:.2f}" if k in r else "-" for k in ("test_accuracy", "flip_accuracy",
                                                                    "flip_shift_accuracy")),
                  r.get("keras_images_per_s"), rate]
+        print(" | ".join(str(c) for c in cells) + (f"  FAILED {r['failed']}" if "failed" in r else ""))
+    for name, r in report.get("torch_training", {}).items():
+        cells = [f"torch {name}", r.get("batch_size"), r.get("epochs"), r.get("train_s"),
+                 *(f"{100 * r[k]:.2f}" if k in r else "-" for k in ("test_accuracy", "flip_accuracy")), "-"]
         print(" | ".join(str(c) for c in cells) + (f"  FAILED {r['failed']}" if "failed" in r else ""))
 
 

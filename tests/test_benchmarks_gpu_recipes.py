@@ -79,14 +79,16 @@ def test_load_cifar_says_which_split_is_missing(tmp_path):
 
 
 def test_plan_entries_their_epochs_and_their_share_of_the_deadline():
-    plan = gpu_recipes.parse_plan(["alexnet_cifar", "vgg16_bn:40", "resnet18:40:150"])
-    assert plan == [("alexnet_cifar", None, None), ("vgg16_bn", 40, None), ("resnet18", 40, 150.0)]
+    plan = gpu_recipes.parse_plan(["alexnet_cifar", "vgg16_bn:40", "resnet18:40:150", "vgg16_bn:60:110:cutout=8",
+                                   "resnet18::90:lr=0.2:dropout=0.1"])
+    assert plan == [("alexnet_cifar", None, None, []), ("vgg16_bn", 40, None, []), ("resnet18", 40, 150.0, []),
+                    ("vgg16_bn", 60, 110.0, ["cutout=8"]), ("resnet18", None, 90.0, ["lr=0.2", "dropout=0.1"])]
     # 100 s left after 10 s of final testing, 3 s an epoch with 1 s of testing: 22 epochs, capped at 20.
     assert gpu_recipes.fitting_epochs(20, 110, 3.0, 1.0, 10) == 20
     assert gpu_recipes.fitting_epochs(40, 110, 3.0, 1.0, 10) == 25
     assert gpu_recipes.fitting_epochs(40, 5, 3.0, 1.0, 10) == 0
     assert gpu_recipes.fitting_epochs(40, None, 3.0, 1.0, 10) == 40
-    entries = [("a", 10, 100.0), ("b", 10, 300.0)]
+    entries = [("a", 10, 100.0, []), ("b", 10, 300.0, [])]
     assert gpu_recipes.share(entries, 100.0, 400) == 100.0  # on time: its own seconds
     assert gpu_recipes.share(entries, 100.0, 200) == 50.0  # late: a quarter of what is left
     assert gpu_recipes.share(entries, 100.0, 800) == 200.0  # early: a quarter of the time saved too
@@ -120,3 +122,25 @@ print(model.optimizer.update_step.__name__, len(model.optimizer.variables), conf
     assert done.returncode == 0, done.stderr[-2000:]
     step, slots, scale = done.stdout.split()[-3:]
     assert step == "scaled_update_step" and int(slots) > 1 and scale == "64.0"
+
+
+def test_a_plan_entry_resolves_its_overrides_over_the_recipe_and_gets_its_own_label():
+    config = gpu_recipes.resolve("vgg16_bn", "fast", 60, 3, ["cutout=8", "label_smoothing=0.1", "dropout=0.2"])
+    assert (config.epochs, config.seed, config.recipe) == (60, 3, "fast")
+    assert config.data.cutout == 8 and config.optim.label_smoothing == 0.1  # the recipe has 0 and 0.2
+    assert config.model_options["dropout"] == 0.2 and config.optim.lr == 0.1  # the rest is the recipe's
+    assert config.optim.warmup_epochs == 12  # the recipe's warm-up fraction at the entry's epochs
+    assert gpu_recipes.entry_label("vgg16_bn", ["cutout=8"]) == "vgg16_bn+cutout=8"
+    assert gpu_recipes.entry_label("vgg16_bn", []) == "vgg16_bn"
+    # Each model and batch size once, for PyTorch's timings: an override of the batch adds a row.
+    plan = gpu_recipes.parse_plan(["vgg16_bn:10", "vgg16_bn:60:110:cutout=8", "vgg16_bn:5::batch_size=64"])
+    assert gpu_recipes.batch_sizes(plan, "fast") == [("vgg16_bn", 128), ("vgg16_bn", 64)]
+
+
+def test_a_bad_override_in_the_plan_stops_the_script_before_any_training(tmp_path, capsys):
+    (tmp_path / "train").mkdir()
+    status = gpu_recipes.script_exit_status(
+        gpu_recipes.main, "gpu_recipes.py",
+        ["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--plan", "vgg16_bn:10::cutout=-3"])
+    assert status == 2
+    assert "cutout" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""benchmarks/torch_recipe.py: kerascnn's recipe in PyTorch, step for step, as the calibration claims."""
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+
+import torch_recipe  # noqa: E402
+import torch_reference  # noqa: E402
+
+from kerascnn.config import RunConfig  # noqa: E402
+from kerascnn.training.optim import learning_rate  # noqa: E402
+
+
+def settings_of(config):
+    return {**dataclasses.asdict(config.optim), **dataclasses.asdict(config.data)}
+
+
+@pytest.mark.parametrize("final_fraction", [0.0, 0.07])
+def test_the_one_cycle_rate_is_kerascnns_at_every_step(final_fraction):
+    config = RunConfig.from_flags("resnet18", recipe="fast", epochs=5, final_lr_fraction=final_fraction)
+    steps_per_epoch = 7
+    schedule = learning_rate(config.optim, steps_per_epoch, config.epochs)
+    warmup = int(round(config.optim.warmup_epochs * steps_per_epoch))
+    total = config.epochs * steps_per_epoch
+    ours = [torch_recipe.one_cycle(t, config.optim.lr, warmup, total, final_fraction) for t in range(total + 1)]
+    theirs = [float(schedule(t)) for t in range(total + 1)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+    assert ours[0] == 0.0 and max(ours) == pytest.approx(config.optim.lr)
+
+
+def test_parameter_groups_decay_kernels_only_and_scale_or_freeze_the_batch_norm_parameters():
+    model = torch_reference.create("resnet18")
+    groups = torch_recipe.parameter_groups(model, {"weight_decay": 5e-4, "bn_bias_lr_scale": 64.0,
+                                                   "freeze_bn_scale": True})
+    kernels, offsets, rest = groups
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in kernels["params"]} == {id(m.weight) for m in convs} and kernels["weight_decay"] == 5e-4
+    assert {id(p) for p in offsets["params"]} == {id(m.bias) for m in norms}
+    assert offsets["lr_scale"] == 64.0 and offsets["weight_decay"] == 0.0 and rest["weight_decay"] == 0.0
+    assert not any(m.weight.requires_grad for m in norms)  # frozen scales, in no group
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert len(grouped) == len(set(grouped)) and set(grouped) == trainable
+
+
+def _images(n=6, size=8, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8))
+
+
+def test_augmentation_off_is_the_normalised_image_in_channels_last():
+    images, mean, std = _images(), torch.tensor([120.0, 110.0, 100.0]), torch.tensor([60.0, 50.0, 40.0])
+    out = torch_recipe.augment(images, mean, std, {"translate": 0, "flip": "none", "cutout": 0},
+                               torch.Generator().manual_seed(0))
+    expected = (images.permute(0, 3, 1, 2).float() - mean[None, :, None, None]) / std[None, :, None, None]
+    torch.testing.assert_close(out, expected)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_each_crop_is_a_window_of_the_reflected_image_and_each_flip_a_mirror():
+    images, mean, std = _images(n=20), torch.zeros(3), torch.ones(3)
+    out = torch_recipe.augment(images, mean, std, {"translate": 2, "pad_mode": "reflect", "flip": "random",
+                                                   "cutout": 0}, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (2, 2, 2, 2), mode="reflect")
+    shifts, mirrored = set(), 0
+    for i in range(len(images)):
+        found = [(dy, dx, flip) for dy in range(5) for dx in range(5) for flip in (False, True)
+                 if torch.equal((lambda w: w.flip(2) if flip else w)(padded[i, :, dy:dy + 8, dx:dx + 8]), out[i])]
+        assert found, f"image {i} is no window of its padded image"
+        shifts.add(found[0][:2])
+        mirrored += found[0][2]
+    assert len(shifts) > 3 and 0 < mirrored < 20  # the offsets and the flips vary from image to image
+
+
+def test_cutout_zeroes_one_square_clipped_at_the_border():
+    images, mean, std = _images(n=50, size=8) | 1, torch.zeros(3), torch.ones(3)  # no pixel is 0 before cutout
+    out = torch_recipe.augment(images, mean, std, {"translate": 0, "flip": "none", "cutout": 4},
+                               torch.Generator().manual_seed(2))
+    zeros = (out == 0).all(1)  # [n, h, w]: every channel zeroed
+    for mask in zeros:
+        rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+        assert len(rows) and len(rows) <= 4 and len(cols) <= 4
+        assert mask.sum() == len(rows) * len(cols)  # a rectangle: the square, clipped
+        assert (rows.diff() == 1).all() and (cols.diff() == 1).all()
+    assert (zeros.sum((1, 2)) < 16).any() and (zeros.sum((1, 2)) == 16).any()  # some clipped, some whole
+
+
+def test_the_calibration_refuses_what_it_does_not_reproduce():
+    alexnet = RunConfig.from_flags("alexnet_cifar", recipe="fast")
+    with pytest.raises(ValueError, match="flip='alternating'.*logit_scale=0.125"):
+        torch_recipe.check("alexnet_cifar", settings_of(alexnet), alexnet.model_options)
+    googlenet = RunConfig.from_flags("googlenet_cifar", recipe="fast")
+    with pytest.raises(ValueError, match="auxiliary"):
+        torch_recipe.check("googlenet_cifar", settings_of(googlenet), googlenet.model_options)
+    averaged = RunConfig.from_flags("resnet18", recipe="fast", ema=0.99)
+    with pytest.raises(ValueError, match="ema=0.99"):
+        torch_recipe.check("resnet18", settings_of(averaged), averaged.model_options)
+    resnet18 = RunConfig.from_flags("resnet18", recipe="fast")
+    torch_recipe.check("resnet18", settings_of(resnet18), resnet18.model_options)  # the calibration's recipe
+
+
+def test_training_learns_a_separable_task_and_reports_every_epoch():
+    """Bright images against dark ones: the recipe's loop must learn them (and log as it goes).
+
+    resnet18 on 8x8 images (its global pooling takes any size) keeps the test cheap; 30 steps
+    let the batch-norm statistics that the test pass uses settle.
+    """
+    rng = np.random.default_rng(0)
+    labels = np.arange(128) % 2
+    images = np.clip(rng.normal(80 + 100 * labels[:, None, None, None], 20, (128, 8, 8, 3)), 0, 255).astype(np.uint8)
+    data = {"train": (images[:96], labels[:96]), "test": (images[96:], labels[96:]),
+            "mean": images[:96].reshape(-1, 3).mean(0), "std": images[:96].reshape(-1, 3).std(0)}
+    config = RunConfig.from_flags("resnet18", recipe="fast", epochs=5, batch_size=16, lr=0.05, translate=1, cutout=2)
+    lines = []
+    result = torch_recipe.train("resnet18", settings_of(config), {}, data, epochs=5, device="cpu", log=lines.append)
+    assert result["steps_per_epoch"] == 6 and [r["epoch"] for r in result["epochs_log"]] == [1, 2, 3, 4, 5]
+    assert len(lines) == 5 and result["train_s"] > 0
+    assert result["test_accuracy"] == 1.0 and result["flip_accuracy"] == 1.0
