@@ -16,6 +16,14 @@ import pytest
 
 from kerascnn.runtime.quiet import import_tensorflow_quietly
 
+# PyTorch's OpenMP threads (the reference of the benchmarks' tests, the torchvision layouts) sleep
+# rather than spin while they wait. Beside the other xdist worker on a 2-core host a spinning
+# thread holds a core the other thread of its parallel region needs, and every op pays a time
+# slice: a resnet18 training step at 16x16 took 3.5 s instead of 0.15 s. Set before PyTorch is
+# imported (here, in each worker; the subprocesses the tests start inherit it); timings are never
+# asserted.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Each pytest-xdist worker imports TensorFlow here; without this its CUDA
 # probes would print to the terminal after the summary line.
 import_tensorflow_quietly()
