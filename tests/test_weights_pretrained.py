@@ -1,5 +1,6 @@
 """--weights imagenet / PATH / RUN_DIR and --freeze-backbone: loading by layer name, normalisation, phases."""
 
+import functools
 import json
 
 import keras
@@ -9,6 +10,7 @@ import pytest
 from kerascnn.storage import rundir
 from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
+from kerascnn.data import synthetic
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.models import create_model
 from kerascnn.training.fit import fit
@@ -90,6 +92,9 @@ def test_a_cached_imagenet_file_is_used_without_network(tmp_path, monkeypatch):
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(imagenet, "BASE_URL", "http://127.0.0.1:9/")  # any download attempt would fail
+    # 100 generated test images instead of 500: the full-width VGG-16 tests them all, plain and
+    # mirrored (seconds), and nothing here depends on how many there are.
+    monkeypatch.setattr(synthetic, "SyntheticSource", functools.partial(synthetic.SyntheticSource, num_test=100))
     keras.utils.set_random_seed(7)
     ref = keras.applications.VGG16(weights=None, include_top=False)
     path = tmp_path / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
