@@ -6,8 +6,9 @@
 For each configuration (as `vs_torch.py` names them; default the seeds'
 alexnet_cifar with Adam at batch 32 and 128), two candidates built
 exactly as `fit` builds the step (`throughput.keras_candidate`), at `fit`'s
-default precision: one with `kerascnn.training.fused_updates` (what
-`build_optimizer` gives) and one with Keras' chain of element-wise updates.
+default precision: one with `kerascnn.training.fused_updates` for every
+kind it can fuse (Adam, SGD with momentum, RMSprop; `build_optimizer` fuses
+those in its `FUSED`) and one with Keras' chain of element-wise updates.
 They are timed round-robin (`timing.interleaved`) on one fixed batch in
 memory; the figure is the ratio of median step times (keras / fused: above 1
 means the fused update is faster). NOTES.md, 23.
@@ -32,6 +33,7 @@ from throughput import keras_candidate  # noqa: E402
 from timing import interleaved  # noqa: E402
 from vs_torch import Config, default_precision  # noqa: E402
 
+from kerascnn.training import fused_updates as fusing  # noqa: E402
 from kerascnn.training import optim as optim_module  # noqa: E402
 
 DEFAULT_CONFIGS = ("alexnet_cifar:adam:32:seeds", "alexnet_cifar:adam:128:seeds")
@@ -45,8 +47,9 @@ def candidate(config, precision, args, fused):
         return keras_candidate(config.model, precision, False, config.batch_size, 1, args.image_size, args.steps,
                                optim=optim, model_options=options)[0]
 
-    if fused:
-        return build()
+    if fused:  # every kind the module can fuse, whether or not the product fuses it today
+        with mock.patch.object(fusing, "FUSED", fusing.KINDS):
+            return build()
     with mock.patch.object(optim_module, "fuse_updates", lambda optimizer: optimizer):
         return build()
 

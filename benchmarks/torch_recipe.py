@@ -3,6 +3,9 @@
     from torch_recipe import train
     result = train("resnet18", settings, model_options, data, epochs=40)
 
+    # on this machine's CPU, beside benchmarks/time_to_accuracy.py's run of the same recipe:
+    python benchmarks/torch_recipe.py resnet20 --data DIR/cifar10-jpeg --epochs 20 --seed 0 --bf16 --json OUT.json
+
 When kerascnn's `resnet18` ends 4 points short of a published figure, is it
 the framework, the recipe or the data (this project's CIFAR-10 is JPEG
 re-encoded, which the data README warns runs below the published figures)?
@@ -41,6 +44,13 @@ a logit scale) is refused with a ValueError naming it, so a calibration is
 never silently a different recipe.
 """
 
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import sys
 import time
 
 import numpy as np
@@ -48,12 +58,14 @@ import torch
 import torch_reference
 from torch import nn
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # kerascnn, for the command line
+
 # The settings this module reproduces, and the value each must have when it cannot vary.
 FIXED = {"optimizer": "sgd", "schedule": "onecycle", "augment": "cifar", "ema": None, "lookahead": None,
          "clip_norm": None, "random_erasing": 0.0, "pca_jitter": None, "tta": False}
 FLIPS = ("random", "none")
 MODEL_OPTIONS = {"dropout"}
-NO_AUXILIARY_HEADS = ("alexnet_cifar", "vgg16_bn", "resnet18")  # torch_reference's GoogLeNet has none
+NO_AUXILIARY_HEADS = ("alexnet_cifar", "vgg16_bn", "resnet18", "resnet20")  # torch_reference's GoogLeNet has none
 
 
 def check(name, settings, model_options):
@@ -211,3 +223,79 @@ def train(name, settings, model_options, data, epochs, seed=0, device=None, eval
         "train_s": round(trained, 2), "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__, "autocast_bf16": bf16,
     }
+
+
+# --- the command line: the calibration on this machine (the GPU one runs inside gpu_recipes.py) ---
+
+
+def settings_of(config):
+    """The flat settings `train` reads, from a resolved kerascnn RunConfig."""
+    return {**dataclasses.asdict(config.optim), **dataclasses.asdict(config.data), "whiten": getattr(config, "whiten", None)}
+
+
+def parse_args(argv=None):
+    from kerascnn.cli.flags import OneLineParser
+
+    parser = OneLineParser(description="kerascnn's recipe for MODEL, trained by PyTorch on the same CIFAR-10 "
+                           "images: the framework's share of an accuracy gap (runs on the CPU or a GPU)")
+    parser.add_argument("model", choices=sorted(torch_reference.MODELS))
+    parser.add_argument("--data", required=True, help="the cifar10-jpeg folder or its .tar.gz")
+    parser.add_argument("--recipe", default="fast")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                        help="change one setting of the recipe, as time_to_accuracy.py's --set")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU (always on a GPU)")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: every CPU)")
+    parser.add_argument("--limit-per-class", type=int, default=None, help="the first N images of each class (smoke runs)")
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="write the result here")
+    return parser.parse_args(argv)
+
+
+def calibrate(argv=None):
+    """The command line's work: the result `train` returns, with what ran it."""
+    args = parse_args(argv)
+    import gpu_recipes  # the same loader and recipe resolution as the GPU run
+
+    from kerascnn.errors import ConfigError, DataError
+
+    if not pathlib.Path(args.data).exists():
+        raise DataError(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
+    config = gpu_recipes.resolve(args.model, args.recipe, args.epochs, args.seed, args.sets)
+    settings = {**settings_of(config), "bf16": args.bf16}
+    try:  # refused before any image is read
+        check(args.model, settings, config.model_options)
+    except ValueError as e:
+        raise ConfigError(f"{e}; drop those --set values or take another model") from None
+    torch.set_num_threads(args.threads or os.cpu_count())
+    started = time.perf_counter()
+    data = gpu_recipes.load_cifar(args.data, args.limit_per_class)
+    data["mean"] = data["train"][0].reshape(-1, 3).mean(0)
+    data["std"] = data["train"][0].reshape(-1, 3).std(0)
+    print(f"{args.model}: {config.epochs} epochs of the {config.recipe} recipe in PyTorch {torch.__version__}, "
+          f"{len(data['train'][0])} training and {len(data['test'][0])} test images", flush=True)
+    result = train(args.model, settings, config.model_options, data, config.epochs, args.seed,
+                   log=lambda line: print(line, flush=True))
+    result.update(model=args.model, recipe=config.recipe, seed=args.seed, sets=args.sets, threads=torch.get_num_threads(),
+                  processor=platform.processor() or platform.machine(), command=" ".join(sys.argv),
+                  settings={k: v for k, v in settings.items() if isinstance(v, (int, float, str, bool, type(None)))},
+                  total_s=round(time.perf_counter() - started, 1))
+    print(f"{args.model}: {100 * result['test_accuracy']:.2f}% plain, {100 * result['flip_accuracy']:.2f}% with flips, "
+          f"{result['train_s']:.0f} s of training", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(args.json)
+    return result
+
+
+def main(argv=None):
+    calibrate(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    from kerascnn.errors import script_exit_status
+
+    sys.exit(script_exit_status(main, "torch_recipe.py"))

@@ -20,6 +20,10 @@ compare the frameworks, not the architectures:
   kuangliu/pytorch-cifar), four stages of two basic blocks (64, 128, 256,
   512), projection shortcuts (1x1 conv + BN) where the shape changes, global
   average pooling and the logits.
+- `resnet20` (kerascnn `resnet20`): the CIFAR ResNet of the paper's section
+  4.2, a 3x3 conv-16 stem, three stages of three basic blocks (16, 32, 64),
+  option A shortcuts (the identity subsampled at stride 2, zero channels
+  appended), global average pooling and the logits: 269,722 parameters.
 - `googlenet_cifar` (kerascnn `googlenet_cifar`, batch-normalised): a 3x3/1
   conv-192 stem, inception 3a..5b with Table 1's widths and real 5x5
   branches, every convolution without bias and followed by BN and ReLU,
@@ -152,6 +156,41 @@ class ResNet18Cifar(nn.Module):
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
 
+class ZeroPadShortcut(nn.Module):
+    """Option A of He et al. (2016), section 3.3, as kerascnn's `resnet20`: `x[:, :, ::s, ::s]`, then zero channels appended."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.extra, self.stride = c_out - c_in, stride
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+
+
+class ResNet20Cifar(nn.Module):
+    """He et al. (2016), section 4.2 with n = 3: a 3x3 conv-16 stem, three stages of three basic blocks
+    (16, 32, 64 filters on 32x32, 16x16, 8x8), option A shortcuts, global average pooling, the logits."""
+
+    def __init__(self, num_classes=NUM_CLASSES):
+        super().__init__()
+        self.stem = nn.Sequential(*conv_bn_relu(3, 16, bias=False))
+        blocks, c_in = [], 16
+        for stage, width in enumerate((16, 32, 64)):
+            for i in range(3):
+                block = BasicBlock(c_in, width, 2 if stage > 0 and i == 0 else 1)
+                if c_in != width:
+                    block.shortcut = ZeroPadShortcut(c_in, width, 2)
+                blocks.append(block)
+                c_in = width
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
 # GoogLeNet's Table 1 (kerascnn.models.googlenet.INCEPTION_BLOCKS, copied so the child process
 # never imports Keras): name, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj.
 Inception = collections.namedtuple("Inception", "name n1x1 n3x3_reduce n3x3 n5x5_reduce n5x5 pool_proj")
@@ -210,9 +249,11 @@ class GoogLeNetCifar(nn.Module):
 
 MODELS = {
     "alexnet_cifar": AlexNetCifar, "vgg16_bn": VGG16BN, "resnet18": ResNet18Cifar, "googlenet_cifar": GoogLeNetCifar,
+    "resnet20": ResNet20Cifar,
 }
 # The kerascnn options these modules reproduce (the rest are each model's defaults at 32x32).
-KERASCNN_OPTIONS = {"alexnet_cifar": {"batch_norm": True}, "vgg16_bn": {}, "resnet18": {}, "googlenet_cifar": {}}
+KERASCNN_OPTIONS = {"alexnet_cifar": {"batch_norm": True}, "vgg16_bn": {}, "resnet18": {}, "googlenet_cifar": {},
+                    "resnet20": {}}
 
 
 def create(name, num_classes=NUM_CLASSES, **options):
@@ -480,11 +521,12 @@ def keras_layer_names(name, torch_model):
         names = [n for s, (_, convs) in enumerate(VGG16BN.STAGES, 1) for i in range(1, convs + 1)
                  for n in (f"block{s}_conv{i}", f"block{s}_bn{i}")]
         return names + ["fc1", "fc2", "predictions"]
-    if name == "resnet18":
-        names = ["conv1_conv", "conv1_bn"]
+    if name in ("resnet18", "resnet20"):
+        names, per_stage = ["conv1_conv", "conv1_bn"], 2 if name == "resnet18" else 3
         for index, block in enumerate(torch_model.blocks):
-            prefix = f"conv{index // 2 + 2}_block{index % 2 + 1}"
-            convs = ("1", "2", "0") if len(block.shortcut) else ("1", "2")
+            prefix = f"conv{index // per_stage + 2}_block{index % per_stage + 1}"
+            projected = isinstance(block.shortcut, nn.Sequential) and len(block.shortcut)
+            convs = ("1", "2", "0") if projected else ("1", "2")
             names += [n for k in convs for n in (f"{prefix}_{k}_conv", f"{prefix}_{k}_bn")]
         return names + ["predictions"]
     if name == "googlenet_cifar":

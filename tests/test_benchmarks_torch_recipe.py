@@ -1,6 +1,7 @@
 """benchmarks/torch_recipe.py: kerascnn's recipe in PyTorch, step for step, as the calibration claims."""
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -122,3 +123,54 @@ def test_training_learns_a_separable_task_and_reports_every_epoch():
     assert result["steps_per_epoch"] == 6 and [r["epoch"] for r in result["epochs_log"]] == [1, 2, 3, 4, 5]
     assert len(lines) == 5 and result["train_s"] > 0
     assert result["test_accuracy"] == 1.0 and result["flip_accuracy"] == 1.0
+
+
+def test_resnet20s_recipe_is_one_the_calibration_reproduces():
+    config = RunConfig.from_flags("resnet20", recipe="fast")
+    torch_recipe.check("resnet20", settings_of(config), config.model_options)
+
+
+def _cifar_folder(root, per_class, size=8):
+    """A cifar10-jpeg tree of flat-coloured `size`-pixel JPEGs: the class sets the red channel."""
+    from PIL import Image
+
+    for split, count in per_class.items():
+        for label, cls in enumerate(("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                     "ship", "truck")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (size, size), (25 * label, 40 * i, 90)).save(root / split / cls / f"{i:04d}.jpg")
+    return root
+
+
+def test_the_command_line_trains_the_recipe_on_a_cifar_folder_and_writes_its_result(tmp_path, capsys):
+    data = _cifar_folder(tmp_path / "cifar10-jpeg", {"train": 4, "test": 1})
+    out = tmp_path / "result" / "resnet20.json"
+    result = torch_recipe.calibrate(["resnet20", "--data", str(data), "--epochs", "2", "--seed", "3",
+                                     "--set", "batch_size=8", "--set", "cutout=2", "--bf16", "--threads", "1",
+                                     "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["test_accuracy"] == result["test_accuracy"] and saved["epochs"] == 2 and saved["seed"] == 3
+    assert saved["steps_per_epoch"] == 5 and saved["autocast_bf16"] is True and saved["threads"] == 1
+    assert saved["settings"]["batch_size"] == 8 and saved["settings"]["cutout"] == 2
+    assert saved["settings"]["weight_decay"] == RunConfig.from_flags("resnet20", recipe="fast").optim.weight_decay
+    assert saved["sets"] == ["batch_size=8", "cutout=2"] and len(saved["epochs_log"]) == 2
+    printed = capsys.readouterr().out
+    assert "40 training and 10 test images" in printed and "% plain" in printed
+    assert not list(out.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["resnet20", "--data", "{data}", "--set", "cutout=-3"], "cutout"),
+    (["resnet20", "--data", "{data}", "--set", "ema=0.99"], "ema=0.99"),
+    (["resnet20", "--data", "{missing}"], "no such folder"),
+])
+def test_a_bad_setting_or_data_folder_is_one_line_and_exit_2_before_any_image_is_read(argv, says, tmp_path, capsys):
+    from kerascnn.errors import script_exit_status
+
+    data = tmp_path / "cifar10-jpeg"
+    (data / "train").mkdir(parents=True)  # no images: reading them would fail differently
+    argv = [a.format(data=data, missing=tmp_path / "nowhere") for a in argv]
+    assert script_exit_status(torch_recipe.main, "torch_recipe.py", argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err

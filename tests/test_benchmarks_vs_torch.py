@@ -24,7 +24,7 @@ import vs_torch  # noqa: E402
 from kerascnn.models import create_model  # noqa: E402
 
 
-@pytest.mark.parametrize("name", ["googlenet_cifar", "alexnet_cifar", "resnet18"])
+@pytest.mark.parametrize("name", ["googlenet_cifar", "alexnet_cifar", "resnet18", "resnet20"])
 def test_same_weights_give_the_same_logits(name):
     keras_model = create_model(name, num_classes=10, input_shape=(32, 32, 3), **torch_reference.KERASCNN_OPTIONS[name])
     reference = torch_reference.create(name).eval()

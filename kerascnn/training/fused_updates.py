@@ -75,17 +75,101 @@ def _adam_step(optimizer, keras_step):
     return update_step
 
 
-def fuse_updates(optimizer):
-    """`optimizer` (a Keras Adam or AdamW) updating each variable with one TensorFlow kernel.
+def _sgd_step(optimizer, keras_step):
+    """SGD with (Nesterov) momentum as `ResourceApplyKerasMomentum`: Keras' arithmetic, op for op.
 
-    The fused step replaces this instance's `update_step` only: the class,
-    its configuration and its variables stay Keras', so a saved optimizer
-    loads anywhere. Other optimizers are returned unchanged.
+    Keras (keras/src/optimizers/sgd.py) and the kernel (training_ops.cc,
+    ApplyKerasMomentum) both compute m <- m * mu - g * lr, then
+    w <- w + m * mu - g * lr (Nesterov) or w <- w + m.
     """
+    import tensorflow as tf
+
+    def update_step(gradient, variable, learning_rate):
+        if optimizer.momentum == 0:
+            return keras_step(gradient, variable, learning_rate)
+        m = optimizer.momentums[optimizer._get_variable_index(variable)]
+        if not _fusable(gradient, variable, m):
+            return keras_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=_tf_variable(variable).handle, accum=_tf_variable(m).handle, lr=tf.cast(learning_rate, dtype),
+            grad=tf.cast(gradient, dtype), momentum=tf.cast(optimizer.momentum, dtype),
+            use_nesterov=bool(optimizer.nesterov),
+        )
+
+    return update_step
+
+
+def _rmsprop_step(optimizer, keras_step, keras_build):
+    """RMSprop (not centred) as `ResourceApplyRMSProp`, Keras' arithmetic (Hinton's lecture 6e):
+
+        v <- rho v + (1 - rho) g^2;   u <- mu u + lr g / sqrt(v + epsilon);   w <- w - u
+
+    with u Keras' momentum slot when momentum > 0. Without momentum (Keras'
+    default, kerascnn's) u is w's step itself, and the kernel still needs a
+    tensor for it: a scratch variable per weight, created with the slots and
+    kept out of the optimizer's variables (0 * u adds nothing, so it is never
+    saved and a resumed run starts it at zero; only its memory is the cost).
+    TensorFlow writes the first line v + (g^2 - v)(1 - rho), the same value
+    up to rounding.
+    """
+    import tensorflow as tf
+
+    scratch = {}
+
+    def build(var_list):
+        keras_build(var_list)
+        if optimizer.momentum > 0 or optimizer.centered or scratch:
+            return
+        with tf.init_scope():
+            for variable in var_list:
+                if _fusable(None, variable):
+                    scratch[optimizer._get_variable_index(variable)] = tf.Variable(
+                        tf.zeros(variable.shape, variable.dtype), trainable=False, name="rmsprop_step")
+
+    def update_step(gradient, variable, learning_rate):
+        if optimizer.centered:
+            return keras_step(gradient, variable, learning_rate)
+        index = optimizer._get_variable_index(variable)
+        velocity = optimizer._velocities[index]
+        step = optimizer._momentums[index] if optimizer.momentum > 0 else scratch.get(index)
+        if step is None or not _fusable(gradient, variable, velocity, step):
+            return keras_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        tf.raw_ops.ResourceApplyRMSProp(
+            var=_tf_variable(variable).handle, ms=_tf_variable(velocity).handle, mom=_tf_variable(step).handle,
+            lr=tf.cast(learning_rate, dtype), rho=tf.cast(optimizer.rho, dtype),
+            momentum=tf.cast(optimizer.momentum, dtype), epsilon=tf.cast(optimizer.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
+
+    return update_step, build
+
+
+# Every kind `fuse_updates` can fuse, and those it fuses unless told (benchmarks/fused_updates.py
+# measures each against Keras' update; benchmarks/NOTES.md 23, 41, 47).
+KINDS = ("adam", "sgd", "rmsprop")
+FUSED = ("adam",)
+
+
+def fuse_updates(optimizer, fused=None):
+    """`optimizer` updating each variable with one TensorFlow kernel, if its kind is in `fused` (default FUSED).
+
+    Kinds: "adam" (Adam and AdamW), "sgd" (with momentum), "rmsprop" (not
+    centred). The fused step replaces this instance's `update_step` (and
+    RMSprop's `build`) only: the class, its configuration and its variables
+    stay Keras', so a saved optimizer loads anywhere. Other optimizers are
+    returned unchanged.
+    """
+    fused = FUSED if fused is None else fused
     if keras.backend.backend() != "tensorflow":
         return optimizer
-    if isinstance(optimizer, keras.optimizers.Adam):  # AdamW is an Adam
+    if isinstance(optimizer, keras.optimizers.Adam) and "adam" in fused:  # AdamW is an Adam
         optimizer.update_step = _adam_step(optimizer, optimizer.update_step)
+    elif isinstance(optimizer, keras.optimizers.SGD) and "sgd" in fused:
+        optimizer.update_step = _sgd_step(optimizer, optimizer.update_step)
+    elif isinstance(optimizer, keras.optimizers.RMSprop) and "rmsprop" in fused:
+        optimizer.update_step, optimizer.build = _rmsprop_step(optimizer, optimizer.update_step, optimizer.build)
     return optimizer
 
 
