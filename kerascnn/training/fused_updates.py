@@ -1,4 +1,4 @@
-"""Adam's update of each variable as one TensorFlow kernel, not a chain of element-wise ops.
+"""Each variable's optimizer update as one TensorFlow kernel, not a chain of element-wise ops.
 
 Keras 3 writes Adam's update of each variable as ten element-wise passes
 over the weight, its two moments and the gradient (subtract, multiply and
@@ -9,9 +9,12 @@ TensorFlow has the same update as one kernel that reads and writes each
 tensor once, multi-threaded: `ResourceApplyAdam`
 (tensorflow/core/kernels/training_ops.cc). alexnet_cifar's training step
 (batch norm, batch 32 / 128, float32, AVX2 CPU) measured 1.24x / 1.19x
-faster with it (benchmarks/NOTES.md, 23). SGD with momentum, eight passes in
-Keras, measured no faster with `ResourceApplyKerasMomentum` (0.98x / 1.06x)
-and keeps Keras' update.
+faster with it (benchmarks/NOTES.md, 23). SGD with momentum
+(`ResourceApplyKerasMomentum`) and RMSprop (`ResourceApplyRMSProp`), about
+11 and 20 passes in Keras: 1.00-1.10x on that AVX2 host (SGD, NOTES.md 41),
+1.11-1.17x (SGD) and 1.24-1.34x (RMSprop) on an Intel Xeon with AMX, whose
+faster convolutions leave the update a larger share of the step, faster in
+9 of 9 rounds at batch 32, 64 and 128 (NOTES.md 47): all three are fused.
 
 The arithmetic is Keras', term for term (Kingma & Ba 2015, Algorithm 1 with
 the epsilon-hat form of section 2):
@@ -30,8 +33,9 @@ update, as it applies gradient clipping before and the weight average (EMA)
 after; so they are unchanged. The optimizer keeps its Keras class and slot
 variables, so saved files and checkpoints are plain Keras and resume either
 way. Keras' own update is used where the fused kernel does not apply: AMSGrad,
-sparse (IndexedSlices) gradients, and variables mirrored across replicas
-(MirroredStrategy), whose slot variables are distributed values.
+SGD without momentum, centred RMSprop, sparse (IndexedSlices) gradients, and
+variables mirrored across replicas (MirroredStrategy), whose slot variables
+are distributed values.
 """
 
 import types
@@ -149,7 +153,7 @@ def _rmsprop_step(optimizer, keras_step, keras_build):
 # Every kind `fuse_updates` can fuse, and those it fuses unless told (benchmarks/fused_updates.py
 # measures each against Keras' update; benchmarks/NOTES.md 23, 41, 47).
 KINDS = ("adam", "sgd", "rmsprop")
-FUSED = ("adam",)
+FUSED = KINDS
 
 
 def fuse_updates(optimizer, fused=None):

@@ -122,8 +122,9 @@ def learning_rate(optim, steps_per_epoch, epochs):
 def build_optimizer(optim, steps_per_epoch, epochs):
     """A fresh Keras optimizer for `optim` (an `OptimConfig`), with one-kernel updates where they apply.
 
-    `fused_updates.fuse_updates`: Adam and AdamW update each variable with
-    one TensorFlow kernel, the same arithmetic as Keras' chain of ops.
+    `fused_updates.fuse_updates`: Adam, AdamW, SGD with momentum and RMSprop
+    update each variable with one TensorFlow kernel, the same arithmetic as
+    Keras' chain of ops.
     `norm_parameters.scale_norm_offsets`: the batch-norm offsets at
     `bn_bias_lr_scale` times the learning rate.
     `averaging.warm_up_average`: --ema's average warmed up over its first steps.
