@@ -1,7 +1,8 @@
 """TensorFlow's convolution weight gradient against k*k matrix products on small maps (issue 19, NOTES.md 34).
 
     python benchmarks/small_map_conv.py [--precision mixed_bfloat16 float32] [--batch-size 128] \\
-        [--shapes 4x512x512 2x512x512 ...] [--models vgg16_bn resnet18 ...] [--repeats 7] [--steps 2] [--json OUT]
+        [--shapes 4x512x512 2x512x512 ...] [--models vgg16_bn resnet18 ...] [--map-limits 16 64 ...] \\
+        [--repeats 7] [--steps 2] [--json OUT]
 
 NOTES.md 29a traced vgg16_bn's bfloat16 training step on a 2-core AVX512-BF16
 CPU: TensorFlow's `Conv2DBackpropFilter` (oneDNN 3.7) took 1.6-2.3x PyTorch's
@@ -21,11 +22,14 @@ most `SMALL_MAP_PIXELS` pixels. Two comparisons, round-robin timings
   (`kerascnn.models.common.CONV2D`) set to Keras' `Conv2D` and to kerascnn's,
   the same batch in memory, `--steps` training steps per timing; the ratio
   keras / kerascnn of the medians (above 1: kerascnn's class is faster).
+  `--map-limits` times kerascnn's class once per limit on the map size
+  (`SMALL_MAP_PIXELS` patched while each is built and traced).
   Only at the precisions whose compute dtype takes the small-map gradient
   (`SMALL_MAP_DTYPES`: bfloat16); in float32 the two classes compute alike.
 """
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
@@ -45,6 +49,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerascnn.layers import Conv2D  # noqa: E402
+from kerascnn.layers import conv2d  # noqa: E402
 from kerascnn.layers.conv2d import SMALL_MAP_DTYPES, weight_gradient  # noqa: E402
 from kerascnn.models import common  # noqa: E402
 from throughput import train_runs_per_variant  # noqa: E402
@@ -52,7 +57,6 @@ from timing import cpu_name, interleaved, save_result  # noqa: E402
 
 # vgg16_bn's layers at 8x8 and below on CIFAR-10 (size, in channels, out channels).
 DEFAULT_SHAPES = ("8x256x256", "4x256x512", "4x512x512", "2x512x512")
-CLASSES = {"keras": keras.layers.Conv2D, "kerascnn": Conv2D}
 
 
 def parse_shape(text):
@@ -94,22 +98,37 @@ def builders_conv2d(conv_class):
     return mock.patch.object(common, "CONV2D", conv_class)
 
 
+@contextlib.contextmanager
+def kerascnn_conv2d_up_to(pixels):
+    """The builders' class is kerascnn's, its small-map gradient taken on maps of at most `pixels`."""
+    with builders_conv2d(Conv2D), mock.patch.object(conv2d, "SMALL_MAP_PIXELS", pixels):
+        yield
+
+
+def limit_label(pixels):
+    """The candidate name of a map limit: "kerascnn" for the shipped one, else "kerascnn_<N>px"."""
+    return "kerascnn" if pixels == conv2d.SMALL_MAP_PIXELS else f"kerascnn_{pixels}px"
+
+
 def model_candidates(name, precision, args):
-    """{class name: train_run} of registered model `name` as fit builds it, with each convolution class."""
-    variants = {label: functools.partial(builders_conv2d, conv_class) for label, conv_class in CLASSES.items()}
+    """{candidate: train_run} of registered model `name` as fit builds it: Keras' class, kerascnn's at each map limit."""
+    variants = {"keras": functools.partial(builders_conv2d, keras.layers.Conv2D)}
+    for pixels in args.map_limits:
+        variants[limit_label(pixels)] = functools.partial(kerascnn_conv2d_up_to, pixels)
     return train_runs_per_variant(name, precision, variants, args.batch_size, args.image_size, args.steps)
 
 
 def summarise(label, seconds, steps, batch_size):
-    """One row {label, keras ms, kerascnn ms, ratio, images/s} per steps of interleaved timings."""
-    medians = {name: statistics.median(seconds[name]) / steps for name in CLASSES}
-    return {
+    """One row per steps of interleaved timings: each candidate's ms and images/s, Keras' time over each other's."""
+    medians = {name: statistics.median(times) / steps for name, times in seconds.items()}
+    row = {
         "label": label,
         **{f"{name}_ms": 1000 * median for name, median in medians.items()},
         **{f"{name}_images_per_s": batch_size / median for name, median in medians.items()},
-        "keras_over_kerascnn": medians["keras"] / medians["kerascnn"],
         "all_seconds": seconds,
     }
+    row.update({f"keras_over_{name}": medians["keras"] / median for name, median in medians.items() if name != "keras"})
+    return row
 
 
 def main(argv=None):
@@ -120,6 +139,9 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--shapes", nargs="*", type=parse_shape, default=[parse_shape(s) for s in DEFAULT_SHAPES])
     parser.add_argument("--models", nargs="*", default=["vgg16_bn", "resnet18"])
+    parser.add_argument("--map-limits", nargs="+", type=int, default=[conv2d.SMALL_MAP_PIXELS], metavar="PIXELS",
+                        help="--models: kerascnn's class with the small-map gradient on maps of at most each of "
+                        f"these many pixels (default: the shipped {conv2d.SMALL_MAP_PIXELS})")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--json")
@@ -149,12 +171,15 @@ def main(argv=None):
     for r in result["gradients"]:
         print(f"| {r['label']} | {r['keras_ms']:.1f} | {r['kerascnn_ms']:.1f} | {r['keras_over_kerascnn']:.2f}x "
               f"| {r['relative_difference']:.1e} |")
-    print(f"\nTraining step as fit builds it, batch {args.batch_size}, {args.image_size}x{args.image_size}")
-    print("| model, precision | keras.layers.Conv2D img/s | kerascnn.layers.Conv2D img/s | keras / kerascnn time |")
-    print("|---|---|---|---|")
+    print(f"\nTraining step as fit builds it, batch {args.batch_size}, {args.image_size}x{args.image_size}"
+          f" (kerascnn's class with the small-map gradient up to {', '.join(map(str, args.map_limits))} pixels)")
+    limits = [limit_label(p) for p in args.map_limits]
+    print("| model, precision | keras.layers.Conv2D img/s | " + " | ".join(f"{n} img/s | keras / {n} time" for n in limits)
+          + " |")
+    print("|---|---|" + "---|---|" * len(limits))
     for r in result["models"]:
-        print(f"| {r['label']} | {r['keras_images_per_s']:.1f} | {r['kerascnn_images_per_s']:.1f} "
-              f"| {r['keras_over_kerascnn']:.3f}x |")
+        print(f"| {r['label']} | {r['keras_images_per_s']:.1f} | "
+              + " | ".join(f"{r[f'{n}_images_per_s']:.1f} | {r[f'keras_over_{n}']:.3f}x" for n in limits) + " |")
     save_result(result, args.json)
 
 

@@ -1,5 +1,6 @@
 """benchmarks/small_map_conv.py: runs and reports both comparisons; timings are never asserted."""
 
+import argparse
 import json
 import os
 import sys
@@ -45,3 +46,25 @@ def test_reports_gradient_and_model_ratios(tmp_path):
 def test_a_malformed_shape_is_refused():
     with pytest.raises(SystemExit):
         small_map_conv.main(["--shapes", "4x512", "--models"])
+
+
+def test_each_map_limit_is_its_own_candidate_built_under_that_limit(monkeypatch):
+    traced = []
+    real = small_map_conv.conv2d.weight_gradient
+
+    def spy(inputs, output_gradient, kernel_shape):
+        traced.append((small_map_conv.conv2d.SMALL_MAP_PIXELS, int(inputs.shape[1]) * int(inputs.shape[2])))
+        return real(inputs, output_gradient, kernel_shape)
+
+    monkeypatch.setattr(small_map_conv.conv2d, "weight_gradient", spy)
+    args = argparse.Namespace(
+        batch_size=2, image_size=16, steps=1, map_limits=[0, 4, small_map_conv.conv2d.SMALL_MAP_PIXELS])
+    runs = small_map_conv.model_candidates("vgg11_bn", "mixed_bfloat16", args)
+    assert list(runs) == ["keras", "kerascnn_0px", "kerascnn_4px", "kerascnn"]
+    # vgg11_bn at 16x16 has maps of 4 and 1 pixels in its last stages: each candidate traced the
+    # matrix-product gradient for exactly the maps its own limit admits, and the limit was restored.
+    assert {limit for limit, _ in traced} == {4, small_map_conv.conv2d.SMALL_MAP_PIXELS}
+    assert all(pixels <= limit for limit, pixels in traced)
+    assert small_map_conv.conv2d.SMALL_MAP_PIXELS == 16
+    row = small_map_conv.summarise("x", {name: [0.2, 0.1] for name in runs}, 1, 2)
+    assert row["keras_over_kerascnn_4px"] == 1.0 and "keras_over_keras" not in row
