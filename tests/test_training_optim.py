@@ -131,9 +131,9 @@ def test_bn_bias_lr_scale_moves_only_the_batch_norm_offsets_that_many_times_furt
 
 
 def test_bn_bias_lr_scale_of_one_leaves_the_optimizer_as_built():
-    assert "update_step" not in build_optimizer(OptimConfig(optimizer="sgd"), 1, 1).__dict__
-    # Adam's fused one-kernel step (training.fused_updates), not wrapped again.
-    assert build_optimizer(OptimConfig(optimizer="adam"), 1, 1).update_step.__name__ == "update_step"
+    # The fused one-kernel step of each optimizer (training.fused_updates), not wrapped again.
+    for name in ("sgd", "adam", "rmsprop"):
+        assert build_optimizer(OptimConfig(optimizer=name), 1, 1).update_step.__name__ == "update_step", name
     with pytest.raises(ConfigError, match="bn_bias_lr_scale"):
         OptimConfig(bn_bias_lr_scale=0.0)
 
