@@ -139,23 +139,6 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNet18Cifar(nn.Module):
-    def __init__(self, num_classes=NUM_CLASSES):
-        super().__init__()
-        self.stem = nn.Sequential(*conv_bn_relu(3, 64, bias=False))
-        blocks, c_in = [], 64
-        for stage, width in enumerate((64, 128, 256, 512)):
-            for i in range(2):
-                blocks.append(BasicBlock(c_in, width, 2 if stage > 0 and i == 0 else 1))
-                c_in = width
-        self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
-
-
 class ZeroPadShortcut(nn.Module):
     """Option A of He et al. (2016), section 3.3, as kerascnn's `resnet20`: `x[:, :, ::s, ::s]`, then zero channels appended."""
 
@@ -168,27 +151,42 @@ class ZeroPadShortcut(nn.Module):
         return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
 
 
-class ResNet20Cifar(nn.Module):
+class CifarResNet(nn.Module):
+    """A 3x3 conv-BN-ReLU stem of `widths[0]`, `blocks` basic blocks per stage (the first of each later stage
+    at stride 2), global average pooling and the logits; projection or option A (`zero_pad`) shortcuts."""
+
+    def __init__(self, widths, blocks, zero_pad, num_classes=NUM_CLASSES):
+        super().__init__()
+        self.stem = nn.Sequential(*conv_bn_relu(3, widths[0], bias=False))
+        layers, c_in = [], widths[0]
+        for stage, width in enumerate(widths):
+            for i in range(blocks):
+                block = BasicBlock(c_in, width, 2 if stage > 0 and i == 0 else 1)
+                if zero_pad and c_in != width:
+                    block.shortcut = ZeroPadShortcut(c_in, width, 2)
+                layers.append(block)
+                c_in = width
+        self.blocks = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+class ResNet18Cifar(CifarResNet):
+    """kerascnn's resnet18 at 32x32: the CIFAR stem, 2 blocks of 64, 128, 256, 512, projection shortcuts."""
+
+    def __init__(self, num_classes=NUM_CLASSES):
+        super().__init__((64, 128, 256, 512), 2, zero_pad=False, num_classes=num_classes)
+
+
+class ResNet20Cifar(CifarResNet):
     """He et al. (2016), section 4.2 with n = 3: a 3x3 conv-16 stem, three stages of three basic blocks
     (16, 32, 64 filters on 32x32, 16x16, 8x8), option A shortcuts, global average pooling, the logits."""
 
     def __init__(self, num_classes=NUM_CLASSES):
-        super().__init__()
-        self.stem = nn.Sequential(*conv_bn_relu(3, 16, bias=False))
-        blocks, c_in = [], 16
-        for stage, width in enumerate((16, 32, 64)):
-            for i in range(3):
-                block = BasicBlock(c_in, width, 2 if stage > 0 and i == 0 else 1)
-                if c_in != width:
-                    block.shortcut = ZeroPadShortcut(c_in, width, 2)
-                blocks.append(block)
-                c_in = width
-        self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+        super().__init__((16, 32, 64), 3, zero_pad=True, num_classes=num_classes)
 
 
 # GoogLeNet's Table 1 (kerascnn.models.googlenet.INCEPTION_BLOCKS, copied so the child process
