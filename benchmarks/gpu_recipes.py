@@ -114,6 +114,14 @@ def load_cifar(source, limit_per_class=None):
     return out
 
 
+def with_channel_statistics(data):
+    """`data` with "mean" and "std": the training images' per-channel statistics on the 0-255 scale."""
+    train_x = data["train"][0]
+    data["mean"] = train_x.reshape(-1, 3).mean(0)
+    data["std"] = train_x.reshape(-1, 3).std(0)
+    return data
+
+
 # --- augmentation and test-time views, on the device ---------------------------------------------
 
 
@@ -413,15 +421,12 @@ def torch_training(entries, recipe, seed, data, log=say, on_result=None):
     Each entry is trained by PyTorch with the recipe kerascnn resolves for it
     (the same RunConfig as a plan entry's), on the same images.
     """
-    import dataclasses
-
     import torch_recipe
 
     results = {}
     for name, epochs, _, sets in parse_plan(entries):
         config = resolve(name, recipe, epochs, seed, sets)
-        settings = {**dataclasses.asdict(config.optim), **dataclasses.asdict(config.data),
-                    "whiten": getattr(config, "whiten", None)}
+        settings = torch_recipe.settings_of(config)
         label = entry_label(name, sets)
         log(f"torch training {label}: {epochs} epochs of the {config.recipe} recipe")
         try:
@@ -528,11 +533,8 @@ def main(argv=None):
     report = {"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "recipes": {}}
     t = time.perf_counter()
-    data = load_cifar(args.data, args.limit_per_class)
-    train_x = data["train"][0]
-    data["mean"] = train_x.reshape(-1, 3).mean(0)
-    data["std"] = train_x.reshape(-1, 3).std(0)
-    report["data"] = {"train": len(train_x), "test": len(data["test"][0]), "load_s": round(time.perf_counter() - t, 2)}
+    data = with_channel_statistics(load_cifar(args.data, args.limit_per_class))
+    report["data"] = {"train": len(data["train"][0]), "test": len(data["test"][0]), "load_s": round(time.perf_counter() - t, 2)}
     say(f"data: {report['data']}")
     write(args.out, report)
     if args.torch or args.torch_train:

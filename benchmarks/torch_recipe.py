@@ -44,9 +44,7 @@ a logit scale) is refused with a ValueError naming it, so a calibration is
 never silently a different recipe.
 """
 
-import argparse
 import dataclasses
-import json
 import os
 import pathlib
 import platform
@@ -269,9 +267,7 @@ def calibrate(argv=None):
         raise ConfigError(f"{e}; drop those --set values or take another model") from None
     torch.set_num_threads(args.threads or os.cpu_count())
     started = time.perf_counter()
-    data = gpu_recipes.load_cifar(args.data, args.limit_per_class)
-    data["mean"] = data["train"][0].reshape(-1, 3).mean(0)
-    data["std"] = data["train"][0].reshape(-1, 3).std(0)
+    data = gpu_recipes.with_channel_statistics(gpu_recipes.load_cifar(args.data, args.limit_per_class))
     print(f"{args.model}: {config.epochs} epochs of the {config.recipe} recipe in PyTorch {torch.__version__}, "
           f"{len(data['train'][0])} training and {len(data['test'][0])} test images", flush=True)
     result = train(args.model, settings, config.model_options, data, config.epochs, args.seed,
@@ -283,10 +279,9 @@ def calibrate(argv=None):
     print(f"{args.model}: {100 * result['test_accuracy']:.2f}% plain, {100 * result['flip_accuracy']:.2f}% with flips, "
           f"{result['train_s']:.0f} s of training", flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(args.json)
+        from kerascnn.storage.rundir import write_json
+
+        write_json(args.json, result)
     return result
 
 

@@ -157,6 +157,7 @@ class CifarResNet(nn.Module):
 
     def __init__(self, widths, blocks, zero_pad, num_classes=NUM_CLASSES):
         super().__init__()
+        self.blocks_per_stage = blocks
         self.stem = nn.Sequential(*conv_bn_relu(3, widths[0], bias=False))
         layers, c_in = [], widths[0]
         for stage, width in enumerate(widths):
@@ -520,7 +521,7 @@ def keras_layer_names(name, torch_model):
                  for n in (f"block{s}_conv{i}", f"block{s}_bn{i}")]
         return names + ["fc1", "fc2", "predictions"]
     if name in ("resnet18", "resnet20"):
-        names, per_stage = ["conv1_conv", "conv1_bn"], 2 if name == "resnet18" else 3
+        names, per_stage = ["conv1_conv", "conv1_bn"], torch_model.blocks_per_stage
         for index, block in enumerate(torch_model.blocks):
             prefix = f"conv{index // per_stage + 2}_block{index % per_stage + 1}"
             projected = isinstance(block.shortcut, nn.Sequential) and len(block.shortcut)

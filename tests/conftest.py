@@ -181,3 +181,17 @@ def _make_image_folder_fixture():
 @pytest.fixture(name="make_cifar_binary")
 def _make_cifar_binary_fixture():
     return make_cifar_binary
+
+
+@pytest.fixture
+def small_synthetic_test_set(monkeypatch):
+    """The generated dataset with 100 test images instead of 500 (a partial last batch either way).
+
+    For tests whose runs score every test image (plain, mirrored, shifted) and assert nothing that
+    depends on how many there are: most of a tiny run's compute at 500 images.
+    """
+    import functools
+
+    from kerascnn.data import synthetic
+
+    monkeypatch.setattr(synthetic, "SyntheticSource", functools.partial(synthetic.SyntheticSource, num_test=100))

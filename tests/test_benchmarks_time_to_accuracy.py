@@ -3,7 +3,6 @@
 Only that the script measures and reports; no figure is asserted.
 """
 
-import functools
 import json
 import os
 import sys
@@ -15,18 +14,9 @@ sys.path.insert(0, BENCHMARKS)
 
 import time_to_accuracy  # noqa: E402
 
-from kerascnn.data import synthetic  # noqa: E402
-
-
-@pytest.fixture
-def small_test_set(monkeypatch):
-    """The generated set with 100 test images instead of 500 (a partial last batch either way).
-
-    Every epoch of these runs tests resnet20 on every test image, plain and mirrored, and the
-    last epoch on six views: most of a tiny run's compute at 500 images. No figure is asserted,
-    only that the report's rows are the run's own, which holds on any number of images.
-    """
-    monkeypatch.setattr(synthetic, "SyntheticSource", functools.partial(synthetic.SyntheticSource, num_test=100))
+# Every epoch of these runs tests resnet20 on every test image, plain and mirrored, and the last
+# epoch on six views; no figure is asserted, only that the report's rows are the run's own, which
+# holds on any number of images: `small_synthetic_test_set` (conftest) keeps them at 100.
 
 
 def test_reached_names_the_first_epoch_and_second_at_each_target():
@@ -44,7 +34,7 @@ def test_the_six_flip_and_shift_views_are_tested_every_epoch_or_after_the_last_o
 
 
 def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_its_timed_training(
-    tmp_path, capsys, monkeypatch, small_test_set
+    tmp_path, capsys, monkeypatch, small_synthetic_test_set
 ):
     from kerascnn import faults
     from kerascnn.errors import StorageError
@@ -101,7 +91,9 @@ def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_
     assert "final:" in stdout and "90%:" in stdout
 
 
-def test_a_run_with_a_weight_average_tests_the_raw_weights_beside_it(tmp_path, capsys, monkeypatch, small_test_set):
+def test_a_run_with_a_weight_average_tests_the_raw_weights_beside_it(
+    tmp_path, capsys, monkeypatch, small_synthetic_test_set
+):
     """--ema: the epoch tests the average, then the raw weights it set aside, then holds the average again."""
     import numpy as np
 

@@ -1,6 +1,5 @@
 """benchmarks/torch_recipe.py: kerascnn's recipe in PyTorch, step for step, as the calibration claims."""
 
-import dataclasses
 import json
 import os
 import sys
@@ -16,10 +15,6 @@ import torch_reference  # noqa: E402
 
 from kerascnn.config import RunConfig  # noqa: E402
 from kerascnn.training.optim import learning_rate  # noqa: E402
-
-
-def settings_of(config):
-    return {**dataclasses.asdict(config.optim), **dataclasses.asdict(config.data)}
 
 
 @pytest.mark.parametrize("final_fraction", [0.0, 0.07])
@@ -95,15 +90,15 @@ def test_cutout_zeroes_one_square_clipped_at_the_border():
 def test_the_calibration_refuses_what_it_does_not_reproduce():
     alexnet = RunConfig.from_flags("alexnet_cifar", recipe="fast")
     with pytest.raises(ValueError, match="flip='alternating'.*logit_scale=0.125"):
-        torch_recipe.check("alexnet_cifar", settings_of(alexnet), alexnet.model_options)
+        torch_recipe.check("alexnet_cifar", torch_recipe.settings_of(alexnet), alexnet.model_options)
     googlenet = RunConfig.from_flags("googlenet_cifar", recipe="fast")
     with pytest.raises(ValueError, match="auxiliary"):
-        torch_recipe.check("googlenet_cifar", settings_of(googlenet), googlenet.model_options)
+        torch_recipe.check("googlenet_cifar", torch_recipe.settings_of(googlenet), googlenet.model_options)
     averaged = RunConfig.from_flags("resnet18", recipe="fast", ema=0.99)
     with pytest.raises(ValueError, match="ema=0.99"):
-        torch_recipe.check("resnet18", settings_of(averaged), averaged.model_options)
+        torch_recipe.check("resnet18", torch_recipe.settings_of(averaged), averaged.model_options)
     resnet18 = RunConfig.from_flags("resnet18", recipe="fast")
-    torch_recipe.check("resnet18", settings_of(resnet18), resnet18.model_options)  # the calibration's recipe
+    torch_recipe.check("resnet18", torch_recipe.settings_of(resnet18), resnet18.model_options)  # the calibration's recipe
 
 
 def test_training_learns_a_separable_task_and_reports_every_epoch():
@@ -119,7 +114,7 @@ def test_training_learns_a_separable_task_and_reports_every_epoch():
             "mean": images[:96].reshape(-1, 3).mean(0), "std": images[:96].reshape(-1, 3).std(0)}
     config = RunConfig.from_flags("resnet18", recipe="fast", epochs=5, batch_size=16, lr=0.05, translate=1, cutout=2)
     lines = []
-    result = torch_recipe.train("resnet18", settings_of(config), {}, data, epochs=5, device="cpu", log=lines.append)
+    result = torch_recipe.train("resnet18", torch_recipe.settings_of(config), {}, data, epochs=5, device="cpu", log=lines.append)
     assert result["steps_per_epoch"] == 6 and [r["epoch"] for r in result["epochs_log"]] == [1, 2, 3, 4, 5]
     assert len(lines) == 5 and result["train_s"] > 0
     assert result["test_accuracy"] == 1.0 and result["flip_accuracy"] == 1.0
@@ -127,7 +122,7 @@ def test_training_learns_a_separable_task_and_reports_every_epoch():
 
 def test_resnet20s_recipe_is_one_the_calibration_reproduces():
     config = RunConfig.from_flags("resnet20", recipe="fast")
-    torch_recipe.check("resnet20", settings_of(config), config.model_options)
+    torch_recipe.check("resnet20", torch_recipe.settings_of(config), config.model_options)
 
 
 def _cifar_folder(root, per_class, size=8):
@@ -157,7 +152,7 @@ def test_the_command_line_trains_the_recipe_on_a_cifar_folder_and_writes_its_res
     assert saved["sets"] == ["batch_size=8", "cutout=2"] and len(saved["epochs_log"]) == 2
     printed = capsys.readouterr().out
     assert "40 training and 10 test images" in printed and "% plain" in printed
-    assert not list(out.parent.glob("*.tmp"))
+    assert [p.name for p in out.parent.iterdir()] == ["resnet20.json"]  # no temporary file left
 
 
 @pytest.mark.parametrize("argv, says", [

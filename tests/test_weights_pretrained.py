@@ -1,6 +1,5 @@
 """--weights imagenet / PATH / RUN_DIR and --freeze-backbone: loading by layer name, normalisation, phases."""
 
-import functools
 import json
 
 import keras
@@ -10,7 +9,6 @@ import pytest
 from kerascnn.storage import rundir
 from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
-from kerascnn.data import synthetic
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.models import create_model
 from kerascnn.training.fit import fit
@@ -86,15 +84,14 @@ def test_offline_download_fails_in_one_line_naming_url_folder_and_file(tmp_path,
     assert not (tmp_path / "r").exists() and not (tmp_path / "keras" / "models" / name).exists()
 
 
-def test_a_cached_imagenet_file_is_used_without_network(tmp_path, monkeypatch):
+def test_a_cached_imagenet_file_is_used_without_network(tmp_path, monkeypatch, small_synthetic_test_set):
     from keras.src.legacy.saving import legacy_h5_format
     import h5py
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(imagenet, "BASE_URL", "http://127.0.0.1:9/")  # any download attempt would fail
-    # 100 generated test images instead of 500: the full-width VGG-16 tests them all, plain and
-    # mirrored (seconds), and nothing here depends on how many there are.
-    monkeypatch.setattr(synthetic, "SyntheticSource", functools.partial(synthetic.SyntheticSource, num_test=100))
+    # small_synthetic_test_set: the full-width VGG-16 tests every generated test image, plain and
+    # mirrored (seconds at 500), and nothing here depends on how many there are.
     keras.utils.set_random_seed(7)
     ref = keras.applications.VGG16(weights=None, include_top=False)
     path = tmp_path / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
