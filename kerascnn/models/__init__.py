@@ -4,7 +4,7 @@ The lookups of `kerascnn.registry` are re-exported here: importing them from
 `kerascnn.models` guarantees that every built-in family has registered.
 """
 
-from kerascnn.models import alexnet, googlenet, resnet, vgg  # noqa: F401
+from kerascnn.models import airbench, alexnet, googlenet, resnet, vgg  # noqa: F401
 from kerascnn.registry import (
     check_model_name,
     create_model,

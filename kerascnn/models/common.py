@@ -52,12 +52,12 @@ BN_EPSILON = 1e-5
 BATCH_NORM = BatchNormalization
 
 
-def batch_normalization(x, name, epsilon=BN_EPSILON, **kwargs):
-    """Batch normalisation (Ioffe & Szegedy 2015) with torchvision's constants.
+def batch_normalization(x, name, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs):
+    """Batch normalisation (Ioffe & Szegedy 2015) with torchvision's constants unless given.
 
     `kwargs` are the layer's other arguments (e.g. ResNet's zero gamma_initializer).
     """
-    return BATCH_NORM(momentum=BN_MOMENTUM, epsilon=epsilon, name=name, **kwargs)(x)
+    return BATCH_NORM(momentum=momentum, epsilon=epsilon, name=name, **kwargs)(x)
 
 
 # The convolution class of the VGG and ResNet builders: Keras' layer with a
@@ -90,7 +90,7 @@ def scaled_width(channels, width_multiplier):
     return max(8, int(round(channels * width_multiplier)))
 
 
-def classifier_logits(x, num_classes, scale=1.0):
+def classifier_logits(x, num_classes, scale=1.0, use_bias=True):
     """The final `predictions` layer: linear logits, computed in float32.
 
     Under a mixed-precision policy the logits stay float32 so that the
@@ -103,11 +103,13 @@ def classifier_logits(x, num_classes, scale=1.0):
     by about `lr * scale**2 * |h|**2`, which for a wide head such as
     AlexNet's 4,096 units is what limits the learning rate (see
     `kerascnn.models.alexnet.alexnet_cifar`). 1.0 adds no layer.
+    `use_bias=False` drops b (airbench's head).
     """
     if not isinstance(scale, (int, float)) or scale <= 0:
         raise ConfigError(f"logit_scale must be a positive number. Received: logit_scale={scale}")
     logits = keras.layers.Dense(
         num_classes,
+        use_bias=use_bias,
         kernel_initializer=LOGITS_INIT,
         dtype="float32",
         name="predictions",
