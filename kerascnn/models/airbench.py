@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from kerascnn.errors import ConfigError
+from kerascnn.layers import GELU
 from kerascnn.models.common import (
     batch_normalization,
     check_common_args,
@@ -51,7 +52,10 @@ BN_MOMENTUM = 0.6
 # layer's to 1.001e-5), so the network is the same on a GPU and on the CPU.
 BN_EPSILON = 1.001e-5
 LOGIT_SCALE = 1 / 9
-ACTIVATION = "gelu"  # the exact, erf-based GELU of PyTorch's nn.GELU()
+# The activation's class: the exact GELU of PyTorch's nn.GELU(), whose training pass is one fused
+# loop each way on the CPU (kerascnn.layers.GELU; the network's bfloat16 step 1.68x faster, benchmarks/NOTES.md 54).
+# benchmarks/gelu.py sets it to a Keras Activation("gelu") to compare.
+GELU_LAYER = GELU
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -92,7 +96,7 @@ def _conv(x, filters, name):
 
 def _bn_gelu(x, name):
     x = batch_normalization(x, f"{name}_bn", epsilon=BN_EPSILON, momentum=BN_MOMENTUM)
-    return keras.layers.Activation(ACTIVATION, name=f"{name}_gelu")(x)
+    return GELU_LAYER(name=f"{name}_gelu")(x)
 
 
 @register_model
@@ -113,7 +117,7 @@ def airbench94(
     inputs = keras.Input(shape=input_shape, name="images")
     x = conv2d(WHITEN_WIDTH, WHITEN_KERNEL, padding="valid", use_bias=True, kernel_initializer=CONV_START,
                name="whiten")(inputs)
-    x = keras.layers.Activation(ACTIVATION, name="whiten_gelu")(x)
+    x = GELU_LAYER(name="whiten_gelu")(x)
     for i, filters in enumerate(widths, start=1):
         x = _conv(x, filters, f"block{i}_conv1")
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
