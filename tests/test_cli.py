@@ -110,7 +110,7 @@ def assert_user_error(capsys, argv, fragment, workdir):
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["fit", "vgg17", "--dataset", "synthetic"], "(did you mean vgg19?); available models: alexnet"),
+        (["fit", "vgg17", "--dataset", "synthetic"], "(did you mean vgg19?); available models: airbench94, alexnet"),
         (["fit", "vgg11", "--batch-size", "0"], "--batch-size must be a positive integer or auto"),
         (["fit", "vgg11", "--epochs", "-1"], "--epochs must be a positive integer"),
         (["fit", "vgg11", "--val-split", "1.5"], "--val-split must be a fraction"),
