@@ -46,7 +46,6 @@ arithmetic (bfloat16 autocast on the CPU where airbench runs float16 on a GPU).
 """
 
 import math
-import os
 import pathlib
 import platform
 import sys
@@ -54,6 +53,7 @@ import time
 
 import numpy as np
 import torch
+import torch_recipe
 from torch import nn
 from torch.nn import functional as F
 
@@ -280,24 +280,18 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--float32", action="store_true", help="no bfloat16 autocast")
     parser.add_argument("--epochs", type=float, default=HYPER["epochs"], help="default: airbench's 9.9")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: every CPU)")
-    parser.add_argument("--limit-per-class", type=int, default=None, help="the first N images of each class (smoke runs)")
-    parser.add_argument("--json", type=pathlib.Path, default=None, help="write the result here")
+    torch_recipe.add_machine_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    import gpu_recipes
+    from kerascnn.errors import ConfigError
 
-    from kerascnn.errors import ConfigError, DataError
-
-    if not pathlib.Path(args.data).exists():
-        raise DataError(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
+    torch_recipe.check_data(args.data)
     if args.epochs <= 0:
         raise ConfigError(f"--epochs {args.epochs}: must be above 0")
-    torch.set_num_threads(args.threads or os.cpu_count())
-    data = gpu_recipes.with_channel_statistics(gpu_recipes.load_cifar(args.data, args.limit_per_class))
+    data = torch_recipe.read_data(args)
     hyper = {**HYPER, "epochs": args.epochs, "batch_size": min(HYPER["batch_size"], len(data["train"][0]))}
     print(f"airbench94: {hyper['epochs']} epochs in PyTorch {torch.__version__}, {len(data['train'][0])} training "
           f"and {len(data['test'][0])} test images", flush=True)

@@ -231,6 +231,29 @@ def settings_of(config):
     return {**dataclasses.asdict(config.optim), **dataclasses.asdict(config.data), "whiten": getattr(config, "whiten", None)}
 
 
+def add_machine_arguments(parser):
+    """--threads, --limit-per-class and --json: what every PyTorch run on this machine's images takes."""
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: every CPU)")
+    parser.add_argument("--limit-per-class", type=int, default=None, help="the first N images of each class (smoke runs)")
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="write the result here")
+
+
+def check_data(path):
+    """DataError, before anything else is done, when `--data` names nothing."""
+    from kerascnn.errors import DataError
+
+    if not pathlib.Path(path).exists():
+        raise DataError(f"--data {path}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
+
+
+def read_data(args):
+    """PyTorch's threads set from `args`, then the CIFAR-10 tree of `args.data` with its channel statistics."""
+    import gpu_recipes
+
+    torch.set_num_threads(args.threads or os.cpu_count())
+    return gpu_recipes.with_channel_statistics(gpu_recipes.load_cifar(args.data, args.limit_per_class))
+
+
 def parse_args(argv=None):
     from kerascnn.cli.flags import OneLineParser
 
@@ -244,9 +267,7 @@ def parse_args(argv=None):
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                         help="change one setting of the recipe, as time_to_accuracy.py's --set")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU (always on a GPU)")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: every CPU)")
-    parser.add_argument("--limit-per-class", type=int, default=None, help="the first N images of each class (smoke runs)")
-    parser.add_argument("--json", type=pathlib.Path, default=None, help="write the result here")
+    add_machine_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -255,19 +276,17 @@ def calibrate(argv=None):
     args = parse_args(argv)
     import gpu_recipes  # the same loader and recipe resolution as the GPU run
 
-    from kerascnn.errors import ConfigError, DataError
+    from kerascnn.errors import ConfigError
 
-    if not pathlib.Path(args.data).exists():
-        raise DataError(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
+    check_data(args.data)
     config = gpu_recipes.resolve(args.model, args.recipe, args.epochs, args.seed, args.sets)
     settings = {**settings_of(config), "bf16": args.bf16}
     try:  # refused before any image is read
         check(args.model, settings, config.model_options)
     except ValueError as e:
         raise ConfigError(f"{e}; drop those --set values or take another model") from None
-    torch.set_num_threads(args.threads or os.cpu_count())
     started = time.perf_counter()
-    data = gpu_recipes.with_channel_statistics(gpu_recipes.load_cifar(args.data, args.limit_per_class))
+    data = read_data(args)
     print(f"{args.model}: {config.epochs} epochs of the {config.recipe} recipe in PyTorch {torch.__version__}, "
           f"{len(data['train'][0])} training and {len(data['test'][0])} test images", flush=True)
     result = train(args.model, settings, config.model_options, data, config.epochs, args.seed,
