@@ -245,12 +245,7 @@ def train(data, seed=0, bf16=True, hyper=HYPER, log=print):
             factor = factor_at(step, total, hyper)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            with autocast():
-                logits = model(xb)
-                loss = loss_fn(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            logits, _ = torch_recipe.train_step(model, optimizer, loss_fn, xb, yb, autocast)
             step += 1
             correct, seen = correct + int((logits.argmax(1) == yb).sum()), seen + len(yb)
             if step % hyper["lookahead_every"] == 0:

@@ -152,6 +152,17 @@ def predict(model, x, batch, autocast):
     return torch.cat(out)
 
 
+def train_step(model, optimizer, loss_fn, x, y, autocast):
+    """One optimizer step on the batch (x, y), the forward pass under `autocast()`; (logits, loss)."""
+    with autocast():
+        logits = model(x)
+        loss = loss_fn(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return logits, loss
+
+
 def train(name, settings, model_options, data, epochs, seed=0, device=None, eval_batch=1000, log=print):
     """Train `name` for `epochs` with `settings`; {"epochs_log", "test_accuracy", "flip_accuracy", "train_s", ...}.
 
@@ -195,12 +206,7 @@ def train(name, settings, model_options, data, epochs, seed=0, device=None, eval
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
-            with autocast():
-                logits = model(xb)
-                loss = loss_fn(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            logits, loss = train_step(model, optimizer, loss_fn, xb, yb, autocast)
             correct += (logits.argmax(1) == yb).sum()
             step += 1
         sync()
