@@ -246,7 +246,7 @@ _FAST = {
     # On the JPEG CIFAR-10 (2026-12-06, Xeon with AMX, mixed_bfloat16): 89.36% and
     # 89.56% plain, 90.02% and 90.27% with airbench's flips and shifts at seeds 0
     # and 1, 542 s of training; airbench as published, in PyTorch on the same
-    # images, 89.61% (90.66%) (docs/results.md#airbench94-on-these-images).
+    # images, 89.61% and 89.66% (90.66% and 90.49%) (docs/results.md#airbench94-on-these-images).
     "airbench94": fast(10, {"batch_size": 1024, "lr": round(AIRBENCH_LR, 6), "momentum": 0.85,
                             "weight_decay": AIRBENCH_DECAY, "label_smoothing": 0.2, "cutout": 0,
                             "translate": 2, "flip": "alternating", "final_lr_fraction": 0.07, "lookahead": 5,
