@@ -35,6 +35,8 @@ Three kinds of recipe:
   it (`_FAST` says which and why). Budgets
   follow the anchors the project aims at (alexnet_cifar 10 epochs, resnet20
   20, vgg16_bn 15); docs/results.md says what each has measured.
+  airbench94's `fast` is not the shared recipe changed but airbench's own
+  (Jordan 2024), written in the same settings (`AIRBENCH_LR`, `AIRBENCH_DECAY`).
 
 This module is pure data and imports nothing from the project's higher
 layers, so the configuration (`kerascnn.config`) can resolve a recipe.
