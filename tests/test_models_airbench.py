@@ -1,6 +1,9 @@
 """airbench94 (Jordan 2024): the network as published, its identity start, and its recipe run by `fit`."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -10,7 +13,8 @@ from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
 from kerascnn.layers import GELU
 from kerascnn.models import create_model
-from kerascnn.models.airbench import CONV_START, DiracStart
+from kerascnn.layers import DiracStart
+from kerascnn.models.airbench import CONV_START
 from kerascnn.recipes import AIRBENCH_DECAY, AIRBENCH_LR
 from kerascnn.storage import rundir
 from kerascnn.training import whitening
@@ -99,3 +103,10 @@ def test_fit_trains_airbench94_with_its_recipe(tmp_path):
     kernel = result.model.get_layer("whiten").kernel.numpy()
     np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])  # still the whitening after training
     assert np.isfinite(result.metrics["test_accuracy"]) and (tmp_path / "run" / rundir.METRICS).exists()
+    # The run's best.keras loads where the serving and export paths load it: with kerascnn.layers
+    # imported and no model family (DiracStart and GELU register there).
+    loader = ("import sys, keras, kerascnn.layers; m = keras.saving.load_model(sys.argv[1], compile=False); "
+              "assert 'kerascnn.models' not in sys.modules; print(m.name)")
+    done = subprocess.run([sys.executable, "-c", loader, str(tmp_path / "run" / "best.keras")],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0 and done.stdout.strip() == "airbench94", done.stderr[-2000:]
