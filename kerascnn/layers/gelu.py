@@ -5,6 +5,8 @@ import math
 
 import keras
 
+from kerascnn.layers.conv2d import _gpus_visible
+
 SQRT_HALF = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -31,12 +33,6 @@ def _fused_functions():
         return forward(x), lambda dy: backward(x, dy)
 
     return gelu
-
-
-def _gpus_visible():
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
