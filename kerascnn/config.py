@@ -59,6 +59,7 @@ KINDS = {
     "weight_decay": non_negative_float,
     "warmup_epochs": non_negative_float,
     "final_lr_fraction": interval(0, 1, high_open=True, expected="a fraction of the peak in [0, 1)"),
+    "initial_lr_fraction": interval(0, 1, high_open=True, expected="a fraction of the peak in [0, 1)"),
     "step_epochs": positive_int,
     "lr_decay": interval(0, 1, low_open=True, high_open=True),
     "plateau_patience": positive_int,
@@ -75,6 +76,7 @@ KINDS = {
     "cpu_replicas": positive_int,
     "worker_index": non_negative_int,
     "freeze_backbone": Number("a number of epochs >= 0", integer=True, low=0),
+    "whiten_bias_epochs": Number("a number of epochs >= 0", integer=True, low=0),
     "finetune_lr": positive_float,
     # model_options (the builders check them again: `kerascnn.models.common`)
     "dropout": rate,
@@ -197,6 +199,9 @@ class OptimConfig:
             cosine (to 0 over the run, after `warmup_epochs` linear warm-up) or
             onecycle (linear from 0 to `lr` over `warmup_epochs`, then linear to 0).
         warmup_epochs: linear warm-up from 0 to `lr` (not with plateau).
+        initial_lr_fraction: where the warm-up of cosine and onecycle starts,
+            as a fraction of `lr` (0: from zero; airbench's triangle rises
+            from 0.2 of its peak).
         final_lr_fraction: where cosine and onecycle end, as a fraction of
             `lr` (0: at zero; airbench's one-cycle ends at 0.07 of its peak,
             with its weight average taken over the steps at that rate).
@@ -231,6 +236,7 @@ class OptimConfig:
     schedule: str = "cosine"
     warmup_epochs: int = 0
     final_lr_fraction: float = 0.0
+    initial_lr_fraction: float = 0.0
     step_epochs: int = 30
     lr_decay: float = 0.1
     plateau_patience: int = 5
@@ -253,7 +259,8 @@ class OptimConfig:
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         check_kinds(self, (
-            "lr", "weight_decay", "warmup_epochs", "final_lr_fraction", "step_epochs", "plateau_patience",
+            "lr", "weight_decay", "warmup_epochs", "final_lr_fraction", "initial_lr_fraction", "step_epochs",
+            "plateau_patience",
             "momentum", "lr_decay", "label_smoothing", "clip_norm", "ema", "lookahead",
             "bn_bias_lr_scale",
         ))
@@ -266,6 +273,11 @@ class OptimConfig:
         if self.final_lr_fraction and self.schedule not in ("cosine", "onecycle"):
             raise ConfigError(
                 f"--final-lr-fraction works with --schedule cosine or onecycle. Received: schedule={self.schedule}"
+            )
+        if self.initial_lr_fraction and (self.schedule not in ("cosine", "onecycle") or not self.warmup_epochs):
+            raise ConfigError(
+                "--initial-lr-fraction is where a warm-up starts; it needs --schedule cosine or onecycle with "
+                f"--warmup-epochs. Received: schedule={self.schedule}, warmup_epochs={self.warmup_epochs}"
             )
 
 
@@ -317,6 +329,9 @@ class RunConfig:
             transform of the training images and freeze it (Jordan 2024,
             airbench; `kerascnn.training.whitening`): a new run computes it,
             a resumed one restores it with its weights.
+        whiten_bias_epochs: with `whiten`, the whitening layer's bias trains
+            for this many first epochs and is frozen after them (airbench: 3;
+            its kernel stays frozen throughout); 0 keeps the bias at 0.
         recipe: the `kerascnn.recipes` recipe the settings started from
             (None: built directly, not from a recipe); the other fields hold
             every value as resolved.
@@ -355,6 +370,7 @@ class RunConfig:
     freeze_backbone: int = 0
     finetune_lr: float = None
     whiten: bool = False
+    whiten_bias_epochs: int = 0
     recipe: str = None
     extensions: tuple = ()
     replayed_from: dict = None
@@ -362,7 +378,10 @@ class RunConfig:
 
     def __post_init__(self):
         check_kinds(
-            self, ("epochs", "patience", "seed", "cpu_replicas", "worker_index", "freeze_backbone", "finetune_lr")
+            self, (
+                "epochs", "patience", "seed", "cpu_replicas", "worker_index", "freeze_backbone", "finetune_lr",
+                "whiten_bias_epochs",
+            )
         )
         if not isinstance(self.model_options, dict):
             raise ConfigError(f"model_options must be a mapping. Received: model_options={self.model_options}")
@@ -400,6 +419,8 @@ class RunConfig:
             # The whitening would overwrite the loaded first layer and freeze it.
             raise ConfigError("--whiten computes the first convolution from the data; it does not combine with "
                               "--weights or --init-from, which load it")
+        if self.whiten_bias_epochs and not self.whiten:
+            raise ConfigError("--whiten-bias-epochs trains the bias of the whitening layer; it needs --whiten")
         if self.whiten and self.model_parallel:
             raise ConfigError("--whiten does not combine with --model-parallel; drop one of them")
         if self.freeze_backbone and self.weights is None and self.init_from is None:

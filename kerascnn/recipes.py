@@ -117,7 +117,8 @@ FAST_SETTINGS = {
 
 def _fast_summary(settings):
     parts = [
-        f"one-cycle 0 -> {settings['lr']:g} -> {settings['lr'] * settings.get('final_lr_fraction', 0.0):g} "
+        f"one-cycle {settings['lr'] * settings.get('initial_lr_fraction', 0.0):g} -> {settings['lr']:g} -> "
+        f"{settings['lr'] * settings.get('final_lr_fraction', 0.0):g} "
         f"over {settings['epochs']} epochs",
         ("Nesterov" + (f" {settings['momentum']:g}" if settings["momentum"] != 0.9 else ""))
         if settings["nesterov"] else f"momentum {settings['momentum']:g}",
@@ -139,7 +140,9 @@ def _fast_summary(settings):
     if settings.get("lookahead"):
         parts.append(f"lookahead every {settings['lookahead']} steps")
     if settings.get("whiten"):
-        parts.append("frozen patch-whitening first convolution")
+        bias_epochs = settings.get("whiten_bias_epochs", 0)
+        parts.append("frozen patch-whitening first convolution"
+                     + (f" (its bias trained for {bias_epochs} epochs)" if bias_epochs else ""))
     return ", ".join(parts) + ", all 50k images, last epoch tested"
 
 

@@ -83,6 +83,22 @@ def test_cosine_and_onecycle_end_at_the_final_fraction_of_the_peak():
         OptimConfig(schedule="onecycle", final_lr_fraction=1.0)
 
 
+def test_the_warm_up_starts_at_the_initial_fraction_of_the_peak():
+    """airbench94's triangle rises from 0.2 of its peak (Jordan 2024); cosine's warm-up from the same point."""
+    onecycle = learning_rate(
+        OptimConfig(lr=0.5, schedule="onecycle", warmup_epochs=2, initial_lr_fraction=0.2, final_lr_fraction=0.1),
+        steps_per_epoch=10, epochs=10,
+    )
+    assert [float(onecycle(s)) for s in (0, 10, 20, 100)] == pytest.approx([0.1, 0.3, 0.5, 0.05], abs=1e-6)
+    cosine = learning_rate(OptimConfig(lr=0.1, warmup_epochs=1, initial_lr_fraction=0.5), steps_per_epoch=10, epochs=5)
+    assert [float(cosine(s)) for s in (0, 5, 10)] == pytest.approx([0.05, 0.075, 0.1], rel=1e-5)
+    for bad in (dict(schedule="step"), dict(schedule="onecycle", warmup_epochs=0), dict(schedule="cosine", warmup_epochs=0)):
+        with pytest.raises(ConfigError, match="initial-lr-fraction is where a warm-up starts"):
+            OptimConfig(initial_lr_fraction=0.2, **{"warmup_epochs": 1, **bad})
+    with pytest.raises(ConfigError, match="initial_lr_fraction"):
+        OptimConfig(schedule="onecycle", warmup_epochs=1, initial_lr_fraction=1.0)
+
+
 def test_onecycle_schedule_survives_a_serialisation_round_trip():
     import keras
 

@@ -112,6 +112,43 @@ def test_fit_whitens_freezes_records_and_resumes(tmp_path):
     assert penalties == [7, 7]
 
 
+def test_the_whitening_bias_trains_for_its_epochs_then_stays_through_a_resume(tmp_path):
+    """--whiten-bias-epochs 1 (airbench trains it 3): the kernel never moves, the bias moves in epoch 1 only."""
+    weights = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.on_epoch_end(None)
+
+        def on_epoch_end(self, epoch, logs=None):
+            layer = self.model.get_layer("whiten")
+            weights.append((layer.kernel.numpy().copy(), layer.bias.numpy().copy()))
+
+    config = RunConfig.from_flags(
+        "airbench94", dataset="synthetic", limit_train=64, val_split=0.25, batch_size=16, epochs=3,
+        schedule="constant", lr=0.05, whiten=True, whiten_bias_epochs=1, run_dir=str(tmp_path / "run"),
+        precision="float32", image_size=(16, 16), model_options={"widths": (8, 16, 16)},
+    )
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, log=lines.append, verbose=0, extra_callbacks=[Watch(), StopAfter(1)])
+    assert any("but for its bias, trained for the first 1 epochs" in line for line in lines), lines
+    fit(resume_dir=tmp_path / "run", log=lines.append, verbose=0, extra_callbacks=[Watch()])
+    (kernel0, bias0), (_, bias1), (_, bias2) = weights[0], weights[1], weights[2]
+    assert np.abs(bias0).max() == 0 and np.abs(bias1).min() > 0  # trained in epoch 1 (every channel)
+    np.testing.assert_array_equal(bias2, bias1)  # not in epoch 2, no momentum tail
+    # The resumed run: restored, and still frozen in epoch 3.
+    np.testing.assert_array_equal(weights[3][1], bias1)
+    np.testing.assert_array_equal(weights[4][1], bias1)
+    for kernel, _ in weights:
+        np.testing.assert_array_equal(kernel, kernel0)
+    with pytest.raises(ConfigError, match="needs --whiten"):
+        RunConfig.from_flags("airbench94", whiten_bias_epochs=3)
+    no_bias = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(54, 3, use_bias=False, name="c")], name="nb")
+    with pytest.raises(ConfigError, match="trains the bias of c of nb, which has none"):
+        whitening.Whitening(bias_epochs=2).apply(no_bias)
+
+
 def test_time_to_accuracy_and_the_ablation_reach_whiten():
     import os
     import sys

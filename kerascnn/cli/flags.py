@@ -211,6 +211,11 @@ FLAGS = {
         help="initialise the first convolution as a patch-whitening of the training images (airbench) and "
         "freeze it; needs 2 x its kernel's k*k*3 filters (54 for 3x3)",
     ),
+    "--whiten-bias-epochs": dict(
+        type=setting_type("whiten_bias_epochs"), metavar="N",
+        help="with --whiten, train the whitening layer's bias for the first N epochs, then freeze it "
+        "(airbench: 3; default 0, the bias stays 0)",
+    ),
     # model shape (analysis commands)
     "--input-shape": dict(
         type=input_shape, metavar="H,W,C", help="input size (default: the model's own, e.g. 224,224,3)"
@@ -230,6 +235,10 @@ FLAGS = {
     "--final-lr-fraction": dict(
         type=setting_type("final_lr_fraction"), metavar="F",
         help="cosine and onecycle end at F times --lr (default 0; airbench's one-cycle ends at 0.07)",
+    ),
+    "--initial-lr-fraction": dict(
+        type=setting_type("initial_lr_fraction"), metavar="F",
+        help="the warm-up of cosine and onecycle starts at F times --lr (default 0; airbench's at 0.2)",
     ),
     "--step-epochs": dict(type=setting_type("step_epochs"), help="epochs between step decays (default 30)"),
     "--lr-decay": dict(type=setting_type("lr_decay"), help="factor of step and plateau decays (default 0.1)"),
@@ -411,7 +420,7 @@ def add_precision_flags(container):
 def add_optimisation_flags(parser):
     return add_group(
         parser, "optimisation", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
-        "--schedule", "--warmup-epochs", "--final-lr-fraction", "--step-epochs", "--lr-decay",
+        "--schedule", "--warmup-epochs", "--initial-lr-fraction", "--final-lr-fraction", "--step-epochs", "--lr-decay",
         "--plateau-patience", "--label-smoothing", "--clip-norm", "--ema", "--lookahead", "--bn-bias-lr-scale", "--freeze-bn-scale",
     )
 

@@ -15,7 +15,7 @@ def add_parsers(sub):
     flags.add_flags(p, "--resume", "--config")
     flags.add_data_flags(p, "--skip-bad-images", "--image-size", "--val-split", "--limit-train", "--batch-size")
     flags.add_augment_flags(p)
-    flags.add_flags(flags.add_model_option_flags(p.add_argument_group("model")), "--whiten")
+    flags.add_flags(flags.add_model_option_flags(p.add_argument_group("model")), "--whiten", "--whiten-bias-epochs")
     flags.add_optimisation_flags(p)
     flags.add_run_flags(p)
     flags.add_transfer_flags(p)

@@ -74,6 +74,7 @@ ARM_REFERENCE = "arm:"
 _RUN_SETTINGS = (
     "epochs", "patience", "precision", "jit", "devices", "cpu_replicas", "model_parallel", "sync_bn",
     "scale_lr", "weights", "init_from", "freeze_backbone", "finetune_lr", "whiten",
+    "whiten_bias_epochs",
 )
 SETTINGS = tuple(
     [f.name for f in dataclasses.fields(DataConfig)] + [f.name for f in dataclasses.fields(OptimConfig)]
@@ -506,9 +507,10 @@ def _reason(error):
 _BOOL = ("nesterov", "freeze_bn_scale", "pca_jitter", "tta", "skip_bad_images", "model_parallel", "sync_bn")
 _STR = ("dataset", "data_dir", "augment", "pad_mode", "flip", "pca_scale", "optimizer", "schedule", "precision",
         "devices", "scale_lr", "weights", "init_from")
-_NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "lr_decay", "label_smoothing",
+_NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "initial_lr_fraction", "lr_decay", "label_smoothing",
            "clip_norm", "ema", "bn_bias_lr_scale", "pca_sigma", "random_erasing", "val_split", "finetune_lr")
-_INT = ("epochs", "patience", "lookahead", "step_epochs", "plateau_patience", "cutout", "translate", "cpu_replicas", "freeze_backbone")
+_INT = ("epochs", "patience", "lookahead", "step_epochs", "plateau_patience", "cutout", "translate", "cpu_replicas", "freeze_backbone",
+        "whiten_bias_epochs")
 
 
 def _type_problem(key, value):

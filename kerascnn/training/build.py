@@ -66,6 +66,8 @@ def build_models(
         network = placement.parallelize(network)
     model = training_model(network)
     optimizer = build_optimizer(optim, steps_per_epoch, epochs)
+    if whitening is not None:
+        optimizer = whitening.gate_bias(optimizer, network, steps_per_epoch)
     if schedule is not None:
         optimizer.learning_rate = schedule  # Keras' public setter; no variable changes for a schedule
     compile_model(model, optimizer, optim.label_smoothing, jit, num_classes)

@@ -16,7 +16,7 @@ added epochs depends on the schedule:
   warm-up fraction). For cosine this is SGDR's warm restart (Loshchilov &
   Hutter 2017, eq. 5, restarting at the peak `lr`, T_i = the added epochs):
   eta_t = lr/2 * (1 + cos(pi * T_cur / T_i)); for onecycle a new one-cycle
-  0 -> lr -> final_lr_fraction * lr over the added epochs.
+  initial_lr_fraction * lr -> lr -> final_lr_fraction * lr over the added epochs.
 
 config.json keeps the budget the run started with and every extension in
 `RunConfig.extensions`, so the schedule of an extended run, and its replay,
@@ -115,7 +115,7 @@ def describe_continuation(optim, start, end, first_budget, lr=None):
         return (f"step: the staircase lr x {optim.lr_decay:g} every {optim.step_epochs} epochs continues "
                 f"over {span}")
     warmup = segment_optim(optim, end - start, first_budget).warmup_epochs
-    up = f"warm-up 0 -> {lr:g} over {warmup:g} epochs, then " if warmup else ""
+    up = f"warm-up {lr * optim.initial_lr_fraction:g} -> {lr:g} over {warmup:g} epochs, then " if warmup else ""
     shape = "cosine (SGDR warm restart)" if optim.schedule == "cosine" else "one-cycle"
     return f"a new {shape} segment over {span}: {up}{lr:g} -> {lr * optim.final_lr_fraction:g}"
 

@@ -41,8 +41,8 @@ import keras
 NORM_OFFSET = "beta"
 
 
-def is_norm_offset(variable):
-    """Whether `variable` is the offset (beta) of a normalisation layer.
+def update_path(variable):
+    """The Keras path ("bn/beta") of a variable as an optimizer's `update_step` receives it.
 
     The TensorFlow backend hands `update_step` the backing `tf.Variable`,
     named by its path ("bn/beta:0"), not the Keras variable ("beta"), and
@@ -51,7 +51,12 @@ def is_norm_offset(variable):
     parts = variable.name.partition(":")[0].split("/")
     if len(parts) > 1 and re.fullmatch(r"replica_\d+", parts[-1]):
         parts.pop()
-    return parts[-1] == NORM_OFFSET
+    return "/".join(parts)
+
+
+def is_norm_offset(variable):
+    """Whether `variable` (as `update_step` receives it) is the offset (beta) of a normalisation layer."""
+    return update_path(variable).rpartition("/")[2] == NORM_OFFSET
 
 
 def scale_norm_offsets(optimizer, scale):

@@ -81,12 +81,13 @@ def learning_rate(optim, steps_per_epoch, epochs):
     - constant, plateau: `lr` (plateau lowers it from a callback).
     - step: `lr * lr_decay ** floor(epoch / step_epochs)`.
     - cosine: Loshchilov & Hutter 2017 without restarts, after a linear warm-up
-      from 0 over `warmup_epochs`: lr_t = lr * (f + (1 - f)/2 * (1 + cos(pi * t / T))),
+      from i * lr over `warmup_epochs`: lr_t = lr * (f + (1 - f)/2 * (1 + cos(pi * t / T))),
       T the steps after warm-up, reaching f * lr at the last step (f =
-      `final_lr_fraction`, Keras' `alpha`; 0 by default).
-    - onecycle: linear from 0 to `lr` over `warmup_epochs`, then linear to
+      `final_lr_fraction`, Keras' `alpha`; i = `initial_lr_fraction`; both 0
+      by default).
+    - onecycle: linear from i * lr to `lr` over `warmup_epochs`, then linear to
       f * lr at the last step (`PiecewiseLinear`); without warm-up, linear from
-      `lr` to f * lr. airbench94 (Jordan 2024) ends its one-cycle at f = 0.07.
+      `lr` to f * lr. airbench94 (Jordan 2024) runs i = 0.2, f = 0.07.
     """
     if optim.warmup_epochs and optim.schedule not in ("cosine", "onecycle"):
         raise ConfigError(
@@ -107,15 +108,15 @@ def learning_rate(optim, steps_per_epoch, epochs):
         raise ConfigError(
             f"warm-up must be shorter than the run. Received: warmup_epochs={optim.warmup_epochs}, epochs={epochs}"
         )
-    end = optim.lr * optim.final_lr_fraction
+    start, end = optim.lr * optim.initial_lr_fraction, optim.lr * optim.final_lr_fraction
     if optim.schedule == "onecycle":
         if warmup == 0:
             return PiecewiseLinear([0, total], [optim.lr, end])
-        return PiecewiseLinear([0, warmup, total], [0.0, optim.lr, end])
+        return PiecewiseLinear([0, warmup, total], [start, optim.lr, end])
     if warmup == 0:
         return keras.optimizers.schedules.CosineDecay(optim.lr, decay_steps=total, alpha=optim.final_lr_fraction)
     return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=total - warmup, alpha=optim.final_lr_fraction, warmup_target=optim.lr, warmup_steps=warmup
+        start, decay_steps=total - warmup, alpha=optim.final_lr_fraction, warmup_target=optim.lr, warmup_steps=warmup
     )
 
 

@@ -23,9 +23,13 @@ after the layer passes both signs of every component. The layer needs at
 least 2d filters (54 for a 3x3 kernel); the others keep their random
 initialisation, the bias (if any) is zero, and the whole layer (kernel and
 bias) is frozen: not trained and, since Keras regularises trainable weights
-only, not weight-decayed. (airbench trains the bias for the first epochs;
-here it stays zero: a batch norm after the layer, as in the recipes, has its
-own shift.) The covariance is centred; after the run's per-channel
+only, not weight-decayed. With `--whiten-bias-epochs N` the bias trains
+(at the learning rate of every weight, not decayed) for the first N epochs
+and is then frozen, as airbench trains it for 3: where no batch norm follows
+the layer (airbench94's GELU takes its outputs directly) the bias is the only
+shift before the non-linearity. The gate is the optimizer's step count, so a
+resumed run keeps it; past it the bias gets no update at all, no momentum
+tail (PyTorch's `requires_grad = False`, which airbench sets). The covariance is centred; after the run's per-channel
 normalisation mu is close to 0, so this is nearly airbench's uncentred
 second moment, and centring is what makes the responses' covariance the
 identity.
@@ -43,6 +47,7 @@ import tensorflow as tf
 
 from kerascnn.data.pipeline import read_guard, split_indices
 from kerascnn.errors import ConfigError
+from kerascnn.training.norm_parameters import update_path
 
 # Added to every eigenvalue before the inverse square root. The inputs are
 # normalised to unit variance per channel, so the eigenvalues sum to about d
@@ -183,11 +188,14 @@ class Whitening:
             iterable of batches; None for a resumed run (its backup holds the
             whitened weights), which only freezes the layer.
         eps: see `EPS`.
+        bias_epochs: epochs the layer's bias trains before it is frozen
+            (`--whiten-bias-epochs`); 0 freezes it from the start.
         text: what `apply` did, a line for the run's log.
     """
 
     batches: object = None
     eps: float = EPS
+    bias_epochs: int = 0
     text: str = None
 
     def apply(self, network):
@@ -198,6 +206,11 @@ class Whitening:
         """
         layer = first_convolution(network)
         check_filters(layer, network)
+        if self.bias_epochs and not layer.use_bias:
+            raise ConfigError(
+                f"--whiten-bias-epochs trains the bias of {layer.name} of {network.name}, which has none; "
+                "drop --whiten-bias-epochs for this model"
+            )
         if self.batches is None:
             text = f"{layer.name} stays frozen, its whitening restored with the run's weights"
         else:
@@ -208,8 +221,38 @@ class Whitening:
                 f"training images ({done['patches']:,} patches, eigenvalues {top:.3g} to {bottom:.3g}, "
                 f"eps {self.eps:g}); {layer.name} frozen"
             )
-        layer.trainable = False
+        if self.bias_epochs:
+            layer.kernel.trainable = False  # the layer stays trainable: its bias trains until `gate_bias` stops it
+            text += f", but for its bias, trained for the first {self.bias_epochs} epochs"
+        else:
+            layer.trainable = False
         self.text = f"--whiten: {text}"
+
+    def gate_bias(self, optimizer, network, steps_per_epoch):
+        """`optimizer`, updating the whitening layer's bias only in its first `bias_epochs` epochs.
+
+        Call after `apply`, once the optimizer is built from its config. The
+        instance's `update_step` is wrapped (as `norm_parameters` wraps it):
+        from step `bias_epochs * steps_per_epoch` on, the bias's update (its
+        momentum included) is skipped. Without `bias_epochs`, `optimizer` unchanged.
+        """
+        if not self.bias_epochs:
+            return optimizer
+        path, limit = first_convolution(network).bias.path, int(self.bias_epochs * steps_per_epoch)
+        step = optimizer.update_step
+
+        def gated_update_step(gradient, variable, learning_rate):
+            if update_path(variable) != path:
+                return step(gradient, variable, learning_rate)
+
+            def update():
+                step(gradient, variable, learning_rate)
+                return tf.constant(True)
+
+            return tf.cond(optimizer.iterations < limit, update, lambda: tf.constant(False))
+
+        optimizer.update_step = gated_update_step
+        return optimizer
 
 
 def whitening_for(plan, data):
@@ -218,6 +261,8 @@ def whitening_for(plan, data):
     if not config.whiten:
         return None
     if plan.resumed:
-        return Whitening()
+        return Whitening(bias_epochs=config.whiten_bias_epochs)
     source, preprocessing = data.source, data.datasets.preprocessing
-    return Whitening(lambda: sample_batches(source, config.data, preprocessing, config.seed))
+    return Whitening(
+        lambda: sample_batches(source, config.data, preprocessing, config.seed), bias_epochs=config.whiten_bias_epochs
+    )
