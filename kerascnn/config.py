@@ -277,7 +277,8 @@ class OptimConfig:
         if self.initial_lr_fraction and (self.schedule not in ("cosine", "onecycle") or not self.warmup_epochs):
             raise ConfigError(
                 "--initial-lr-fraction is where a warm-up starts; it needs --schedule cosine or onecycle with "
-                f"--warmup-epochs. Received: schedule={self.schedule}, warmup_epochs={self.warmup_epochs}"
+                "--warmup-epochs above 0 (without a warm-up, give --initial-lr-fraction 0 too). "
+                f"Received: schedule={self.schedule}, warmup_epochs={self.warmup_epochs}"
             )
 
 
@@ -420,7 +421,10 @@ class RunConfig:
             raise ConfigError("--whiten computes the first convolution from the data; it does not combine with "
                               "--weights or --init-from, which load it")
         if self.whiten_bias_epochs and not self.whiten:
-            raise ConfigError("--whiten-bias-epochs trains the bias of the whitening layer; it needs --whiten")
+            raise ConfigError(
+                "--whiten-bias-epochs trains the bias of the whitening layer; it needs --whiten "
+                "(with --no-whiten, give --whiten-bias-epochs 0 too)"
+            )
         if self.whiten and self.model_parallel:
             raise ConfigError("--whiten does not combine with --model-parallel; drop one of them")
         if self.freeze_backbone and self.weights is None and self.init_from is None:

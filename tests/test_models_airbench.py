@@ -69,8 +69,15 @@ def test_the_recipe_is_airbenchs_in_the_mean_loss_form():
     assert AIRBENCH_DECAY == pytest.approx(optim.weight_decay, rel=1e-4)
     assert (optim.momentum, optim.nesterov, optim.label_smoothing, optim.final_lr_fraction) == (0.85, True, 0.2, 0.07)
     assert optim.warmup_epochs == pytest.approx(2.3) and config.epochs == 10
+    # The triangle 0.2 -> 1 -> 0.07 of the peak; the whitening bias trains its first 3 epochs.
+    assert (optim.initial_lr_fraction, config.whiten_bias_epochs) == (0.2, 3)
     assert (optim.lookahead, optim.bn_bias_lr_scale, optim.freeze_bn_scale, config.whiten) == (5, 64.0, True, True)
     assert (data.batch_size, data.translate, data.flip, data.cutout, data.val_split) == (1024, 2, "alternating", 0, 0.0)
+    # Turning off what a setting refines drops the refinement; given explicitly, it is refused.
+    plain = RunConfig.from_flags("airbench94", recipe="fast", whiten=False, warmup_epochs=0)
+    assert (plain.whiten_bias_epochs, plain.optim.initial_lr_fraction) == (0, 0.0)
+    with pytest.raises(ConfigError, match="it needs --whiten"):
+        RunConfig.from_flags("airbench94", recipe="fast", whiten=False, whiten_bias_epochs=3)
     # --epochs beside it keeps the warm-up at 23% of the run.
     assert RunConfig.from_flags("airbench94", recipe="fast", epochs=20).optim.warmup_epochs == pytest.approx(4.6)
 
