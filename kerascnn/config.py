@@ -198,7 +198,8 @@ class OptimConfig:
             `plateau_patience` epochs, as the AlexNet and VGG papers did) or
             cosine (to 0 over the run, after `warmup_epochs` linear warm-up) or
             onecycle (linear from 0 to `lr` over `warmup_epochs`, then linear to 0).
-        warmup_epochs: linear warm-up from 0 to `lr` (not with plateau).
+        warmup_epochs: linear warm-up to `lr`, from `initial_lr_fraction * lr`
+            (not with plateau).
         initial_lr_fraction: where the warm-up of cosine and onecycle starts,
             as a fraction of `lr` (0: from zero; airbench's triangle rises
             from 0.2 of its peak).

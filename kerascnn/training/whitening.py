@@ -29,10 +29,13 @@ and is then frozen, as airbench trains it for 3: where no batch norm follows
 the layer (airbench94's GELU takes its outputs directly) the bias is the only
 shift before the non-linearity. The gate is the optimizer's step count, so a
 resumed run keeps it; past it the bias gets no update at all, no momentum
-tail (PyTorch's `requires_grad = False`, which airbench sets). The covariance is centred; after the run's per-channel
-normalisation mu is close to 0, so this is nearly airbench's uncentred
-second moment, and centring is what makes the responses' covariance the
-identity.
+tail (PyTorch's `requires_grad = False`, which airbench sets). Lookahead,
+which pulls every weight to its slow average, moves it once more at its
+next synchronisation and then leaves it, as airbench's does.
+
+The covariance is centred; after the run's per-channel normalisation mu is
+close to 0, so this is nearly airbench's uncentred second moment, and
+centring is what makes the responses' covariance the identity.
 
 A resumed run does not recompute anything: its backup holds the layer's
 weights; it only freezes the layer again before the optimizer is built, so
