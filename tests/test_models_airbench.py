@@ -11,9 +11,8 @@ import pytest
 
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
-from kerascnn.layers import GELU
+from kerascnn.layers import GELU, DiracStart
 from kerascnn.models import create_model
-from kerascnn.layers import DiracStart
 from kerascnn.models.airbench import CONV_START
 from kerascnn.recipes import AIRBENCH_DECAY, AIRBENCH_LR
 from kerascnn.storage import rundir
