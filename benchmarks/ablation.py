@@ -66,6 +66,9 @@ VARIANTS = {
                          ["bn_bias_lr_scale=64.0", "freeze_bn_scale=True"]),
     "no_airbench_bn": ("batch-norm offsets at the learning rate and scales trained (Keras' own treatment)",
                        ["bn_bias_lr_scale=1.0", "freeze_bn_scale=False"]),
+    # PyTorch's and airbench's decay of every trained weight (kerascnn.training.optim.decay_norm_and_bias).
+    "with_decay_norm_and_bias": ("(added) weight decay on biases and batch-norm parameters too",
+                                 ["decay_norm_and_bias=True"]),
     "with_whitening": ("(added) first convolution initialised as a frozen patch-whitening transform", ["whiten=True"]),
     "half_batch": ("(changed) half the batch, the learning rate halved with it (twice the steps)", ["batch_size=HALF"]),
     # The logit scale sets how fast the head, and through it every layer, learns (a gradient step

@@ -21,7 +21,9 @@ The recipe, as kerascnn resolves it (`RunConfig.from_flags(...).optim` and
   `w -= lr_t (g + mu b)` is Keras' `m = mu m - lr_t g`, `w += mu m - lr_t g`
   at a constant rate and differs from it only in when a changing rate enters.
 - Coupled L2 decay `+ wd * w` on the convolution and linear weights only
-  (kerascnn's kernel regulariser), through the momentum.
+  (kerascnn's kernel regulariser), through the momentum; with
+  `decay_norm_and_bias` on the biases and batch-norm scales too, and on the
+  offsets at `wd / bn_bias_lr_scale`.
 - The one-cycle rate per step t (`kerascnn.training.optim.PiecewiseLinear`):
   0 at t = 0, linear to the peak at round(warmup_epochs * steps), linear to
   `final_lr_fraction * peak` at the last step; the batch-norm offsets at
@@ -90,7 +92,11 @@ def one_cycle(step, peak, warmup_steps, total_steps, final_fraction=0.0):
 
 
 def parameter_groups(model, settings):
-    """SGD groups: decayed kernels, batch-norm offsets at their rate scale, the rest; scales frozen if asked."""
+    """SGD groups: decayed kernels, batch-norm offsets at their rate scale, the rest; scales frozen if asked.
+
+    With `decay_norm_and_bias` the offsets and the rest are decayed too, the
+    offsets by wd / their rate scale (kerascnn.training.optim.decay_norm_and_bias).
+    """
     kernels, offsets, rest = [], [], []
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -107,10 +113,12 @@ def parameter_groups(model, settings):
     missing = [n for n, p in model.named_parameters() if id(p) not in counted]
     if missing:
         raise ValueError(f"parameters in no group: {missing}")
+    decay, offset_scale = settings["weight_decay"], settings.get("bn_bias_lr_scale", 1.0)
+    decay_all = bool(settings.get("decay_norm_and_bias"))
     return [
-        {"params": kernels, "weight_decay": settings["weight_decay"], "lr_scale": 1.0},
-        {"params": offsets, "weight_decay": 0.0, "lr_scale": settings.get("bn_bias_lr_scale", 1.0)},
-        {"params": rest, "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": kernels, "weight_decay": decay, "lr_scale": 1.0},
+        {"params": offsets, "weight_decay": decay / offset_scale if decay_all else 0.0, "lr_scale": offset_scale},
+        {"params": rest, "weight_decay": decay if decay_all else 0.0, "lr_scale": 1.0},
     ]
 
 

@@ -227,6 +227,12 @@ class OptimConfig:
             `kerascnn.training.norm_parameters`); 1 treats them like every weight.
         freeze_bn_scale: the batch-norm scales (gamma) are not trained and
             stay at their initial value (airbench's BatchNorm without weight).
+        decay_norm_and_bias: the coupled weight decay reaches every trained
+            weight, not only the kernels: biases and batch-norm offsets and
+            scales too, as PyTorch's `weight_decay` does to a parameter group
+            (and airbench to all it trains); offsets learning at
+            `bn_bias_lr_scale` S take wd / S, so that each step shrinks them by
+            lr * wd like the rest (`kerascnn.training.optim.decay_norm_and_bias`).
     """
 
     optimizer: str = "sgd"
@@ -247,6 +253,7 @@ class OptimConfig:
     lookahead: int = None
     bn_bias_lr_scale: float = 1.0
     freeze_bn_scale: bool = False
+    decay_norm_and_bias: bool = False
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -274,6 +281,16 @@ class OptimConfig:
         if self.final_lr_fraction and self.schedule not in ("cosine", "onecycle"):
             raise ConfigError(
                 f"--final-lr-fraction works with --schedule cosine or onecycle. Received: schedule={self.schedule}"
+            )
+        if self.decay_norm_and_bias and self.optimizer == "adamw":
+            raise ConfigError(
+                "--decay-norm-and-bias extends the coupled decay of sgd, adam and rmsprop; adamw decays on its own "
+                "and leaves biases and batch-norm parameters out: give another --optimizer or drop the flag"
+            )
+        if self.decay_norm_and_bias and not self.weight_decay:
+            raise ConfigError(
+                "--decay-norm-and-bias extends the weight decay to biases and batch-norm parameters; with "
+                "--weight-decay 0 there is none: give --weight-decay above 0 or drop the flag"
             )
         if self.initial_lr_fraction and (self.schedule not in ("cosine", "onecycle") or not self.warmup_epochs):
             raise ConfigError(

@@ -47,6 +47,14 @@ import dataclasses
 from kerascnn.errors import ConfigError
 
 
+# (setting, a setting that only refines it): a falsy value given for the first drops the recipe's second.
+REFINEMENTS = (
+    ("whiten", "whiten_bias_epochs"),
+    ("warmup_epochs", "initial_lr_fraction"),
+    ("weight_decay", "decay_norm_and_bias"),
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """One way to train a model.
@@ -79,7 +87,8 @@ class Recipe:
         the recipe's learning rate for that optimizer's default. A setting
         that only refines another goes with it: `--no-whiten` drops the
         recipe's `whiten_bias_epochs`, `--warmup-epochs 0` its
-        `initial_lr_fraction` (where the warm-up it removes would start).
+        `initial_lr_fraction` (where the warm-up it removes would start),
+        `--weight-decay 0` (or `--optimizer adamw`) its `decay_norm_and_bias`.
         """
         given = {k: v for k, v in flags.items() if v is not None}
         settings = {**self.settings, **given}
@@ -94,9 +103,11 @@ class Recipe:
             settings["lr"] = self.settings["lr"] * batch / recipe_batch
         if self.warmup_fraction is not None and "warmup_epochs" not in given:
             settings["warmup_epochs"] = round(self.warmup_fraction * settings["epochs"], 3)
-        for refined, refinement in (("whiten", "whiten_bias_epochs"), ("warmup_epochs", "initial_lr_fraction")):
+        for refined, refinement in REFINEMENTS:
             if refined in given and not given[refined] and refinement not in given:
                 settings.pop(refinement, None)
+        if given.get("optimizer") == "adamw" and "decay_norm_and_bias" not in given:
+            settings.pop("decay_norm_and_bias", None)  # adamw's own decay leaves them out
         return settings
 
     def describe(self):
@@ -141,6 +152,8 @@ def _fast_summary(settings):
         parts.append("batch-norm scales frozen")
     if settings.get("bn_bias_lr_scale", 1) != 1:
         parts.append(f"batch-norm offsets at {settings['bn_bias_lr_scale']:g}x the learning rate")
+    if settings.get("decay_norm_and_bias"):
+        parts.append("decay on biases and batch-norm parameters too")
     if settings.get("ema"):
         parts.append(f"weight average {settings['ema']:g}")
     if settings.get("lookahead"):

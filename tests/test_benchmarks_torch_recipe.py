@@ -44,6 +44,10 @@ def test_parameter_groups_decay_kernels_only_and_scale_or_freeze_the_batch_norm_
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     grouped = [id(p) for g in groups for p in g["params"]]
     assert len(grouped) == len(set(grouped)) and set(grouped) == trainable
+    # kerascnn's --decay-norm-and-bias: the offsets at wd / their scale, the biases and scales at wd.
+    kernels, offsets, rest = torch_recipe.parameter_groups(
+        torch_reference.create("resnet18"), {"weight_decay": 5e-4, "bn_bias_lr_scale": 64.0, "decay_norm_and_bias": True})
+    assert (kernels["weight_decay"], offsets["weight_decay"], rest["weight_decay"]) == (5e-4, 5e-4 / 64, 5e-4)
 
 
 def _images(n=6, size=8, seed=0):

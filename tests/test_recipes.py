@@ -125,3 +125,21 @@ def test_a_recipe_summary_names_its_flip():
     assert "crop + alternating flip" in fast(10, {"flip": "alternating"}).summary
     assert "crop (shift 2) + no flip" in fast(10, {"flip": "none", "translate": 2}).summary
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", flip="alternating").data.flip == "alternating"
+
+
+def test_a_recipe_s_decay_on_biases_goes_with_the_decay_it_extends():
+    """--weight-decay 0 or --optimizer adamw beside a recipe drops its decay_norm_and_bias; given too, refused."""
+    from kerascnn.cli.app import build_parser
+    from kerascnn.cli.train import fit_settings
+    from kerascnn.recipes import Recipe, _fast_summary
+
+    recipe = Recipe("r", "", {"weight_decay": 5e-4, "decay_norm_and_bias": True})
+    assert recipe.resolve({})["decay_norm_and_bias"] is True
+    assert "decay_norm_and_bias" not in recipe.resolve({"weight_decay": 0.0})
+    assert "decay_norm_and_bias" not in recipe.resolve({"optimizer": "adamw"})
+    assert recipe.resolve({"weight_decay": 0.0, "decay_norm_and_bias": True})["decay_norm_and_bias"] is True
+    args = build_parser().parse_args(["fit", "resnet20", "--decay-norm-and-bias"])
+    assert RunConfig.from_flags(args.model, **fit_settings(args)).optim.decay_norm_and_bias
+    assert "decay on biases and batch-norm parameters too" in _fast_summary(
+        {"lr": 0.1, "epochs": 1, "momentum": 0.9, "nesterov": True, "batch_size": 8, "weight_decay": 1e-3,
+         "label_smoothing": 0, "cutout": 0, "decay_norm_and_bias": True})

@@ -260,6 +260,11 @@ FLAGS = {
         action=argparse.BooleanOptionalAction, default=None,
         help="do not train the batch-norm scales (gamma stays 1, as in airbench)",
     ),
+    "--decay-norm-and-bias": dict(
+        action=argparse.BooleanOptionalAction, default=None,
+        help="weight-decay the biases and batch-norm parameters too, not only the kernels (PyTorch's and "
+        "airbench's decay; offsets at --bn-bias-lr-scale S take decay / S); default off",
+    ),
     "--bn-bias-lr-scale": dict(
         type=setting_type("bn_bias_lr_scale"), metavar="SCALE",
         help="train the batch-norm offsets at SCALE times the learning rate (airbench: 64; default 1)",
@@ -422,6 +427,7 @@ def add_optimisation_flags(parser):
         parser, "optimisation", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
         "--schedule", "--warmup-epochs", "--initial-lr-fraction", "--final-lr-fraction", "--step-epochs", "--lr-decay",
         "--plateau-patience", "--label-smoothing", "--clip-norm", "--ema", "--lookahead", "--bn-bias-lr-scale", "--freeze-bn-scale",
+        "--decay-norm-and-bias",
     )
 
 

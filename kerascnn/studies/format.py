@@ -504,7 +504,7 @@ def _reason(error):
     return " ".join(str(error).split())
 
 
-_BOOL = ("nesterov", "freeze_bn_scale", "pca_jitter", "tta", "skip_bad_images", "model_parallel", "sync_bn")
+_BOOL = ("nesterov", "freeze_bn_scale", "decay_norm_and_bias", "pca_jitter", "tta", "skip_bad_images", "model_parallel", "sync_bn")
 _STR = ("dataset", "data_dir", "augment", "pad_mode", "flip", "pca_scale", "optimizer", "schedule", "precision",
         "devices", "scale_lr", "weights", "init_from")
 _NUMBER = ("lr", "momentum", "weight_decay", "warmup_epochs", "final_lr_fraction", "initial_lr_fraction", "lr_decay", "label_smoothing",

@@ -15,7 +15,7 @@ from kerascnn.models.auxiliary import inference_model, training_model
 from kerascnn.runtime import hardware
 from kerascnn.training import extension
 from kerascnn.training.norm_parameters import freeze_norm_scales
-from kerascnn.training.optim import build_optimizer, coupled_weight_decay, with_l2_penalty
+from kerascnn.training.optim import build_optimizer, coupled_weight_decay, decay_norm_and_bias, with_l2_penalty
 
 
 def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=None):
@@ -56,6 +56,8 @@ def build_models(
     """
     network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
     network = with_l2_penalty(network, coupled_weight_decay(optim))
+    if optim.decay_norm_and_bias:  # the config refuses it with adamw and without decay
+        network = decay_norm_and_bias(network, optim.weight_decay, optim.bn_bias_lr_scale)
     if optim.freeze_bn_scale:  # before the optimizer: frozen scales get no slots (--freeze-bn-scale)
         freeze_norm_scales(network)
     if whitening is not None:

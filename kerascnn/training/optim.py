@@ -9,7 +9,8 @@ Weight decay, per optimizer:
   Krizhevsky et al. 2012, section 5: v <- 0.9 v - 0.0005 lr w - lr grad.
 - adamw: decoupled decay (Loshchilov & Hutter 2019), `w <- w - lr * wd * w`
   applied by the optimizer, not through Adam's moments.
-Biases and normalisation parameters are not decayed.
+Biases and normalisation parameters are not decayed, unless
+`--decay-norm-and-bias` gives them the same coupled decay (`decay_norm_and_bias`).
 """
 
 import keras
@@ -72,6 +73,40 @@ def with_l2_penalty(model, weight_decay):
             touched += 1
     if touched == 0:
         raise ConfigError(f"model {model.name} has no layer that weight decay can apply to")
+    return model
+
+
+def decay_norm_and_bias(model, weight_decay, offset_lr_scale=1.0):
+    """`model` with the coupled decay on its biases and batch-norm parameters too (`--decay-norm-and-bias`); returned.
+
+    PyTorch's `weight_decay` acts on every parameter of its group, and airbench
+    (Jordan 2024) decays everything it trains: the batch-norm offsets (beta),
+    the whitening layer's bias while it trains, and the kernels. Here each
+    bias, gamma and beta gets the L2 penalty `wd/2 * ||v||^2` (gradient
+    `+wd * v`, through the momentum as the kernels' decay goes), beta with
+    `wd / S` where it learns at S = `bn_bias_lr_scale` times the rate: its step
+    is then `lr * S * (g + wd / S * beta)`, shrinking it by `lr * wd` a step as
+    every other weight, as airbench's `weight_decay = wd / lr_biases` does for
+    that group. Keras adds a variable's penalty only while it is trainable, so
+    frozen scales (`--freeze-bn-scale`) and a frozen whitening layer take none;
+    a whitening bias past its `--whiten-bias-epochs` keeps the penalty in the
+    loss but gets no update. Call with the model's layers built, as
+    `with_l2_penalty`.
+    """
+    if weight_decay == 0:
+        return model
+    for layer in model.layers:
+        config = layer.get_config()
+        if "beta_regularizer" in config:  # batch norm (and the layer norms), Keras' names
+            for name, factor in (("gamma", weight_decay), ("beta", weight_decay / offset_lr_scale)):
+                variable = getattr(layer, name, None)
+                if variable is not None:
+                    regularizer = keras.regularizers.L2(factor / 2.0)
+                    setattr(layer, f"{name}_regularizer", regularizer)
+                    variable.regularizer = regularizer
+        elif "bias_regularizer" in config and getattr(layer, "bias", None) is not None:
+            layer.bias_regularizer = keras.regularizers.L2(weight_decay / 2.0)
+            layer.bias.regularizer = layer.bias_regularizer
     return model
 
 
