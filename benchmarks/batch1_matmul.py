@@ -1,4 +1,4 @@
-"""Batch-1 dense products in float32 against bfloat16: would bfloat16 weights serve faster?
+"""Batch-1 dense products in float32, bfloat16 and int8: would narrower weights serve faster?
 
 At batch 1 a dense layer is a matrix-vector product: every weight is read once
 for two flops, so the time is the weight bytes over the memory bandwidth the
@@ -8,7 +8,10 @@ weights) would answer a batch-1 call faster only if TensorFlow's bfloat16
 product reads memory at least half as fast as its float32 one. This script
 times x @ W1 @ W2 (two 4096x4096 layers, fc7's shape) in each dtype inside
 one `tf.function` and prints the p50 and the bandwidth it implies
-(benchmarks/NOTES.md, 32).
+(benchmarks/NOTES.md, 32). int8 is Keras 3's own quantized `Dense`
+(`layer.quantize("int8")`: int8 weights with a scale per output column,
+the input quantized per row on each call, an int8 x int8 -> int32 product,
+then the scales), a quarter of float32's bytes (NOTES, 59).
 
     python benchmarks/batch1_matmul.py [--size 4096] [--calls 200]
 """
@@ -24,16 +27,44 @@ from kerascnn.runtime.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+DTYPES = (tf.float32, tf.bfloat16, tf.int8)
+
+
+def two_dense_layers(size):
+    """x @ W1 @ W2 as a Keras model of two float32 Dense layers; `.quantize("int8")` makes them Keras' int8 ones."""
+    inputs = keras.Input((size,))
+    x = inputs
+    for seed in (1, 2):
+        x = keras.layers.Dense(size, use_bias=False, dtype="float32",
+                               kernel_initializer=keras.initializers.RandomNormal(seed=seed))(x)
+    return keras.Model(inputs, x)
+
+
+def quantize_int8(model):
+    """`model` with each Dense layer quantized by Keras (`Dense.quantize("int8")`), in place; returned.
+
+    Layer by layer rather than `Model.quantize`, which warns for the input layer.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            layer.quantize("int8")
+    return model
 
 
 def time_products(dtype, size, calls, warmup=20):
     """Seconds of each of `calls` batch-1 calls of x @ W1 @ W2 in `dtype` (after `warmup` calls)."""
-    w1 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=1), dtype))
-    w2 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=2), dtype))
-    x = tf.cast(tf.random.normal([1, size], seed=3), dtype)
-    product = tf.function(lambda x: tf.matmul(tf.matmul(x, w1), w2))
+    if dtype == tf.int8:
+        model = quantize_int8(two_dense_layers(size))
+        product, x = tf.function(lambda x: model(x, training=False)), tf.random.normal([1, size], seed=3)
+    else:
+        w1 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=1), dtype))
+        w2 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=2), dtype))
+        x = tf.cast(tf.random.normal([1, size], seed=3), dtype)
+        product = tf.function(lambda x: tf.matmul(tf.matmul(x, w1), w2))
     for _ in range(warmup):
         product(x).numpy()
     seconds = []
@@ -56,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=4096, help="rows and columns of each weight matrix")
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args(argv)
-    for dtype in (tf.float32, tf.bfloat16):
+    for dtype in DTYPES:
         figures = measure(dtype, args.size, args.calls)
         print(f"{dtype.name}: p50 {figures['p50_ms']:.3f} ms, {figures['weights_gb_per_s']:.1f} GB/s of weights read")
 

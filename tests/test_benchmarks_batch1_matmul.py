@@ -16,6 +16,24 @@ def test_each_call_is_timed_after_the_warm_up():
     assert seconds.shape == (3,) and np.all(seconds > 0)
 
 
+def test_int8_is_keras_quantized_dense_close_to_the_float_product():
+    model = bench.two_dense_layers(size=64)
+    x = tf.random.normal([1, 64], seed=0)
+    exact = model(x).numpy()
+    assert bench.quantize_int8(model) is model
+    dense = [layer for layer in model.layers if layer.name.startswith("dense")]
+    assert [layer.quantization_mode for layer in dense] == ["int8", "int8"]
+    assert all(layer._kernel.dtype == "int8" for layer in dense)
+    approximate = model(x).numpy()
+    # int8 weights and inputs: about 1% of the output's scale, far from a wrong product
+    assert np.abs(approximate - exact).max() < 0.05 * np.abs(exact).max()
+
+
+def test_int8_calls_are_timed():
+    seconds = bench.time_products(tf.int8, size=8, calls=2, warmup=1)
+    assert seconds.shape == (2,) and np.all(seconds > 0)
+
+
 def test_bandwidth_counts_both_matrices_at_the_dtype_s_width(monkeypatch):
     monkeypatch.setattr(bench, "time_products", lambda dtype, size, calls, warmup: np.array([0.002, 0.001, 0.004]))
     float32 = bench.measure(tf.float32, size=1000, calls=3)
@@ -28,4 +46,4 @@ def test_bandwidth_counts_both_matrices_at_the_dtype_s_width(monkeypatch):
 def test_main_prints_one_line_per_dtype(capsys):
     bench.main(["--size", "8", "--calls", "2"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["float32", "bfloat16"]
+    assert [line.split(":")[0] for line in lines] == ["float32", "bfloat16", "int8"]
