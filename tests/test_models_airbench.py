@@ -71,6 +71,8 @@ def test_the_recipe_is_airbenchs_in_the_mean_loss_form():
     # The triangle 0.2 -> 1 -> 0.07 of the peak; the whitening bias trains its first 3 epochs.
     assert (optim.initial_lr_fraction, config.whiten_bias_epochs) == (0.2, 3)
     assert (optim.lookahead, optim.bn_bias_lr_scale, optim.freeze_bn_scale, config.whiten) == (5, 64.0, True, True)
+    assert optim.decay_norm_and_bias  # airbench decays all it trains, the offsets at wd / 64
+    assert not RunConfig.from_flags("airbench94", recipe="fast", weight_decay=0.0).optim.decay_norm_and_bias
     assert (data.batch_size, data.translate, data.flip, data.cutout, data.val_split) == (1024, 2, "alternating", 0, 0.0)
     # Turning off what a setting refines drops the refinement; given explicitly, it is refused.
     plain = RunConfig.from_flags("airbench94", recipe="fast", whiten=False, warmup_epochs=0)
