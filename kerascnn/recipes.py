@@ -223,7 +223,8 @@ _FAST = {
     # 87.91% (its raw weights 87.81%, seed 0), the same at batch 64 87.61%,
     # 2-pixel crops alone 87.57% against the recipe's 87.48% at seed 2 (+0.09
     # plain, +0.28 with flips and shifts), the average with 2-pixel crops at
-    # seed 2 87.71% (mean of two seeds 87.81%): none reaches 88% plain (not kept).
+    # seed 2 87.71% (mean of two seeds 87.81%), the decay on biases and
+    # batch-norm parameters too 87.34% at seed 2: none reaches 88% plain (not kept).
     "alexnet_cifar": fast(10, {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
                                "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True, "flip": "alternating"},
                           batch_norm=True, dropout=0.0, logit_scale=0.125),
