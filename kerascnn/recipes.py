@@ -262,6 +262,8 @@ _FAST = {
     # (-0.14, level; not kept).
     # Peak 0.2 with decay 5e-4 (the same lr x wd): 87.03% against the recipe's
     # 87.05% at seed 0, both on an AMX Xeon in mixed_bfloat16 (level; not kept).
+    # The decay on every parameter, as PyTorch's weight_decay (scales, offsets,
+    # the head's bias): 86.76% at seed 0 on that host (-0.29; not kept).
     "resnet20": fast(20, {"batch_size": 128, "lr": 0.1, "label_smoothing": 0.0, "cutout": 0,
                           "weight_decay": 1e-3}),
     # airbench94's own recipe (94.01% mean on the original CIFAR-10 with its
