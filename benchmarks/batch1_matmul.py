@@ -11,7 +11,7 @@ one `tf.function` and prints the p50 and the bandwidth it implies
 (benchmarks/NOTES.md, 32). int8 is Keras 3's own quantized `Dense`
 (`layer.quantize("int8")`: int8 weights with a scale per output column,
 the input quantized per row on each call, an int8 x int8 -> int32 product,
-then the scales), a quarter of float32's bytes (NOTES, 59).
+then the scales), a quarter of float32's bytes (NOTES, 60).
 
     python benchmarks/batch1_matmul.py [--size 4096] [--calls 200]
 """

@@ -138,6 +138,8 @@ def test_a_recipe_s_decay_on_biases_goes_with_the_decay_it_extends():
     assert "decay_norm_and_bias" not in recipe.resolve({"weight_decay": 0.0})
     assert "decay_norm_and_bias" not in recipe.resolve({"optimizer": "adamw"})
     assert recipe.resolve({"weight_decay": 0.0, "decay_norm_and_bias": True})["decay_norm_and_bias"] is True
+    with pytest.raises(ConfigError, match="--weight-decay 0"):
+        RunConfig.from_flags("airbench94", recipe="fast", weight_decay=0.0, decay_norm_and_bias=True)
     args = build_parser().parse_args(["fit", "resnet20", "--decay-norm-and-bias"])
     assert RunConfig.from_flags(args.model, **fit_settings(args)).optim.decay_norm_and_bias
     assert "decay on biases and batch-norm parameters too" in _fast_summary(

@@ -199,11 +199,11 @@ def test_freeze_bn_scale_is_refused_beside_zero_initialised_residual_scales():
     assert RunConfig.from_flags("resnet20", freeze_bn_scale=True).optim.freeze_bn_scale
 
 
-def _conv_bn_head(name="m"):
+def _conv_bn_head():
     inputs = keras.Input((4, 4, 3))
     x = keras.layers.Conv2D(2, 3, name="conv")(inputs)  # with a bias
     x = keras.layers.BatchNormalization(name="bn")(x)
-    return keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x)), name=name)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x)))
 
 
 def test_decay_norm_and_bias_gives_every_bias_and_norm_parameter_the_coupled_decay(tmp_path):
