@@ -19,8 +19,9 @@ update runs with `lr_v = lr * S` for every beta and `lr` for the rest. For SGD
 with momentum this is the same as scaling beta's gradient: Keras' buffer
 holds `m <- mu * m - lr_v * g`, so the momentum carries the scaled step. The
 schedule, the clipping and the weight average are unchanged. airbench scales
-beta's weight decay down by the same factor; here beta is not decayed at all
-(`kerascnn.training.optim`), so nothing is to scale.
+beta's weight decay down by the same factor; here beta is decayed only with
+`--decay-norm-and-bias`, whose coefficient for it is divided by S
+(`kerascnn.training.optim.decay_norm_and_bias`).
 
 `--freeze-bn-scale`: every batch-norm layer's gamma is made non-trainable
 before the optimizer is built, so it gets no gradient and no slots; it stays

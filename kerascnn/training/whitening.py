@@ -24,7 +24,8 @@ least 2d filters (54 for a 3x3 kernel); the others keep their random
 initialisation, the bias (if any) is zero, and the whole layer (kernel and
 bias) is frozen: not trained and, since Keras regularises trainable weights
 only, not weight-decayed. With `--whiten-bias-epochs N` the bias trains
-(at the learning rate of every weight, not decayed) for the first N epochs
+(at the learning rate of every weight, decayed only with
+`--decay-norm-and-bias`, as airbench decays it) for the first N epochs
 and is then frozen, as airbench trains it for 3: where no batch norm follows
 the layer (airbench94's GELU takes its outputs directly) the bias is the only
 shift before the non-linearity. The gate is the optimizer's step count, so a
