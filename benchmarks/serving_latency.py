@@ -1,7 +1,7 @@
 """Inference as served: kerascnn's exported SavedModel against PyTorch at its best, on the same weights (issue 19).
 
     python benchmarks/serving_latency.py [MODEL ...] [--precision auto [float32 ...]]
-        [--serving-precision float32 [trained]] [--calls 1000] [--rounds 5]
+        [--serving-precision float32 [bfloat16 trained]] [--calls 1000] [--rounds 5]
         [--batch 256] [--batch-calls 5] [--warmup-calls 10] [--torch-modes MODE ...] [--torch-threads N]
         [--int8] [--export-dir DIR] [--quick] [--json OUT] [--markdown OUT]
 
@@ -17,8 +17,10 @@ For each model (default: alexnet_cifar, vgg16_bn, resnet18, googlenet_cifar at
    AVX512-BF16; `--precision auto float32` adds the float32 export, timed
    in the same rounds). Each is exported as `--serving-precision` says:
    float32 (the product's default: a mixed-precision model's float32 copy,
-   the same weights without per-call casts) and/or `trained` (labelled
-   "PRECISION served as trained"). The first is "kerascnn" in the ratios.
+   the same weights without per-call casts), `bfloat16` (the weights
+   stored in bfloat16, labelled "PRECISION served in bfloat16") and/or
+   `trained` (labelled "PRECISION served as trained"). The first is
+   "kerascnn" in the ratios.
 2. The product's export (`kerascnn.serving.export.export_model`, what
    `python main.py export RUN_DIR` writes: the SavedModel whose `serve`
    signature takes uint8 images, normalises them and returns
@@ -27,8 +29,10 @@ For each model (default: alexnet_cifar, vgg16_bn, resnet18, googlenet_cifar at
 3. PyTorch: the same state dict in eval mode under `torch.inference_mode()`
    (`torch_serving.py`), the same uint8 images, the same normalisation and
    softmax inside the timed call, in each of `--torch-modes` (float32,
-   channels_last, bf16 autocast, both, torch.compile alone and with both),
-   each mode in its own process; a mode that fails here is "unavailable".
+   channels_last, bf16 autocast, both, torch.compile alone and with both,
+   and the model converted to bfloat16 weights alone, with channels_last,
+   and compiled: `torch_serving.SERVING_MODES`), each mode in its own
+   process; a mode that fails here is "unavailable".
 4. Same weights, checked: the logits of kerascnn's model in float32 against
    PyTorch float32 eager on `--check-images` images (they must agree to
    float32 rounding), and every mode's probabilities against the
@@ -59,7 +63,6 @@ Targets: kerascnn's batch-1 p50 <= 0.8x PyTorch's best p50 (float modes);
 batch throughput reported as a ratio.
 """
 
-import functools
 import json
 import os
 import pathlib
@@ -122,9 +125,20 @@ def reference_weights(name, folder, seed=0):
     return reference, state_dict
 
 
+SERVED = {"float32": "", "bfloat16": " served in bfloat16", "trained": " served as trained"}
+
+
 def export_label(precision, serving):
     """The candidate's name: the training precision, and how the export computes when not the default float32."""
-    return precision if serving == "float32" else f"{precision} served as trained"
+    return precision + SERVED[serving]
+
+
+def label_parts(label):
+    """(training precision, serving precision) of an `export_label`."""
+    for serving, suffix in SERVED.items():
+        if suffix and label.endswith(suffix):
+            return label.removesuffix(suffix), serving
+    return label, "float32"
 
 
 def export_same_weights(name, reference, label, image_size, folder):
@@ -133,8 +147,7 @@ def export_same_weights(name, reference, label, image_size, folder):
     `label` is `export_label(precision, serving)`: the model is built under
     `precision` and exported with `serving_precision=serving`.
     """
-    precision, _, trained = label.partition(" served as ")
-    serving = "trained" if trained else "float32"
+    precision, serving = label_parts(label)
     with precision_policy(precision):
         model = create_model(
             name, num_classes=torch_reference.NUM_CLASSES, input_shape=(image_size, image_size, 3),
@@ -143,7 +156,7 @@ def export_same_weights(name, reference, label, image_size, folder):
     torch_reference.copy_to_keras(name, reference, model)
     preprocessing = Preprocessing((image_size, image_size), MEAN, STD)
     version = export_model(model, preprocessing, list(CIFAR10_CLASSES), name,
-                           folder / "exports" / label.replace(" served as ", "-served-"), serving_precision=serving)
+                           folder / "exports" / label.replace(" served ", "-served-").replace(" ", "-"), serving_precision=serving)
     return version, model, preprocessing
 
 
@@ -385,9 +398,10 @@ def parse_args(argv=None):
     parser.add_argument("--precision", nargs="+", default=[hardware.AUTO], choices=[hardware.AUTO, *hardware.PRECISIONS],
                         help="the exported models' precisions, the first compared in the ratios "
                         "(default auto: what fit trains in)")
-    parser.add_argument("--serving-precision", nargs="+", default=["float32"], choices=["float32", "trained"],
+    parser.add_argument("--serving-precision", nargs="+", default=["float32"], choices=list(SERVED),
                         help="how each export computes (export --serving-precision): float32 (the default, "
-                        "the same weights without per-call casts) and/or trained (the training precision)")
+                        "the same weights without per-call casts), bfloat16 (the weights stored in bfloat16) "
+                        "and/or trained (the training precision)")
     parser.add_argument("--calls", type=int, help="batch-1 calls per round, p50 and p99 over them (default 1000)")
     parser.add_argument("--rounds", type=int, help="rounds of every candidate, medians over them (default 5)")
     parser.add_argument("--batch", type=int, help="batch size of the throughput calls (default 256)")
@@ -396,9 +410,8 @@ def parse_args(argv=None):
                         help="untimed batch-1 calls before each block (default 10; batch calls: 2 at most)")
     parser.add_argument("--check-images", type=int, default=8, help="images the same-weights check compares")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--torch-modes", nargs="+",
-                        type=functools.partial(torch_reference.mode_flag, also=(torch_serving.INT8,)),
-                        help=f"default all: {' '.join(torch_reference.MODES)}")
+    parser.add_argument("--torch-modes", nargs="+", type=torch_serving.serving_mode_flag,
+                        help=f"default all: {' '.join(torch_serving.SERVING_MODES)}")
     parser.add_argument("--torch-threads", type=int, help="PyTorch's threads (default: all CPU threads)")
     parser.add_argument("--int8", action="store_true",
                         help="also time kerascnn's TensorFlow Lite int8 export against PyTorch's static int8 quantization")
@@ -415,7 +428,7 @@ def parse_args(argv=None):
     defaults = dict(calls=20, rounds=2, batch=16, batch_calls=2, warmup_calls=2, torch_modes=list(QUICK_MODES))
     if not args.quick:
         defaults = dict(calls=1000, rounds=5, batch=256, batch_calls=5, warmup_calls=10,
-                        torch_modes=list(torch_reference.MODES))
+                        torch_modes=list(torch_serving.SERVING_MODES))
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -431,7 +444,7 @@ def main(argv=None):
     auto, reason = hardware.auto_precision(hardware.describe())
     trained = list(dict.fromkeys(auto if p == hardware.AUTO else p for p in args.precision))
     # A float32 model served "as trained" is the float32 export again: listed once.
-    precisions = list(dict.fromkeys(export_label(p, s if p != "float32" else "float32")
+    precisions = list(dict.fromkeys(export_label(p, "float32" if p == "float32" and s == "trained" else s)
                                     for p in trained for s in args.serving_precision))
     header = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads; TensorFlow {tf.__version__}, "

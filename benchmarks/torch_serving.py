@@ -10,6 +10,11 @@ threads, in one of `torch_reference.MODES`:
   channels_last in memory, so the float copy keeps that layout and the model
   is converted to it; the other modes make the input contiguous NCHW;
 - bf16: the network under `torch.autocast("cpu", dtype=torch.bfloat16)`;
+- bf16_weights (`BF16_WEIGHTS`, serving only): the network converted to
+  bfloat16 (`model.to(torch.bfloat16)`, the normalised input cast to it),
+  what a PyTorch user ships to serve in bfloat16 without autocast's per-call
+  casts of every weight; the counterpart of kerascnn's
+  `export --serving-precision bfloat16`;
 - compile: the whole call (preprocessing, network, softmax) through
   `torch.compile(dynamic=False)`, one static graph per batch size;
 - int8 (`INT8`, serving only, alone): PyTorch's post-training static
@@ -26,6 +31,7 @@ and times its own calls (a pipe round trip would add ~0.1 ms to a batch-1
 call), so the figures are the call alone.
 """
 
+import argparse
 import os
 import time
 import warnings
@@ -37,6 +43,32 @@ import torch_reference
 
 INT8 = "int8"
 CALIBRATION_IMAGES = 64
+BF16_WEIGHTS = "bf16_weights"
+# Every float mode serving_latency.py times by default: the training modes and the bfloat16-weight ones.
+SERVING_MODES = torch_reference.MODES + (
+    BF16_WEIGHTS, f"channels_last+{BF16_WEIGHTS}", f"compile+channels_last+{BF16_WEIGHTS}",
+)
+
+
+def parse_serving_mode(mode):
+    """The features of a serving mode: `torch_reference.parse_mode`'s, and `bf16_weights`; ValueError otherwise."""
+    parts = mode.split("+")
+    rest = [part for part in parts if part != BF16_WEIGHTS]
+    if len(rest) < len(parts) and "bf16" in rest:
+        raise ValueError(f"mode {mode!r} has bf16 autocast and bfloat16 weights; pick one")
+    features = torch_reference.parse_mode("+".join(rest) if rest else torch_reference.FLOAT32)
+    return features | {BF16_WEIGHTS} if len(rest) < len(parts) else features
+
+
+def serving_mode_flag(text):
+    """argparse `type=` of serving_latency's `--torch-modes`: a serving mode or `int8`, else argparse's one-line error."""
+    if text == INT8:
+        return text
+    try:
+        parse_serving_mode(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def quantize_int8(model, calibration):
@@ -60,10 +92,12 @@ class Predictor:
 
     def __init__(self, name, state_dict, images, mean, std, mode, model_options=None, threads=None):
         torch.set_num_threads(threads or os.cpu_count())
-        self.features = frozenset() if mode == INT8 else torch_reference.parse_mode(mode)
+        self.features = frozenset() if mode == INT8 else parse_serving_mode(mode)
         model = torch_reference.create(name, **(model_options or {}))
         model.load_state_dict(torch.load(state_dict, map_location="cpu", weights_only=True))
         model.eval()
+        self.dtype = torch.bfloat16 if BF16_WEIGHTS in self.features else torch.float32
+        model = model.to(self.dtype)
         self.channels_last = "channels_last" in self.features
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -84,7 +118,7 @@ class Predictor:
         x = images.permute(0, 3, 1, 2).float()  # NHWC memory: channels_last strides already
         if not self.channels_last:
             x = x.contiguous()
-        return x * self.scale + self.shift
+        return (x * self.scale + self.shift).to(self.dtype)
 
     def _logits(self, images):
         x = self._normalised(images)

@@ -129,3 +129,44 @@ def test_quick_serving_comparison_uses_the_same_weights(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| resnet18 | pytorch float32 |" in printed and "| resnet18 | kerascnn tflite int8 |" in printed
     assert "| model | tflite int8 p50 / PyTorch int8 |" in printed
+
+
+def test_both_frameworks_serve_the_same_weights_in_bfloat16(tmp_path):
+    """kerascnn's bfloat16 export and PyTorch's bf16_weights mode: the same function as float32, rounded."""
+    import tensorflow as tf
+    import torch_serving
+
+    reference, state_dict = serving_latency.reference_weights("resnet18", tmp_path)
+    label = serving_latency.export_label("float32", "bfloat16")
+    assert label == "float32 served in bfloat16" and serving_latency.label_parts(label) == ("float32", "bfloat16")
+    version, _, _ = serving_latency.export_same_weights("resnet18", reference, label, 8, tmp_path)
+    assert json.loads((version / "kerascnn.json").read_text())["serving_dtype"] == "bfloat16"
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    served = {mode: torch_serving.Predictor("resnet18", state_dict, tmp_path / "images.npy", serving_latency.MEAN,
+                                            serving_latency.STD, mode, threads=1)
+              for mode in ("float32", "channels_last+bf16_weights")}
+    assert {p.dtype for p in served["channels_last+bf16_weights"].model.parameters()} == {torch.bfloat16}
+    want = served["float32"].predict(torch.from_numpy(images))
+    theirs = served["channels_last+bf16_weights"].predict(torch.from_numpy(images))
+    ours = tf.saved_model.load(str(version)).signatures["serve"](images=tf.constant(images))["probabilities"].numpy()
+    for got in (theirs, ours):
+        assert got.dtype == np.float32 and not np.allclose(got, want, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(got, want, atol=0.05)
+
+
+@pytest.mark.parametrize("mode, ok", [
+    ("bf16_weights", True), ("compile+channels_last+bf16_weights", True), ("float32", True), ("int8", True),
+    ("bf16+bf16_weights", False), ("fp8_weights", False),
+])
+def test_serving_modes_add_bfloat16_weights_to_the_training_modes(mode, ok):
+    import argparse
+
+    import torch_serving
+
+    assert set(torch_reference.MODES) < set(torch_serving.SERVING_MODES)
+    if ok:
+        assert torch_serving.serving_mode_flag(mode) == mode
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            torch_serving.serving_mode_flag(mode)

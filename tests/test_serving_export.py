@@ -93,7 +93,7 @@ def test_verification_catches_a_model_that_differs(trained, tmp_path):
         export.verify_export(path, other, prep)
 
 
-def test_a_mixed_precision_model_serves_in_float32_unless_exported_as_trained(tmp_path):
+def test_a_mixed_precision_model_serves_in_float32_unless_exported_in_bfloat16_or_as_trained(tmp_path):
     from kerascnn.data.preprocessing import Preprocessing
     from kerascnn.training.context import precision_policy
 
@@ -104,24 +104,72 @@ def test_a_mixed_precision_model_serves_in_float32_unless_exported_as_trained(tm
     images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
     float32_logits = export.serving_model(model)(prep(images)).numpy()
     paths = {p: export.export_model(model, prep, ["a", "b", "c"], "m", tmp_path, serving_precision=p)
-             for p in ("float32", "trained")}
+             for p in ("float32", "bfloat16", "trained")}
     for p, path in paths.items():
         manifest = json.loads((path / export.MANIFEST).read_text())
         assert manifest["trained_dtype"] == "bfloat16"
-        assert manifest["serving_dtype"] == {"float32": "float32", "trained": "bfloat16"}[p]
+        assert manifest["serving_dtype"] == {"float32": "float32", "bfloat16": "bfloat16", "trained": "bfloat16"}[p]
         assert manifest["folded_batch_norm"] == 0  # no batch norm to fold
         # model.keras keeps the training policy either way (to train on from it).
         reloaded = keras.saving.load_model(path / export.KERAS_FILE, compile=False)
         assert reloaded.layers[0].compute_dtype == "bfloat16"
     serve = {p: tf.saved_model.load(str(path)).signatures["serve"] for p, path in paths.items()}
     probabilities = {p: f(images=tf.constant(images))["probabilities"].numpy() for p, f in serve.items()}
-    # float32: exactly the float32 computation of the same weights; trained: bfloat16's rounding of it.
+    # float32: exactly the float32 computation of the same weights; bfloat16 and trained: bfloat16's rounding of it.
     np.testing.assert_allclose(probabilities["float32"], tf.nn.softmax(float32_logits).numpy(), atol=1e-5)
-    assert not np.allclose(probabilities["trained"], probabilities["float32"], atol=1e-6, rtol=0)
-    np.testing.assert_allclose(probabilities["trained"], probabilities["float32"], atol=0.05)
-    with pytest.raises(ValueError, match="float32, trained"):
+    for p in ("bfloat16", "trained"):
+        assert not np.allclose(probabilities[p], probabilities["float32"], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(probabilities[p], probabilities["float32"], atol=0.05)
+    with pytest.raises(ValueError, match="float32, bfloat16, trained"):
         export.export_model(model, prep, ["a", "b", "c"], "m", tmp_path, serving_precision="float16")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2", "3"]
+
+
+def test_a_bfloat16_export_stores_its_folded_weights_in_bfloat16_and_casts_none_of_them(tmp_path):
+    from kerascnn.data.preprocessing import Preprocessing
+    from kerascnn.serving.fold_batch_norm import fold_batch_norm
+    from kerascnn.serving.precision import bfloat16_model
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(6)(x)
+    x = keras.layers.BatchNormalization()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    for layer in model.layers:  # batch-norm statistics away from the identity, so that folding changes the weights
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([np.linspace(0.5, 2.0, n), np.linspace(-1, 1, n), np.linspace(-0.5, 0.5, n),
+                               np.linspace(0.2, 3.0, n)])
+    served = bfloat16_model(model)
+    folded, count = fold_batch_norm(model)
+    assert count == 2
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in served.layers)
+    assert {w.dtype for w in served.weights} == {"bfloat16"}
+    assert {layer.dtype_policy.name for layer in served.layers[1:]} == {"bfloat16"}
+    # Folded in float32, then each weight rounded once to bfloat16.
+    for got, want in zip(served.get_weights(), folded.get_weights()):
+        np.testing.assert_array_equal(np.asarray(got, np.float32), tf.cast(tf.cast(want, tf.bfloat16), tf.float32))
+
+    prep = Preprocessing((8, 8), (120.0, 120.0, 120.0), (60.0, 60.0, 60.0))
+    path = export.export_model(model, prep, ["a", "b", "c"], "m", tmp_path, serving_precision="bfloat16")
+    manifest = json.loads((path / export.MANIFEST).read_text())
+    assert (manifest["serving_dtype"], manifest["trained_dtype"], manifest["folded_batch_norm"]) == ("bfloat16", "float32", 2)
+    loaded = tf.saved_model.load(str(path))
+    assert {v.dtype for v in loaded.variables} == {tf.bfloat16}  # half float32's bytes; no float32 copy to cast
+    images = np.random.default_rng(2).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+    got = loaded.signatures["serve"](images=tf.constant(images))["probabilities"].numpy()
+    assert got.dtype == np.float32
+    want = tf.nn.softmax(model(prep(images), training=False)).numpy()
+    assert not np.allclose(got, want, atol=1e-6, rtol=0)  # bfloat16's rounding, not float32's
+    np.testing.assert_allclose(got, want, atol=0.05)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+    # model.keras keeps the trained float32 layers, batch norms included.
+    reloaded = keras.saving.load_model(path / export.KERAS_FILE, compile=False)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in reloaded.layers) == 2
 
 
 OLD_KEYS = ("source", "class_names", "num_classes", "image_shape", "mean", "std", "num_train", "num_val",
@@ -232,3 +280,25 @@ def test_a_run_killed_between_its_export_and_metrics_json_resumes_without_export
     second = export.export_run(first.run_dir, exports)
     assert second.name == "2" and json.loads((second / export.MANIFEST).read_text())["origin"] == "export"
     assert export.find_export(exports / "vgg8", first.run_dir) == first.export_dir
+
+
+@pytest.mark.parametrize("name, options", [
+    ("alexnet_cifar", {"batch_norm": True}),  # batch norms folded before the rounding, 4,096-wide dense layers
+    ("airbench94", {}),  # the frozen whitening convolution
+    ("googlenet", {}),  # the custom LRN layer, concatenated inception branches
+    ("preact_resnet18", {}),  # additions, batch norms that cannot be folded
+])
+def test_zoo_models_serve_in_bfloat16_close_to_float32(name, options):
+    from kerascnn.models import create_model
+    from kerascnn.models.auxiliary import inference_model
+    from kerascnn.serving.precision import bfloat16_model
+
+    keras.utils.set_random_seed(0)
+    model = inference_model(create_model(name, num_classes=10, input_shape=(32, 32, 3), **options))
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    want = model(x, training=False).numpy()
+    served = bfloat16_model(model)
+    assert {w.dtype for w in served.weights} == {"bfloat16"}
+    got = np.asarray(served(x, training=False), np.float32)
+    # bfloat16 keeps 8 bits of mantissa: logits within a few per cent of the largest.
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()

@@ -76,7 +76,7 @@ def cmd_export(args):
 
     Write saved_models/<model>/<version>/ from RUN_DIR's best checkpoint: a
     SavedModel taking raw uint8 images (computing in float32 unless
-    --serving-precision trained), model.keras and labels.txt, verified
+    --serving-precision bfloat16 or trained), model.keras and labels.txt, verified
     after writing. With --format tflite, write
     saved_models/<model>/tflite/<version>/<model>_<quantize>.tflite with the
     same labels.txt and kerascnn.json (--quantize int8 calibrates on training

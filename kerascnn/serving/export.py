@@ -7,9 +7,10 @@ Each version folder holds
                                  {"probabilities": [N, num_classes]}, with the
                                  run's resizing and normalisation in the graph,
                                  computed in float32 unless exported with
-                                 serving_precision="trained" (`precision`);
-                                 a float32 signature has its batch norms folded
-                                 into the layers before them (`fold_batch_norm`)
+                                 serving_precision="bfloat16" or "trained"
+                                 (`precision`); a float32 or bfloat16 signature
+                                 has its batch norms folded into the layers
+                                 before them (`fold_batch_norm`)
     model.keras                  the Keras model as trained (normalised inputs
                                  -> logits, its own dtype policy)
     labels.txt                   one class name per line, in label order
@@ -35,7 +36,7 @@ import tensorflow as tf
 
 from kerascnn.record import RunRecord
 from kerascnn import faults
-from kerascnn.serving.fold_batch_norm import fold_batch_norm
+from kerascnn.serving.fold_batch_norm import batch_norm_count, fold_batch_norm
 from kerascnn.serving.precision import DEFAULT_SERVING_PRECISION, compute_dtype, serving_model
 from kerascnn.storage.atomic import staging_folder
 
@@ -102,9 +103,11 @@ def verify_export(path, model, preprocessing, served=None):
 def _write(path, model, served, preprocessing, class_names, model_name, run_config, source):
     # A float32 signature computes with batch norm folded into the layers
     # before it (kerascnn.serving.fold_batch_norm); verify_export compares it
-    # with the unfolded `served`. A half-precision one would round the
-    # folded weights differently, so it keeps its layers.
-    folded, count = fold_batch_norm(served) if compute_dtype(served) == "float32" else (served, 0)
+    # with the unfolded `served`. A bfloat16 one comes folded (in float32,
+    # then rounded: `precision.bfloat16_model`); one in the trained mixed
+    # precision would cast the folded weights on every call, so it keeps its layers.
+    folded = fold_batch_norm(served)[0] if compute_dtype(served) == "float32" else served
+    count = batch_norm_count(model) - batch_norm_count(folded)
     archive = keras.export.ExportArchive()
     archive.track(folded)
     archive.add_endpoint(
@@ -138,8 +141,9 @@ def export_model(model, preprocessing=None, class_names=None, model_name=None, e
     (its best checkpoint, with everything else read from its config.json),
     as `python main.py export RUN_DIR` does. `serving_precision`: the
     serving signature computes in "float32" (the default: a float32 copy of
-    a mixed-precision model, the same weights) or as "trained"
-    (`kerascnn.serving.precision`). `run_dir` and `origin` ("fit" or
+    a mixed-precision model, the same weights), "bfloat16" (the weights
+    stored in bfloat16: fastest on CPUs with AMX or AVX512-BF16) or as
+    "trained" (`kerascnn.serving.precision`). `run_dir` and `origin` ("fit" or
     "export") go into kerascnn.json, so that `fit --resume` finds the export
     it already published (`find_export`).
     """

@@ -26,8 +26,9 @@ SavedModel.
 
 Only the exported serving signature computes with the folded copy: the
 `.keras` file and checkpoints keep the trained layers, and the export's
-verification compares the reloaded SavedModel with the unfolded model
-(`kerascnn.serving.export.verify_export`).
+verification compares the reloaded float32 SavedModel with the unfolded
+model (`kerascnn.serving.export.verify_export`; a bfloat16 one, folded
+before its weights are rounded, with that rounded copy).
 
 A batch-norm layer is folded when it normalises the last axis, is called
 once, and its only input is the output of a `Conv2D` or `Dense` layer that
@@ -73,6 +74,12 @@ def fold_batch_norm(model):
         else:
             layer.set_weights(source.get_weights())
     return folded, len(pairs)
+
+
+def batch_norm_count(model):
+    """How many BatchNormalization layers `model` holds, nested models' included."""
+    return sum(batch_norm_count(layer) if isinstance(layer, keras.Model)
+               else isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
 def foldable_pairs(model):

@@ -11,11 +11,26 @@ exports therefore compute in float32 by default: the same weights, no casts,
 and probabilities closer to the float32 master weights than the training
 forward pass. `trained` keeps the training policy, for accelerators where
 half-precision matmuls at large batches outweigh the casts.
+
+`bfloat16` stores every weight in bfloat16 (Keras' "bfloat16" policy:
+variables and arithmetic in bfloat16, so no per-call casts), batch norm
+folded into the layer before it in float32 first and the folded weights
+rounded once. Half the bytes of float32 to read per call, and the
+arithmetic of the mixed_bfloat16 forward pass the model was validated with.
+On CPUs with AMX or AVX512-BF16, oneDNN's fused bfloat16 matmul + bias
+kernel reads the dense weights of a batch-1 call at float32's rate per byte
+and the convolutions run on the bfloat16 units: on an AMX Xeon (2 cores)
+alexnet_cifar's export answered a batch-1 call in 3.4 ms against float32's
+5.0-5.4 ms and served 6,400 images/s at batch 256 against 1,320
+(benchmarks/NOTES.md, 65). Without such units bfloat16 is emulated and
+slow: float32 stays the default, which serves the same everywhere.
 """
 
 import keras
 
-SERVING_PRECISIONS = ("float32", "trained")
+from kerascnn.serving.fold_batch_norm import fold_batch_norm
+
+SERVING_PRECISIONS = ("float32", "bfloat16", "trained")
 DEFAULT_SERVING_PRECISION = "float32"
 
 
@@ -23,18 +38,22 @@ def float32_model(model):
     """`model` computing in float32: itself, or a copy with the same weights when layers use mixed precision."""
     if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
         return model
-    serialized = keras.saving.serialize_keras_object(model)
-    _set_float32(serialized)
-    copy = keras.saving.deserialize_keras_object(serialized)
-    copy.set_weights(model.get_weights())
-    return copy
+    return _copy_with_policy(model, "float32")
+
+
+def bfloat16_model(model):
+    """A copy of `model` storing and computing in bfloat16, its batch norms folded in float32 before the rounding."""
+    folded, _ = fold_batch_norm(float32_model(model))
+    return _copy_with_policy(folded, "bfloat16")
 
 
 def serving_model(model, serving_precision=DEFAULT_SERVING_PRECISION):
-    """The model a serving export computes with: `float32_model(model)`, or `model` itself for `trained`."""
+    """The model a serving export computes with: `float32_model(model)`, `bfloat16_model(model)`, or `model` for `trained`."""
     if serving_precision not in SERVING_PRECISIONS:
         raise ValueError(f"serving precision is one of {', '.join(SERVING_PRECISIONS)}, not {serving_precision!r}")
-    return float32_model(model) if serving_precision == "float32" else model
+    if serving_precision == "float32":
+        return float32_model(model)
+    return bfloat16_model(model) if serving_precision == "bfloat16" else model
 
 
 def compute_dtype(model):
@@ -53,14 +72,27 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def _set_float32(node):
-    """Replace every mixed dtype policy in a serialized model by float32, in place."""
+def _copy_with_policy(model, policy):
+    """A copy of `model` whose every layer has the dtype policy `policy`, with `model`'s weights (cast to it)."""
+    serialized = keras.saving.serialize_keras_object(model)
+    _set_policy(serialized, policy)
+    copy = keras.saving.deserialize_keras_object(serialized)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _set_policy(node, policy):
+    """Replace every layer's dtype policy in a serialized model by `policy`, in place.
+
+    Input layers carry a plain dtype string, not a policy, and keep it: the
+    first layer casts its float32 input to its own compute dtype.
+    """
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "dtype" and isinstance(value, dict) and value.get("class_name") == "DTypePolicy":
-                node[key] = "float32"
+                node[key] = policy
             else:
-                _set_float32(value)
+                _set_policy(value, policy)
     elif isinstance(node, list):
         for item in node:
-            _set_float32(item)
+            _set_policy(item, policy)
