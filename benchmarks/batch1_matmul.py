@@ -13,6 +13,13 @@ one `tf.function` and prints the p50 and the bandwidth it implies
 the input quantized per row on each call, an int8 x int8 -> int32 product,
 then the scales), a quarter of float32's bytes (NOTES, 60).
 
+Each float dtype is timed twice: the bare products, and each followed by its
+bias (`tf.nn.bias_add`), which is what a Dense layer computes and what
+TensorFlow's oneDNN pass fuses into one `_MklFusedMatMul` kernel. The two
+differ: on an AMX Xeon the bare bfloat16 product took 1.5x float32's time
+and the fused one 0.6x (NOTES, 65), so a bfloat16 export is judged by the
+second.
+
     python benchmarks/batch1_matmul.py [--size 4096] [--calls 200]
 """
 
@@ -31,7 +38,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-DTYPES = (tf.float32, tf.bfloat16, tf.int8)
+# (dtype, with a bias after each product) in the order printed; int8 is Keras' layer, without one.
+PRODUCTS = ((tf.float32, False), (tf.float32, True), (tf.bfloat16, False), (tf.bfloat16, True), (tf.int8, False))
 
 
 def two_dense_layers(size):
@@ -55,8 +63,11 @@ def quantize_int8(model):
     return model
 
 
-def time_products(dtype, size, calls, warmup=20):
-    """Seconds of each of `calls` batch-1 calls of x @ W1 @ W2 in `dtype` (after `warmup` calls)."""
+def time_products(dtype, size, calls, warmup=20, bias=False):
+    """Seconds of each of `calls` batch-1 calls of x @ W1 @ W2 in `dtype` (after `warmup` calls).
+
+    `bias`: each product followed by a bias, as in a Dense layer (float dtypes only).
+    """
     if dtype == tf.int8:
         model = quantize_int8(two_dense_layers(size))
         product, x = tf.function(lambda x: model(x, training=False)), tf.random.normal([1, size], seed=3)
@@ -64,7 +75,11 @@ def time_products(dtype, size, calls, warmup=20):
         w1 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=1), dtype))
         w2 = tf.Variable(tf.cast(tf.random.normal([size, size], seed=2), dtype))
         x = tf.cast(tf.random.normal([1, size], seed=3), dtype)
-        product = tf.function(lambda x: tf.matmul(tf.matmul(x, w1), w2))
+        if bias:
+            b1, b2 = (tf.Variable(tf.cast(tf.random.normal([size], seed=s), dtype)) for s in (4, 5))
+            product = tf.function(lambda x: tf.nn.bias_add(tf.matmul(tf.nn.bias_add(tf.matmul(x, w1), b1), w2), b2))
+        else:
+            product = tf.function(lambda x: tf.matmul(tf.matmul(x, w1), w2))
     for _ in range(warmup):
         product(x).numpy()
     seconds = []
@@ -75,9 +90,9 @@ def time_products(dtype, size, calls, warmup=20):
     return np.array(seconds)
 
 
-def measure(dtype, size, calls, warmup=20):
+def measure(dtype, size, calls, warmup=20, bias=False):
     """{"p50_ms", "weights_gb_per_s"} of x @ W1 @ W2 in `dtype`: the median call and the weight bytes it read per second."""
-    p50 = float(np.median(time_products(dtype, size, calls, warmup)))
+    p50 = float(np.median(time_products(dtype, size, calls, warmup, bias)))
     weight_bytes = 2 * size * size * dtype.size
     return {"p50_ms": 1000 * p50, "weights_gb_per_s": weight_bytes / p50 / 1e9}
 
@@ -87,9 +102,10 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=4096, help="rows and columns of each weight matrix")
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args(argv)
-    for dtype in DTYPES:
-        figures = measure(dtype, args.size, args.calls)
-        print(f"{dtype.name}: p50 {figures['p50_ms']:.3f} ms, {figures['weights_gb_per_s']:.1f} GB/s of weights read")
+    for dtype, bias in PRODUCTS:
+        figures = measure(dtype, args.size, args.calls, bias=bias)
+        label = dtype.name + (" + bias" if bias else "")
+        print(f"{label}: p50 {figures['p50_ms']:.3f} ms, {figures['weights_gb_per_s']:.1f} GB/s of weights read")
 
 
 if __name__ == "__main__":

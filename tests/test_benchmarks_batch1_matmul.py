@@ -35,7 +35,7 @@ def test_int8_calls_are_timed():
 
 
 def test_bandwidth_counts_both_matrices_at_the_dtype_s_width(monkeypatch):
-    monkeypatch.setattr(bench, "time_products", lambda dtype, size, calls, warmup: np.array([0.002, 0.001, 0.004]))
+    monkeypatch.setattr(bench, "time_products", lambda dtype, size, calls, warmup, bias: np.array([0.002, 0.001, 0.004]))
     float32 = bench.measure(tf.float32, size=1000, calls=3)
     bfloat16 = bench.measure(tf.bfloat16, size=1000, calls=3)
     assert float32["p50_ms"] == bfloat16["p50_ms"] == 2.0
@@ -43,7 +43,12 @@ def test_bandwidth_counts_both_matrices_at_the_dtype_s_width(monkeypatch):
     assert bfloat16["weights_gb_per_s"] == float32["weights_gb_per_s"] / 2
 
 
-def test_main_prints_one_line_per_dtype(capsys):
+def test_main_prints_one_line_per_product(capsys):
     bench.main(["--size", "8", "--calls", "2"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["float32", "bfloat16", "int8"]
+    assert [line.split(":")[0] for line in lines] == ["float32", "float32 + bias", "bfloat16", "bfloat16 + bias", "int8"]
+
+
+def test_a_product_with_its_bias_is_what_a_dense_layer_computes():
+    seconds = bench.time_products(tf.bfloat16, size=8, calls=2, warmup=1, bias=True)
+    assert seconds.shape == (2,) and np.all(seconds > 0)

@@ -158,8 +158,10 @@ def test_a_bfloat16_export_stores_its_folded_weights_in_bfloat16_and_casts_none_
     path = export.export_model(model, prep, ["a", "b", "c"], "m", tmp_path, serving_precision="bfloat16")
     manifest = json.loads((path / export.MANIFEST).read_text())
     assert (manifest["serving_dtype"], manifest["trained_dtype"], manifest["folded_batch_norm"]) == ("bfloat16", "float32", 2)
+    stored = stored_weights(path)
+    assert {v.dtype for v in stored.values()} == {np.dtype(tf.bfloat16.as_numpy_dtype)}  # no float32 copy to cast
+    assert sum(v.size for v in stored.values()) == served.count_params()  # each weight once
     loaded = tf.saved_model.load(str(path))
-    assert {v.dtype for v in loaded.variables} == {tf.bfloat16}  # half float32's bytes; no float32 copy to cast
     images = np.random.default_rng(2).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
     got = loaded.signatures["serve"](images=tf.constant(images))["probabilities"].numpy()
     assert got.dtype == np.float32
@@ -302,3 +304,26 @@ def test_zoo_models_serve_in_bfloat16_close_to_float32(name, options):
     got = np.asarray(served(x, training=False), np.float32)
     # bfloat16 keeps 8 bits of mantissa: logits within a few per cent of the largest.
     assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+
+
+def stored_weights(path):
+    """{checkpoint key: array} of the weights a SavedModel's variables/ folder holds."""
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if key.endswith("VARIABLE_VALUE")}
+
+
+def test_a_savedmodel_stores_each_weight_once(tmp_path):
+    # Keras' ExportArchive wrote every weight twice when the model was tracked
+    # beside the endpoint (keras-team/keras#23553): twice the bytes on disk and in memory.
+    from kerascnn.data.preprocessing import Preprocessing
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    prep = Preprocessing((8, 8), (120.0, 120.0, 120.0), (60.0, 60.0, 60.0))
+    path = export.export_model(model, prep, ["a", "b", "c"], "m", tmp_path)
+    stored = stored_weights(path)
+    assert len(stored) == len(model.weights) and sum(v.size for v in stored.values()) == model.count_params()
+    assert {tuple(v.shape) for v in stored.values()} == {tuple(w.shape) for w in model.weights}

@@ -109,7 +109,10 @@ def _write(path, model, served, preprocessing, class_names, model_name, run_conf
     folded = fold_batch_norm(served)[0] if compute_dtype(served) == "float32" else served
     count = batch_norm_count(model) - batch_norm_count(folded)
     archive = keras.export.ExportArchive()
-    archive.track(folded)
+    # No `archive.track(folded)`: the endpoint tracks the variables it uses,
+    # and tracking the model as well wrote every weight twice (the Keras
+    # wrappers and the tf.Variables they hold: keras-team/keras#23553), which
+    # doubled the export on disk and in the memory of whatever loads it.
     archive.add_endpoint(
         name=SIGNATURE,
         fn=serving_function(folded, preprocessing),
