@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from kerascnn.record import RunRecord
 from kerascnn import faults
+from kerascnn.serving.constant_filters import filter_values, filters_as_constants
 from kerascnn.serving.fold_batch_norm import batch_norm_count, fold_batch_norm
 from kerascnn.serving.precision import DEFAULT_SERVING_PRECISION, compute_dtype, serving_model
 from kerascnn.storage.atomic import staging_folder
@@ -52,11 +53,17 @@ class ExportError(RuntimeError):
     """The written export does not reproduce the in-memory model."""
 
 
-def serving_function(model, preprocessing):
-    """uint8 images [N, H, W, 3] -> {"probabilities": softmax(model(preprocess(images)))}."""
+def serving_function(model, preprocessing, filters=None):
+    """uint8 images [N, H, W, 3] -> {"probabilities": softmax(model(preprocess(images)))}.
+
+    `filters` (`constant_filters.filter_values(model)`): the convolutions read
+    these as graph constants when the function is traced (faster calls; the
+    same function).
+    """
 
     def serve(images):
-        logits = model(preprocessing(images), training=False)
+        with filters_as_constants(model, filters or {}):
+            logits = model(preprocessing(images), training=False)
         return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
     return serve
@@ -115,7 +122,7 @@ def _write(path, model, served, preprocessing, class_names, model_name, run_conf
     # doubled the export on disk and in the memory of whatever loads it.
     archive.add_endpoint(
         name=SIGNATURE,
-        fn=serving_function(folded, preprocessing),
+        fn=serving_function(folded, preprocessing, filter_values(folded)),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     archive.write_out(str(path), verbose=False)
