@@ -24,6 +24,8 @@ CIFAR_PAD = 4
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
+# What an export's serving signature computes in (kerascnn.serving.precision).
+SERVING_PRECISIONS = ("float32", "bfloat16", "trained")
 # Augmentation presets (kerascnn.data.augment): None picks `cifar` for inputs
 # of 64 pixels or less and `alexnet` for larger ones.
 AUGMENT_PRESETS = ("none", "cifar", "alexnet", "inception")
@@ -337,6 +339,8 @@ class RunConfig:
         run_dir: where the run writes; None makes runs/<model>-<timestamp>.
         export: export a SavedModel to saved_models/ when training ends.
         export_dir: root of exports.
+        serving_precision: what the export's signature computes in: float32,
+            bfloat16 or as trained (`kerascnn.serving.precision`).
         weights: start from pretrained weights: "imagenet" (keras.applications),
             a .keras / .weights.h5 file or a run directory (`kerascnn.weights.plan`).
         init_from: a shallower VGG run to initialise a deeper VGG from
@@ -384,6 +388,7 @@ class RunConfig:
     run_dir: str = None
     export: bool = False
     export_dir: str = "saved_models"
+    serving_precision: str = "float32"
     weights: str = None
     init_from: str = None
     freeze_backbone: int = 0
@@ -426,6 +431,9 @@ class RunConfig:
             raise ConfigError(f"jit must be on, off or auto. Received: jit={self.jit}")
         if self.model_parallel not in (True, False):
             raise ConfigError(f"model_parallel must be true or false. Received: model_parallel={self.model_parallel}")
+        if self.serving_precision not in SERVING_PRECISIONS:
+            raise ConfigError(f"unknown serving precision {self.serving_precision!r}; choose one of "
+                              f"{', '.join(SERVING_PRECISIONS)}")
         if self.scale_lr not in (None, "none", "linear"):
             raise ConfigError(f"scale_lr must be linear or none. Received: scale_lr={self.scale_lr}")
         if (self.workers is None) != (self.worker_index is None):

@@ -268,12 +268,13 @@ def test_a_run_killed_between_its_export_and_metrics_json_resumes_without_export
     exports = tmp_path / "saved_models"
     config = RunConfig.from_flags(
         "vgg8", dataset="synthetic", limit_train=64, batch_size=32, epochs=1, run_dir=str(tmp_path / "run"),
-        export=True, export_dir=str(exports), model_options={"width_multiplier": 0.125},
+        export=True, export_dir=str(exports), model_options={"width_multiplier": 0.125}, serving_precision="bfloat16",
     )
     first = fit(config, log=lambda *_: None, verbose=0)
     assert first.export_dir == exports / "vgg8" / "1"
     manifest = json.loads((first.export_dir / export.MANIFEST).read_text())
     assert manifest["origin"] == "fit" and manifest["run_dir"] == str(first.run_dir.resolve())
+    assert manifest["serving_dtype"] == "bfloat16"  # fit --export --serving-precision bfloat16
     (first.run_dir / "metrics.json").unlink()  # as if killed right after the export was renamed into place
     said = []
     again = fit(resume_dir=first.run_dir, log=said.append, verbose=0)

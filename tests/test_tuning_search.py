@@ -27,7 +27,7 @@ def extras(folder, trial_id):
 def test_a_tiny_grid_search_writes_trials_csv_summary_plots_hparams_and_exports(tmp_path):
     base = RunConfig.from_flags(
         "vgg8", dataset="synthetic", limit_train=64, epochs=1, patience=1,
-        model_options={"width_multiplier": 0.125}, export_dir=str(tmp_path / "exports"),
+        model_options={"width_multiplier": 0.125}, export_dir=str(tmp_path / "exports"), serving_precision="bfloat16",
     )
     folder = tmp_path / "tune"
     request = SearchRequest(base, space="seed-grid", tuner="grid", max_trials=3, results_dir=str(folder), export=True)
@@ -61,6 +61,7 @@ def test_a_tiny_grid_search_writes_trials_csv_summary_plots_hparams_and_exports(
     export = tmp_path / "exports" / "vgg8" / "1"
     manifest = json.loads((export / "kerascnn.json").read_text())
     assert manifest["run_config"]["resolved"]["tuning_trial"] in {"0", "1", "2"}
+    assert manifest["serving_dtype"] == "bfloat16"  # tune --export --serving-precision bfloat16
     assert (export / "saved_model.pb").exists()
 
     # tune-report rebuilds everything from the files alone.

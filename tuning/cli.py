@@ -18,7 +18,7 @@ TUNER_HELP = "grid (default), random, bayesian or hyperband"
 # tune's flags that go into the base RunConfig of every trial, and into the SearchRequest.
 RUN_SETTINGS = (
     "dataset", "data_dir", "image_size", "limit_train", "augment",
-    "epochs", "patience", "seed", "precision", "jit", "export_dir",
+    "epochs", "patience", "seed", "precision", "jit", "export_dir", "serving_precision",
 )
 SEARCH_SETTINGS = (
     "space", "tuner", "max_trials", "max_epochs", "results_dir", "overwrite", "export", "distribution_strategy",
@@ -52,7 +52,7 @@ def add_parsers(sub):
     flags.add_model_option_flags(g, "--width-multiplier")
     flags.add_flags(g, "--seed")
     flags.add_precision_flags(g)
-    flags.add_flags(g, "--export", "--export-dir")
+    flags.add_flags(g, "--export", "--export-dir", "--serving-precision")
     p.set_defaults(export=False)  # SearchRequest.export is a bool; fit's --export defaults to None
 
     p = flags.add_command(sub, "tune-report", cmd_tune_report)
@@ -73,6 +73,8 @@ def request_from_args(args):
     )
     request = SearchRequest(base=base, **{k: getattr(args, k) for k in SEARCH_SETTINGS})
     request.check()
+    if args.serving_precision and not args.export:
+        raise UserError("--serving-precision says how --export writes the best trial's SavedModel; add --export")
     if args.width_multiplier is not None:
         from kerascnn.models import model_arguments
 

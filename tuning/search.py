@@ -246,5 +246,5 @@ def export_best(tuner, hypermodel, base):
     info = hypermodel.source.info
     return export_model(
         inference_network(trained), data.preprocessing, info.class_names, base.model, base.export_dir,
-        config.to_dict(),
+        config.to_dict(), serving_precision=base.serving_precision,
     )

@@ -438,7 +438,7 @@ def add_run_flags(parser):
     add_precision_flags(g)
     return add_flags(
         g, "--seed", "--devices", "--cpu-replicas", "--model-parallel", "--sync-bn", "--scale-lr",
-        "--workers", "--worker-index", "--run-dir", "--export", "--export-dir",
+        "--workers", "--worker-index", "--run-dir", "--export", "--export-dir", "--serving-precision",
     )
 
 

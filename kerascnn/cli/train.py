@@ -58,6 +58,8 @@ def cmd_fit(args):
     else:
         if not args.model:
             raise UserError("name a model to train, e.g. `fit vgg11`; `list` shows them all")
+        if args.serving_precision and not args.export:
+            raise UserError("--serving-precision says how --export writes the SavedModel; add --export")
         config = RunConfig.from_flags(args.model, **settings)
 
     from kerascnn.training.fit import fit

@@ -28,9 +28,9 @@ slow: float32 stays the default, which serves the same everywhere.
 
 import keras
 
+from kerascnn.config import SERVING_PRECISIONS
 from kerascnn.serving.fold_batch_norm import fold_batch_norm
 
-SERVING_PRECISIONS = ("float32", "bfloat16", "trained")
 DEFAULT_SERVING_PRECISION = "float32"
 
 

@@ -64,7 +64,7 @@ def publish(config, run_dir, runtime, data, metrics, best, log=print):
         else:
             result.export_dir = export_model(
                 best, data.datasets.preprocessing, data.info.class_names, config.model, config.export_dir,
-                config.to_dict(), run_dir=run_dir, origin="fit",
+                config.to_dict(), serving_precision=config.serving_precision, run_dir=run_dir, origin="fit",
             )
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     log(describe_metrics(metrics, data.datasets.test_tta is not None))
