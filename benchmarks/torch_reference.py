@@ -276,12 +276,12 @@ def parse_mode(mode):
     return features
 
 
-def mode_flag(text, also=()):
-    """argparse `type=` of `--torch-modes`: `text` if `parse_mode` (or `also`) accepts it, else argparse's one-line error."""
+def mode_flag(text, also=(), parse=parse_mode):
+    """argparse `type=` of `--torch-modes`: `text` if `parse` (or `also`) accepts it, else argparse's one-line error."""
     if text in also:
         return text
     try:
-        parse_mode(text)
+        parse(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text

@@ -31,7 +31,6 @@ and times its own calls (a pipe round trip would add ~0.1 ms to a batch-1
 call), so the figures are the call alone.
 """
 
-import argparse
 import os
 import time
 import warnings
@@ -62,13 +61,7 @@ def parse_serving_mode(mode):
 
 def serving_mode_flag(text):
     """argparse `type=` of serving_latency's `--torch-modes`: a serving mode or `int8`, else argparse's one-line error."""
-    if text == INT8:
-        return text
-    try:
-        parse_serving_mode(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+    return torch_reference.mode_flag(text, also=(INT8,), parse=parse_serving_mode)
 
 
 def quantize_int8(model, calibration):
