@@ -34,7 +34,8 @@ def convolutions(model):
 
     That is a kernel that is one plain variable computed in its own dtype: a
     mixed-precision layer casts its variables as it reads them (a constant
-    would skip the cast), and a LoRA-enabled one adds two more to it.
+    would skip the cast), a LoRA-enabled one adds two more to it, and a
+    quantized one reads an integer kernel with its scale.
     """
     found = []
     for layer in model.layers:

@@ -22,8 +22,9 @@ kernel reads the dense weights of a batch-1 call at float32's rate per byte
 and the convolutions run on the bfloat16 units: on an AMX Xeon (2 cores)
 alexnet_cifar's export answered a batch-1 call in 3.3 ms against float32's
 4.9 ms and served 6,757 images/s at batch 256 against 1,353, and on a Zen 4
-EPYC (AVX512-BF16) in 4.3 ms against 7.6 (benchmarks/NOTES.md, 65-66). Without such units bfloat16 is emulated and
-slow: float32 stays the default, which serves the same everywhere.
+EPYC (AVX512-BF16) in 4.3 ms against 7.6 (benchmarks/NOTES.md, 65-66).
+Without such units bfloat16 is emulated and slow: float32 stays the
+default, which serves the same everywhere.
 """
 
 import keras
