@@ -156,7 +156,7 @@ def export_same_weights(name, reference, label, image_size, folder):
     torch_reference.copy_to_keras(name, reference, model)
     preprocessing = Preprocessing((image_size, image_size), MEAN, STD)
     version = export_model(model, preprocessing, list(CIFAR10_CLASSES), name,
-                           folder / "exports" / label.replace(" served ", "-served-").replace(" ", "-"), serving_precision=serving)
+                           folder / "exports" / label.replace(" ", "-"), serving_precision=serving)
     return version, model, preprocessing
 
 
