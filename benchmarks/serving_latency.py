@@ -71,6 +71,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -174,8 +175,6 @@ class SavedModelCandidate:
         return tf.constant(self.images[:batch])
 
     def timings(self, batch, calls, warmup=10):
-        import time
-
         images = self.inputs(batch)
         for _ in range(warmup):
             self.predict(images)
@@ -296,7 +295,8 @@ def bench_model(name, args, precisions, folder):
         if checks["logits_max_rel_diff_float32"] > LOGITS_TOLERANCE:
             raise AssertionError(f"{name}: kerascnn and PyTorch logits differ on the same weights: {checks}")
         rounds = {key: [] for key in candidates}
-        for _ in range(args.rounds):
+        for round_number in range(1, args.rounds + 1):
+            started = time.perf_counter()
             for key, candidate in candidates.items():
                 latency = candidate.timings(1, args.calls, args.warmup_calls)
                 batch = candidate.timings(args.batch, args.batch_calls, min(args.warmup_calls, 2))
@@ -304,6 +304,9 @@ def bench_model(name, args, precisions, folder):
                     "p50_ms": percentile(latency, 50), "p99_ms": percentile(latency, 99),
                     "batch_seconds": statistics.median(batch),
                 })
+            # A slow model's full run takes most of an hour: say how far it is.
+            print(f"{name}: round {round_number}/{args.rounds} of {len(candidates)} candidates took "
+                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     finally:
         for server in servers.values():
             server.close()
