@@ -15,7 +15,15 @@ as `fit` does (`throughput.keras_candidate`), warms up, and times
 Each child also reports what could make two processes differ: the CPUs it
 may run on (`os.sched_getaffinity`), TensorFlow's intra- and inter-op
 thread counts, the oneDNN and OpenMP variables it saw, and the machine's
-load average when it started.
+load average when it started. And for every timing, what the machine did
+meanwhile (`host_counters`): the share of CPU the hypervisor stole, the
+share other processes took, how busy this process kept its CPUs; and after
+it, a fixed reference (`REFERENCE_N` float32 matrix products, GFLOP/s) that
+measures the machine's speed at that moment. A slow process whose
+reference is as slow was a slow machine; one whose reference is not, with
+its CPUs busy and nothing stolen, was slow of itself (a thread layout, a
+memory placement) and is what the product's runtime setup could fix. The
+spread of speed over reference is reported beside the spread of speed.
 
 `--variant NAME:VAR=VALUE,...` adds a runtime setup to compare (environment
 variables given to the child, e.g. `pinned:TF_NUM_INTRAOP_THREADS=2`);
@@ -32,16 +40,21 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from kerascnn.cli.flags import OneLineParser  # noqa: E402  (one-line argparse errors, exit 2)
+from host_counters import snapshot, window  # noqa: E402  (TensorFlow-free)
 from timing import cpu_name  # noqa: E402  (TensorFlow-free)
 ENV_REPORTED = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS",
                 "ONEDNN_DEFAULT_FPMATH_MODE", "KMP_AFFINITY", "KMP_BLOCKTIME", "OMP_PROC_BIND")
 TARGET_SPREAD = 1.15
+# The reference after each timing: 8 products of 1024 x 1024 float32 matrices (17 GFLOP, about 0.1-0.3 s
+# on two cores), small enough to leave the timings' share of the run unchanged, long enough for 10 ms ticks.
+REFERENCE_N, REFERENCE_PRODUCTS = 1024, 8
 
 
 def parse_variant(text):
@@ -89,7 +102,6 @@ def child(args):
     import_tensorflow_quietly()
     import tensorflow as tf
     from throughput import keras_candidate
-    from timing import timings
 
     from kerascnn.config import OptimConfig
     from kerascnn.runtime import hardware
@@ -107,15 +119,47 @@ def child(args):
         options, optim = None, OptimConfig(optimizer=args.optimizer)
     train, _, _, _ = keras_candidate(args.model, precision, False, args.batch_size, 1, args.image_size,
                                      args.steps, optim=optim, model_options=options)
-    seconds = timings(train, args.repeats)
-    rates = [args.batch_size * args.steps / s for s in seconds]
+    reference = reference_products(tf)
+    train()  # warm-up: tracing, oneDNN's primitive caches, thread pools
+    reference()
+    rates, machine, reference_gflops = [], [], []
+    for _ in range(args.repeats):
+        before = snapshot()
+        train()
+        after = snapshot()
+        machine.append(window(before, after))
+        rates.append(args.batch_size * args.steps / machine[-1]["wall_s"])
+        start = time.perf_counter()
+        reference()
+        reference_gflops.append(2 * REFERENCE_N**3 * REFERENCE_PRODUCTS / (time.perf_counter() - start) / 1e9)
     print(json.dumps({
         "images_per_s": statistics.median(rates), "rates": rates, "load_at_start": load, "precision": precision,
+        "reference_gflops": reference_gflops, "machine": machine,
         "affinity": sorted(os.sched_getaffinity(0)),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "env": {k: os.environ[k] for k in ENV_REPORTED if k in os.environ},
     }), flush=True)
+
+
+def reference_products(tf):
+    """A callable running `REFERENCE_PRODUCTS` fixed float32 matrix products in a chain, read back to the host.
+
+    A chain x <- a x (a's entries N(0, 1/n), so x keeps its scale): each
+    product needs the one before, so no graph optimisation can merge them
+    as it would merge identical products.
+    """
+    a = tf.random.stateless_normal((REFERENCE_N, REFERENCE_N), seed=(0, 1)) / REFERENCE_N**0.5
+    x0 = tf.random.stateless_normal((REFERENCE_N, REFERENCE_N), seed=(0, 2))
+
+    @tf.function
+    def products():
+        x = x0
+        for _ in range(REFERENCE_PRODUCTS):  # unrolled at tracing: one graph, no Python between products
+            x = tf.matmul(a, x)
+        return tf.reduce_sum(x)
+
+    return lambda: products().numpy()
 
 
 def run_child(args, env):
@@ -129,10 +173,37 @@ def run_child(args, env):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def diagnosis(result):
+    """One process's medians of what the machine did during its timings (None where it was not measured)."""
+    if "machine" not in result:
+        return None
+
+    def median_of(key):
+        values = [w[key] for w in result["machine"] if w[key] is not None]
+        return statistics.median(values) if values else None
+
+    reference = statistics.median(result["reference_gflops"])
+    return {"reference_gflops": reference, "images_per_gflop": result["images_per_s"] / reference,
+            "utilisation": median_of("utilisation"), "steal_fraction": median_of("steal_fraction"),
+            "others_fraction": median_of("others_fraction")}
+
+
 def summary(results):
+    """Speeds' min, median, max and spread; with the machine measured, the spreads of the reference and of speed over it."""
     rates = [r["images_per_s"] for r in results]
-    return {"min": min(rates), "median": statistics.median(rates), "max": max(rates),
-            "spread": max(rates) / min(rates), "meets_target": max(rates) / min(rates) < TARGET_SPREAD}
+    out = {"min": min(rates), "median": statistics.median(rates), "max": max(rates),
+           "spread": max(rates) / min(rates), "meets_target": max(rates) / min(rates) < TARGET_SPREAD}
+    found = [diagnosis(r) for r in results]
+    if all(found):
+        references = [d["reference_gflops"] for d in found]
+        relative = [d["images_per_gflop"] for d in found]
+        out["reference_spread"] = max(references) / min(references)
+        out["relative_spread"] = max(relative) / min(relative)
+    return out
+
+
+def percent(value):
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def markdown(report):
@@ -141,15 +212,35 @@ def markdown(report):
          f"{report['precision']}: images/s of {report['processes']} fresh processes per variant "
          f"(each the median of {report['repeats']} x {report['steps']} steps); {report['cpu']}"),
         "",
-        "| variant | environment | min | median | max | spread (max/min) | every process |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | environment | min | median | max | spread (max/min) | every process | "
+        "spread of the reference | spread of speed / reference |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, variant in report["variants"].items():
         s = variant["summary"]
         env = ", ".join(f"{k}={v}" for k, v in variant["env"].items()) or "as given"
         every = " ".join(f"{r['images_per_s']:.0f}" for r in variant["processes"])
+        spreads = (f"{s['reference_spread']:.2f} | {s['relative_spread']:.2f}" if "reference_spread" in s
+                   else "- | -")
         lines.append(f"| {name} | {env} | {s['min']:.0f} | {s['median']:.0f} | {s['max']:.0f} | "
-                     f"{s['spread']:.2f}{'' if s['meets_target'] else ' (over 1.15)'} | {every} |")
+                     f"{s['spread']:.2f}{'' if s['meets_target'] else ' (over 1.15)'} | {every} | {spreads} |")
+    per_process = [(name, i, r, diagnosis(r)) for name, variant in report["variants"].items()
+                   for i, r in enumerate(variant["processes"], start=1)]
+    if all(d for *_, d in per_process):
+        lines += [
+            "",
+            (f"Per process, medians over its timings: the reference ({REFERENCE_PRODUCTS} float32 "
+             f"{REFERENCE_N}x{REFERENCE_N} products after each timing), how busy it kept its CPUs, the share of "
+             "the machine stolen by the hypervisor and taken by other processes (`host_counters`)."),
+            "",
+            "| variant | process | images/s | reference GFLOP/s | images/s per reference GFLOP/s | utilisation | "
+            "stolen | other processes |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, i, r, d in per_process:
+            lines.append(f"| {name} | {i} | {r['images_per_s']:.1f} | {d['reference_gflops']:.0f} | "
+                         f"{d['images_per_gflop']:.3f} | {percent(d['utilisation'])} | "
+                         f"{percent(d['steal_fraction'])} | {percent(d['others_fraction'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,8 +255,12 @@ def main(argv=None):
         for name, env in variants.items():  # alternating, so slow periods hit every variant
             result = run_child(args, env)
             results[name].append(result)
+            found = diagnosis(result)
+            seen = (f", reference {found['reference_gflops']:.0f} GFLOP/s, utilisation "
+                    f"{percent(found['utilisation'])}, stolen {percent(found['steal_fraction'])}, other processes "
+                    f"{percent(found['others_fraction'])}") if found else ""
             print(f"{name} process {i + 1}/{args.processes}: {result['images_per_s']:.1f} images/s "
-                  f"(load {result['load_at_start']:.2f})", flush=True)
+                  f"(load {result['load_at_start']:.2f}{seen})", flush=True)
     report = {
         "model": args.model, "setup": args.setup, "optimizer": args.optimizer, "batch_size": args.batch_size,
         # `auto` as the children resolved it on this machine

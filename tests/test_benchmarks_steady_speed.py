@@ -28,6 +28,12 @@ def test_a_child_trains_and_reports_its_speed_and_runtime(capsys):
     assert report["precision"] == hardware.auto_precision(hardware.describe())[0] != "auto"
     assert report["affinity"] == sorted(os.sched_getaffinity(0))
     assert {"intra_op_threads", "inter_op_threads", "env", "load_at_start"} <= set(report)
+    # every timing has its window of machine counters and a reference after it
+    assert len(report["machine"]) == len(report["reference_gflops"]) == 2
+    assert all(g > 0 for g in report["reference_gflops"])
+    for w in report["machine"]:
+        assert w["wall_s"] > 0 and w["process_cpu_s"] > 0 and 0 < w["utilisation"] <= 1.05
+        assert 0 <= w["steal_fraction"] <= 1 and 0 <= w["others_fraction"] <= 1
 
 
 def test_variants_alternate_and_the_spread_is_max_over_min(tmp_path, monkeypatch):
@@ -51,6 +57,28 @@ def test_variants_alternate_and_the_spread_is_max_over_min(tmp_path, monkeypatch
     table = out_md.read_text()
     assert "| default | as given | 100 | 105 | 110 | 1.10 |" in table
     assert "| one | TF_NUM_INTRAOP_THREADS=1, OMP_NUM_THREADS=1 | 50 | 60 | 90 | 1.80 (over 1.15) |" in table
+
+
+def measured(rate, reference, utilisation=0.95):
+    window = {"wall_s": 1.0, "process_cpu_s": 2 * utilisation, "utilisation": utilisation,
+              "steal_fraction": 0.0, "others_fraction": 0.01}
+    return {"images_per_s": rate, "load_at_start": 0.0, "reference_gflops": [reference] * 3, "machine": [window] * 3}
+
+
+def test_the_reference_tells_a_slow_machine_from_a_slow_process(tmp_path, monkeypatch):
+    # process 2 is slow with the machine (its reference as slow), process 3 slow of itself
+    results = iter([measured(100.0, 200.0), measured(80.0, 160.0), measured(80.0, 200.0, utilisation=0.5)])
+    monkeypatch.setattr(steady_speed, "run_child", lambda args, env: next(results))
+    out_json, out_md = tmp_path / "s.json", tmp_path / "s.md"
+    assert steady_speed.main(["--processes", "3", "--json", str(out_json), "--markdown", str(out_md)]) == 0
+    summary = json.loads(out_json.read_text())["variants"]["default"]["summary"]
+    assert summary["spread"] == pytest.approx(1.25)
+    assert summary["reference_spread"] == pytest.approx(1.25)
+    assert summary["relative_spread"] == pytest.approx(1.25)  # 0.5 images/GFLOP twice, 0.4 for process 3
+    table = out_md.read_text()
+    assert "| default | as given | 80 | 80 | 100 | 1.25 (over 1.15) | 100 80 80 | 1.25 | 1.25 |" in table
+    assert "| default | 2 | 80.0 | 160 | 0.500 | 95.0% | 0.0% | 1.0% |" in table
+    assert "| default | 3 | 80.0 | 200 | 0.400 | 50.0% | 0.0% | 1.0% |" in table
 
 
 @pytest.mark.parametrize("text", ["default:X=1", ":X=1", "a:X", "a:=1"])
