@@ -33,6 +33,21 @@ steps each), on one fixed random batch in memory; the figure is the median.
 PyTorch's fastest mode is the maximum over the modes measured in the same
 run. Ratios: kerascnn default / PyTorch fastest (target >= 1.3x) and
 kerascnn float32 / PyTorch float32 (target >= 1.0x).
+
+`--peak` also measures, in the same run, the machine's matrix-product peak
+at the default precision's compute dtype (`timing.matmul_gflops`: a 4096^2
+product, the fastest of 5) and puts each training rate against it, with a
+training step counted as 3 x the forward pass's 2 x MACs (forward, input
+gradient, weight gradient; batch norm, activations and the update not
+counted, and the first layer's unneeded input gradient counted, so the
+shares are slight overestimates):
+
+    share of peak  = 3 x 2 x MACs x images/s / peak
+    ceiling        = peak / (3 x 2 x MACs x PyTorch's fastest images/s)
+
+the ceiling being the ratio to PyTorch's fastest mode that a program doing
+the same arithmetic at 100% of the measured peak would reach: a target
+above it cannot be met on this machine by any speed of the same work.
 """
 
 import argparse
@@ -60,7 +75,8 @@ import torch_reference  # noqa: E402
 from kerascnn.config import OptimConfig  # noqa: E402
 from kerascnn.runtime import hardware  # noqa: E402
 from throughput import keras_candidate  # noqa: E402
-from timing import interleaved, print_report  # noqa: E402
+from throughput import COMPUTE_DTYPE  # noqa: E402
+from timing import interleaved, matmul_gflops, print_report  # noqa: E402
 from tuning.spaces import SEED_GRID_LR  # noqa: E402
 
 SETUPS = ("fit", "seeds")
@@ -126,7 +142,7 @@ def bench_config(config, args, precision):
     runs, params = {}, {}
     for p in dict.fromkeys([precision, FLOAT32]):
         key = f"kerascnn {p}"
-        runs[key], _, _, params[key] = keras_candidate(
+        runs[key], _, macs, params[key] = keras_candidate(
             config.model, p, False, config.batch_size, 1, args.image_size, args.steps, optim=optim, model_options=options
         )
     workers, unavailable = {}, {}
@@ -165,6 +181,7 @@ def bench_config(config, args, precision):
         "pytorch_float32_images_per_s": torch_rates.get(FLOAT32),
         "pytorch_fastest_mode": fastest,
         "pytorch_fastest_images_per_s": torch_rates.get(fastest),
+        "forward_gflops_per_image": 2 * macs / 1e9,
     }
     ratios = {
         "default_vs_pytorch_fastest": ("kerascnn_default_images_per_s", "pytorch_fastest_images_per_s"),
@@ -173,6 +190,17 @@ def bench_config(config, args, precision):
     for name, (num, den) in ratios.items():
         row[name] = row[num] / row[den] if row[den] else None
         row[f"meets_{name}"] = None if row[name] is None else row[name] >= TARGETS[name]
+    return row
+
+
+def against_peak(row, peak_gflops):
+    """Add the shares of `peak_gflops` and the ceiling over PyTorch's fastest mode (module docstring) to `row`."""
+    train_gflop = 3 * row["forward_gflops_per_image"]
+    row["peak_gflops"] = peak_gflops
+    row["kerascnn_default_fraction_of_peak"] = train_gflop * row["kerascnn_default_images_per_s"] / peak_gflops
+    fastest = row["pytorch_fastest_images_per_s"]
+    row["pytorch_fastest_fraction_of_peak"] = None if fastest is None else train_gflop * fastest / peak_gflops
+    row["ceiling_vs_pytorch_fastest"] = None if fastest is None else peak_gflops / (train_gflop * fastest)
     return row
 
 
@@ -205,6 +233,18 @@ def markdown(rows, modes):
         cells = [fmt(r["images_per_s"].get(f"pytorch {m}")) if m not in r["unavailable"] else r["unavailable"][m]
                  for m in modes]
         lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
+    if rows and "peak_gflops" in rows[0]:
+        share = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        lines += ["", f"Against the measured {rows[0]['peak_gflops']:.0f} GFLOP/s matrix-product peak "
+                  "(training = 3 x forward FLOPs):", "",
+                  "| configuration | forward GFLOP/image | kerascnn default, share of peak | PyTorch fastest, share of peak "
+                  "| ceiling over PyTorch fastest | default / fastest |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            ceiling = r["ceiling_vs_pytorch_fastest"]
+            lines.append(
+                f"| {r['config']} | {r['forward_gflops_per_image']:.3f} | {share(r['kerascnn_default_fraction_of_peak'])} "
+                f"| {share(r['pytorch_fastest_fraction_of_peak'])} | {'n/a' if ceiling is None else f'{ceiling:.2f}x'} "
+                f"| {_ratio(r['default_vs_pytorch_fastest'], TARGETS['default_vs_pytorch_fastest'])} |")
     return "\n".join(lines)
 
 
@@ -219,6 +259,9 @@ def main(argv=None):
     parser.add_argument("--torch-threads", type=int, help="PyTorch's threads (default: all CPU threads)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: 2 repeats of 1 step, PyTorch modes {' '.join(QUICK_MODES)}, unless given")
+    parser.add_argument("--peak", action="store_true",
+                        help="also measure the matrix-product peak at the default precision and show each rate's share "
+                             "of it and the highest ratio over PyTorch's fastest that the peak allows")
     parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     parser.add_argument("--markdown", metavar="OUT", help="also write the tables as Markdown")
     args = parser.parse_args(argv)
@@ -240,9 +283,14 @@ def main(argv=None):
         f"XLA off; {args.image_size}x{args.image_size}; median of {args.repeats} interleaved timings of "
         f"{args.steps} training step(s); each PyTorch mode in its own process"
     )
+    peak = None
+    if args.peak:  # before the configurations, in this process, at the default precision's compute dtype
+        peak = matmul_gflops(n=512 if args.quick else 4096, dtype=COMPUTE_DTYPE[precision])
+        header += f"; {COMPUTE_DTYPE[precision]} matrix-product peak {peak:.0f} GFLOP/s"
     rows = []
     for config in args.configs:
-        rows.append(bench_config(config, args, precision))
+        row = bench_config(config, args, precision)
+        rows.append(row if peak is None else against_peak(row, peak))
         keras.backend.clear_session()
         gc.collect()
         print(f"done: {config}", file=sys.stderr, flush=True)

@@ -81,7 +81,7 @@ def test_quick_training_comparison_writes_the_promised_fields(tmp_path, capsys):
     out = tmp_path / "vs_torch.json"
     # One PyTorch thread: two would crawl while other tests share the CPUs (OpenMP's barriers).
     rows = vs_torch.main(["resnet18:rmsprop:2", "--quick", "--image-size", "8", "--torch-modes", "channels_last",
-                          "--torch-threads", "1", "--json", str(out)])
+                          "--torch-threads", "1", "--peak", "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["targets"] == {"default_vs_pytorch_fastest": 1.3, "float32_vs_pytorch_float32": 1.0}
     (row,) = result["rows"]
@@ -97,6 +97,22 @@ def test_quick_training_comparison_writes_the_promised_fields(tmp_path, capsys):
     assert all(len(s) == 2 for s in row["seconds"].values())  # --quick: two timings
     printed = capsys.readouterr().out
     assert "| resnet18 | rmsprop | 2 | fit |" in printed and "| resnet18:rmsprop:2:fit |" in printed
+    # --peak: the shares of the measured peak, from the model's own forward FLOPs at 8x8
+    assert row["peak_gflops"] > 0 and 0 < row["forward_gflops_per_image"] < 0.6
+    assert row["ceiling_vs_pytorch_fastest"] == pytest.approx(
+        row["peak_gflops"] / (3 * row["forward_gflops_per_image"] * row["pytorch_fastest_images_per_s"]))
+    assert "matrix-product peak" in printed and "| ceiling over PyTorch fastest |" in printed
+
+
+def test_against_peak_counts_a_training_step_as_three_forward_passes():
+    row = {"forward_gflops_per_image": 0.5, "kerascnn_default_images_per_s": 120.0,
+           "pytorch_fastest_images_per_s": 100.0}
+    vs_torch.against_peak(row, peak_gflops=300.0)
+    assert row["kerascnn_default_fraction_of_peak"] == pytest.approx(1.5 * 120 / 300)
+    assert row["pytorch_fastest_fraction_of_peak"] == pytest.approx(1.5 * 100 / 300)
+    assert row["ceiling_vs_pytorch_fastest"] == pytest.approx(2.0)  # 300 GFLOP/s over PyTorch's 150
+    no_torch = vs_torch.against_peak({**row, "pytorch_fastest_images_per_s": None}, 300.0)
+    assert no_torch["ceiling_vs_pytorch_fastest"] is None and no_torch["pytorch_fastest_fraction_of_peak"] is None
 
 
 def test_quick_serving_comparison_uses_the_same_weights(tmp_path, capsys):
