@@ -74,8 +74,7 @@ import tensorflow as tf  # noqa: E402
 import torch_reference  # noqa: E402
 from kerascnn.config import OptimConfig  # noqa: E402
 from kerascnn.runtime import hardware  # noqa: E402
-from throughput import keras_candidate  # noqa: E402
-from throughput import COMPUTE_DTYPE  # noqa: E402
+from throughput import COMPUTE_DTYPE, keras_candidate  # noqa: E402
 from timing import interleaved, matmul_gflops, print_report  # noqa: E402
 from tuning.spaces import SEED_GRID_LR  # noqa: E402
 
