@@ -5,7 +5,7 @@ import tensorflow as tf
 from kerascnn.config import DataConfig
 from kerascnn.data import augment as aug
 from kerascnn.data import pipeline
-from kerascnn.data.pipeline import make_datasets, split_indices
+from kerascnn.data.pipeline import make_datasets, split_indices, without_autotuning
 from kerascnn.data.statistics import channel_stats
 from kerascnn.data.preprocessing import Preprocessing
 from kerascnn.data.contract import DataSource, SourceInfo
@@ -80,6 +80,18 @@ def test_make_datasets_batches_normalised_images_with_one_hot_labels():
     all_x = np.concatenate([b[0].numpy() for b in native.train])
     assert abs(all_x.mean()) < 0.1 and abs(all_x.std() - 1) < 0.15
     assert sum(b[0].shape[0] for b in data.test) == 30
+
+
+def test_every_pipeline_keras_consumes_runs_without_tf_data_autotuning():
+    # An autotuned iterator's deletion waits for the tuning thread's next wake-up: a 4-step fit
+    # ended idle for up to 2.3 s at the end in half its calls (benchmarks/NOTES.md, 79).
+    data = make_datasets(ArraySource(), DataConfig(batch_size=16, val_split=0.2), 16, seed=0)
+    for split in (data.train, data.val, data.test):
+        options = split.options()
+        assert options.autotune.enabled is False
+        assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert without_autotuning(tf.data.Dataset.range(3).prefetch(tf.data.AUTOTUNE)).options().autotune.enabled is False
+    assert tf.data.Dataset.range(3).options().autotune.enabled is None  # TensorFlow's default: on
 
 
 def test_train_order_is_reshuffled_every_epoch_but_reproducible():

@@ -301,7 +301,7 @@ def any_batch_spec(spec, axis=0):
 
 
 def _shard_by_data(ds):
-    """Multi-worker runs split every batch between workers (AutoShardPolicy.DATA).
+    """Multi-worker runs split every batch between workers (AutoShardPolicy.DATA), autotuning off.
 
     The data come from memory or from one stream, not from a set of files
     that workers could divide, so tf.distribute's default (try files, then
@@ -309,6 +309,25 @@ def _shard_by_data(ds):
     """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return without_autotuning(ds.with_options(options))
+
+
+def without_autotuning(ds):
+    """`ds` with tf.data's autotuning off, so that letting go of an iterator costs nothing.
+
+    Autotuning runs a thread per iterator that wakes after 10, 20, 40, ...
+    ms (the period doubling), and deleting the iterator often waits for its
+    next wake-up with nothing to do: a `fit`, `evaluate` or `predict` call
+    returned only at the next of 10, 30, 70, ..., 2,550, 5,110 ms after it
+    began. A 4-step vgg16_bn `fit` took 5.15 s instead of 2.7, idle for the
+    last 2.2-2.5 s in 7 calls of 8; a test's 2-epoch vgg8 `fit` 2.3-2.8 s
+    instead of 1.7-2.1 (benchmarks/NOTES.md, 79). Without it, every
+    `AUTOTUNE` parallelism is fixed at the number of cores (at most 16) and
+    the prefetch buffers at their starting size; the batched pipeline still
+    outruns the model by three orders of magnitude (`benchmarks/pipeline.py`).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
     return ds.with_options(options)
 
 
@@ -325,7 +344,7 @@ def ten_crop_batches(ds, batch_size, augmentation, preprocessing, num_classes):
         crops = aug.ten_crops(augmentation.tta_canvas(images), augmentation.image_size)
         return preprocessing.normalize(crops), tf.one_hot(labels, num_classes)
 
-    return ds.map(plain_graph(views), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return without_autotuning(ds.map(plain_graph(views), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
 
 
 def resolve_augmentation(data_config, image_size, pca=None):

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn.data.image_folder import IMAGE_EXTENSIONS, decode_rgb, resize_uint8
+from kerascnn.data.pipeline import without_autotuning
 from kerascnn.errors import DataError
 from kerascnn.serving.predictor import decode_image_file, top_k
 from kerascnn.storage.atomic import write_text
@@ -87,7 +88,7 @@ def predict_files(predictor, files, batch_size=256, k=5, on_unreadable=None, on_
 
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(files, dtype=str))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
-    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = without_autotuning(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
     position = 0  # the next file the stream should give
 
     def skip_to(path):
