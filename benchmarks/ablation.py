@@ -47,6 +47,8 @@ VARIANTS = {
     "no_augmentation": ("no crops or flips (nor cutout)", ["augment=none", "cutout=0"]),
     "with_cutout": ("(added) cutout 8x8", ["cutout=8"]),
     "translate_2": ("(changed) crops shifted by at most 2 pixels, not 4 (airbench's)", ["translate=2"]),
+    # alexnet_cifar's recipe has 2-pixel crops since 2026-12-06; this switches them back off.
+    "translate_4": ("(changed) crops shifted by at most 4 pixels, the cifar preset's, not 2", ["translate=4"]),
     "flips_only": ("no crops, flips kept (translate 0)", ["translate=0"]),
     # airbench's derandomised flip (kerascnn.data.augment.alternating_flips, Jordan 2024, 3.6).
     "with_alternating_flip": ("(changed) each image mirrored every other epoch, not at random", ["flip=alternating"]),
