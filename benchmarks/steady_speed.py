@@ -25,6 +25,14 @@ its CPUs busy and nothing stolen, was slow of itself (a thread layout, a
 memory placement) and is what the product's runtime setup could fix. The
 spread of speed over reference is reported beside the spread of speed.
 
+`--timing fit-call` times whole `model.fit` calls of `--steps` steps instead
+of the training step (the issue's own method), on a pipeline of the
+product's shape finished as the product finishes it (tf.data's autotuning
+off); a child given `STEADY_SPEED_PIPELINE=autotuned` leaves autotuning on,
+as TensorFlow does by default, so `--variant autotuned:STEADY_SPEED_PIPELINE=autotuned`
+compares the two: an autotuned iterator's deletion often waits for the
+tuner's next wake-up, idle (benchmarks/NOTES.md, 79).
+
 `--variant NAME:VAR=VALUE,...` adds a runtime setup to compare (environment
 variables given to the child, e.g. `pinned:TF_NUM_INTRAOP_THREADS=2`);
 the variants' processes alternate (A, B, A, B, ...), so a slow period of
@@ -55,6 +63,7 @@ TARGET_SPREAD = 1.15
 # The reference after each timing: 8 products of 1024 x 1024 float32 matrices (17 GFLOP, about 0.1-0.3 s
 # on two cores), small enough to leave the timings' share of the run unchanged, long enough for 10 ms ticks.
 REFERENCE_N, REFERENCE_PRODUCTS = 1024, 8
+PIPELINE_VAR = "STEADY_SPEED_PIPELINE"  # `autotuned`: `--timing fit-call` on TensorFlow's default pipeline
 
 
 def parse_variant(text):
@@ -78,6 +87,8 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", default="adam", choices=("adam", "rmsprop", "sgd"))
     p.add_argument("--setup", default="seeds", choices=("seeds", "fit"),
                    help="seeds: batch norm, no dropout, no decay, constant rate (issue 19's run); fit: fit's defaults")
+    p.add_argument("--timing", default="step", choices=("step", "fit-call"),
+                   help="step: the training step as fit's epoch loop calls it; fit-call: whole model.fit calls")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--precision", default="float32",
@@ -117,8 +128,14 @@ def child(args):
                             schedule="constant")
     else:
         options, optim = None, OptimConfig(optimizer=args.optimizer)
+    pipeline, whole_fit = None, None
+    if args.timing == "fit-call":
+        from kerascnn.data.pipeline import without_autotuning
+
+        pipeline = os.environ.get(PIPELINE_VAR, "product")
+        whole_fit = (lambda ds: ds) if pipeline == "autotuned" else without_autotuning
     train, _, _, _ = keras_candidate(args.model, precision, False, args.batch_size, 1, args.image_size,
-                                     args.steps, optim=optim, model_options=options)
+                                     args.steps, optim=optim, model_options=options, whole_fit=whole_fit)
     reference = reference_products(tf)
     train()  # warm-up: tracing, oneDNN's primitive caches, thread pools
     reference()
@@ -134,6 +151,7 @@ def child(args):
         reference_gflops.append(2 * REFERENCE_N**3 * REFERENCE_PRODUCTS / (time.perf_counter() - start) / 1e9)
     print(json.dumps({
         "images_per_s": statistics.median(rates), "rates": rates, "load_at_start": load, "precision": precision,
+        "timing": args.timing, "pipeline": pipeline,
         "reference_gflops": reference_gflops, "machine": machine,
         "affinity": sorted(os.sched_getaffinity(0)),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -164,7 +182,7 @@ def reference_products(tf):
 
 def run_child(args, env):
     command = [sys.executable, os.path.abspath(__file__), "--child", "--model", args.model, "--optimizer",
-               args.optimizer, "--setup", args.setup, "--batch-size", str(args.batch_size), "--image-size",
+               args.optimizer, "--setup", args.setup, "--timing", args.timing, "--batch-size", str(args.batch_size), "--image-size",
                str(args.image_size), "--precision", args.precision, "--steps", str(args.steps), "--repeats",
                str(args.repeats)]
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
@@ -210,7 +228,8 @@ def markdown(report):
     lines = [
         (f"{report['model']} ({report['setup']}), {report['optimizer']}, batch {report['batch_size']}, "
          f"{report['precision']}: images/s of {report['processes']} fresh processes per variant "
-         f"(each the median of {report['repeats']} x {report['steps']} steps); {report['cpu']}"),
+         f"(each the median of {report['repeats']} x {report['steps']} steps"
+         f"{', each timing a whole model.fit call' if report.get('timing') == 'fit-call' else ''}); {report['cpu']}"),
         "",
         "| variant | environment | min | median | max | spread (max/min) | every process | "
         "spread of the reference | spread of speed / reference |",
@@ -262,7 +281,8 @@ def main(argv=None):
             print(f"{name} process {i + 1}/{args.processes}: {result['images_per_s']:.1f} images/s "
                   f"(load {result['load_at_start']:.2f}{seen})", flush=True)
     report = {
-        "model": args.model, "setup": args.setup, "optimizer": args.optimizer, "batch_size": args.batch_size,
+        "model": args.model, "setup": args.setup, "timing": args.timing, "optimizer": args.optimizer,
+        "batch_size": args.batch_size,
         # `auto` as the children resolved it on this machine
         "precision": results["default"][0].get("precision", args.precision), "processes": args.processes, "steps": args.steps, "repeats": args.repeats,
         "cpu": cpu_name(),

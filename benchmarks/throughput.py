@@ -84,10 +84,13 @@ def _on_off(text):
 
 
 def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_size, steps, seed=0, optim=None,
-                    model_options=None):
+                    model_options=None, whole_fit=None):
     """(train_run, infer_run, forward MACs per image, trainable parameters) of kerascnn `name` as `fit` builds it.
 
     `optim` (an `OptimConfig`, default fit's: SGD) and `model_options` (default `MODEL_OPTIONS`) as `fit` takes them.
+    `whole_fit`, a function of a `tf.data.Dataset`: each train_run is then one whole `model.fit` call of `steps`
+    steps, as a script times training, on the batch through a pipeline of the product's shape (a parallel
+    `map` and `prefetch(AUTOTUNE)`) that `whole_fit` finishes (e.g. `pipeline.without_autotuning`).
     """
     keras.utils.set_random_seed(seed)
     options = MODEL_OPTIONS.get(name, {}) if model_options is None else model_options
@@ -113,6 +116,12 @@ def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_si
         for _ in range(steps):
             logs = model.train_function(batches)
         float(logs["loss"])  # waits for the last step
+
+    if whole_fit is not None:
+        fed = whole_fit(train.map(lambda a, b: (a, b), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+        def train_run():  # noqa: F811 (the whole call, its iterator's creation and deletion included)
+            model.fit(fed, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
 
     def infer_run():
         inference.predict_on_batch(x_infer)

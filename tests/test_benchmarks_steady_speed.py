@@ -36,6 +36,16 @@ def test_a_child_trains_and_reports_its_speed_and_runtime(capsys):
         assert 0 <= w["steal_fraction"] <= 1 and 0 <= w["others_fraction"] <= 1
 
 
+@pytest.mark.parametrize("pipeline", ["product", "autotuned"])
+def test_a_child_can_time_whole_fit_calls_on_either_pipeline(capsys, monkeypatch, pipeline):
+    monkeypatch.setenv(steady_speed.PIPELINE_VAR, pipeline)
+    steady_speed.main(["--child", "--model", "alexnet_cifar", "--batch-size", "4", "--image-size", "16",
+                       "--steps", "2", "--repeats", "2", "--timing", "fit-call"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["timing"], report["pipeline"]) == ("fit-call", pipeline)
+    assert report["images_per_s"] > 0 and len(report["rates"]) == 2
+
+
 def test_variants_alternate_and_the_spread_is_max_over_min(tmp_path, monkeypatch):
     speeds = iter([100.0, 50.0, 110.0, 60.0, 105.0, 90.0])
     calls = []
