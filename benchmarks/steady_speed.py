@@ -182,8 +182,8 @@ def reference_products(tf):
 
 def run_child(args, env):
     command = [sys.executable, os.path.abspath(__file__), "--child", "--model", args.model, "--optimizer",
-               args.optimizer, "--setup", args.setup, "--timing", args.timing, "--batch-size", str(args.batch_size), "--image-size",
-               str(args.image_size), "--precision", args.precision, "--steps", str(args.steps), "--repeats",
+               args.optimizer, "--setup", args.setup, "--timing", args.timing, "--batch-size", str(args.batch_size),
+               "--image-size", str(args.image_size), "--precision", args.precision, "--steps", str(args.steps), "--repeats",
                str(args.repeats)]
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -319,9 +319,11 @@ def without_autotuning(ds):
     ms (the period doubling), and deleting the iterator often waits for its
     next wake-up with nothing to do: a `fit`, `evaluate` or `predict` call
     returned only at the next of 10, 30, 70, ..., 2,550, 5,110 ms after it
-    began. A 4-step vgg16_bn `fit` took 5.15 s instead of 2.7, idle for the
-    last 2.2-2.5 s in 7 calls of 8; a test's 2-epoch vgg8 `fit` 2.3-2.8 s
-    instead of 1.7-2.1 (benchmarks/NOTES.md, 79). Without it, every
+    began. A 4-step vgg16_bn `fit` on a pipeline of this module's shape took
+    5.14 s in half of 8 calls (idle for the last 1.4-2.3 s) and 2.7-3.3 s in
+    the rest; timed as whole `fit` calls, half of 10 fresh alexnet_cifar
+    processes trained at 200 images/s with their CPUs a third idle, the
+    others at 273-342 (benchmarks/NOTES.md, 79 and 80). Without it, every
     `AUTOTUNE` parallelism is fixed at the number of cores (at most 16) and
     the prefetch buffers at their starting size; the batched pipeline still
     outruns the model by three orders of magnitude (`benchmarks/pipeline.py`).
