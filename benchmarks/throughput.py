@@ -110,17 +110,17 @@ def keras_candidate(name, precision, jit, batch_size, infer_batch_size, image_si
     # the timings then call that function as fit's epoch loop does, without
     # fit's once-per-epoch setup (callbacks, iterator: ~35 ms, NOTES.md).
     model.fit(train, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-    batches = iter(train)
+    if whole_fit is None:
+        batches = iter(train)
 
-    def train_run():
-        for _ in range(steps):
-            logs = model.train_function(batches)
-        float(logs["loss"])  # waits for the last step
-
-    if whole_fit is not None:
+        def train_run():
+            for _ in range(steps):
+                logs = model.train_function(batches)
+            float(logs["loss"])  # waits for the last step
+    else:
         fed = whole_fit(train.map(lambda a, b: (a, b), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
-        def train_run():  # noqa: F811 (the whole call, its iterator's creation and deletion included)
+        def train_run():  # the whole call, its iterator's creation and deletion included
             model.fit(fed, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
 
     def infer_run():

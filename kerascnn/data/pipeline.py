@@ -97,7 +97,7 @@ def _batches(ds, batch_size, preprocessing, num_classes):
         plain_graph(lambda x, y: (preprocessing(x), tf.one_hot(y, num_classes))),
         num_parallel_calls=AUTOTUNE,
     )
-    return _shard_by_data(ds.prefetch(AUTOTUNE))
+    return _for_keras(ds.prefetch(AUTOTUNE))
 
 
 def test_batches(source, preprocessing, batch_size):
@@ -218,7 +218,7 @@ def training_batches(batches, augmentation, preprocessing, num_classes, seed=0, 
         flips = aug.alternating_flips(image_ids, epoch, seed, num_images) if alternating else None
         return transform(images, geo_seed, photo_seed, flips), tf.one_hot(labels, num_classes)
 
-    return _shard_by_data(batches.map(plain_graph(augment), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
+    return _for_keras(batches.map(plain_graph(augment), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
 
 
 # Compiled augmentations of this process, newest last: (key, transform).
@@ -300,12 +300,13 @@ def any_batch_spec(spec, axis=0):
     return tf.TensorSpec(shape, spec.dtype)
 
 
-def _shard_by_data(ds):
-    """Multi-worker runs split every batch between workers (AutoShardPolicy.DATA), autotuning off.
+def _for_keras(ds):
+    """`ds` as Keras gets it: split by batch between workers (AutoShardPolicy.DATA), autotuning off.
 
     The data come from memory or from one stream, not from a set of files
     that workers could divide, so tf.distribute's default (try files, then
-    fall back to data, with a warning) would end up here anyway.
+    fall back to data, with a warning) would end up splitting by batch anyway.
+    Autotuning: `without_autotuning`.
     """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
