@@ -130,7 +130,7 @@ def test_vgg_conv_init_fan_in_keeps_the_forward_variance_and_a_bad_name_is_refus
         model = create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), conv_init=mode, width_multiplier=0.5)
         kernel = model.get_layer("block3_conv1").kernel.numpy()  # 64 -> 128 channels at width 0.5
         assert np.std(kernel) == pytest.approx(np.sqrt(2.0 / fan(kernel)), rel=0.1), mode
-    with pytest.raises(ConfigError, match="conv_init must be 'fan_out' or 'fan_in'"):
+    with pytest.raises(ConfigError, match="conv_init must be one of 'fan_out', 'fan_in', 'dirac'. Received: conv_init='glorot'"):
         create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), conv_init="glorot")
 
 

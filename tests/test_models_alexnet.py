@@ -104,6 +104,26 @@ def test_alexnet_cifar_logit_scale_multiplies_the_logits_of_the_same_weights():
         create_model("alexnet_cifar", logit_scale=0)
 
 
+def test_alexnet_cifar_dirac_start_passes_each_convolutions_input_through_its_first_filters():
+    model = create_model("alexnet_cifar", batch_norm=True, width_multiplier=0.25, fc_units=16, conv_init="dirac")
+    for i in range(1, 6):
+        kernel = model.get_layer(f"conv{i}").kernel.numpy()
+        c_in = kernel.shape[2]
+        n = min(c_in, kernel.shape[3])
+        # the first n filters: 1 at the centre tap of their own input channel, 0 everywhere else
+        identity = np.zeros(kernel.shape[:3] + (n,), "float32")
+        identity[1, 1, np.arange(n), np.arange(n)] = 1.0
+        np.testing.assert_array_equal(kernel[..., :n], identity)
+        # the rest (none where C_out = C_in: conv4, conv5): PyTorch's default draw, U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        rest = kernel[..., n:]
+        bound = 1.0 / np.sqrt(9 * c_in)
+        assert rest.size == 0 if i > 3 else bound >= np.abs(rest).max() > 0.9 * bound, f"conv{i}"
+    other = create_model("alexnet_cifar", batch_norm=True, width_multiplier=0.25, fc_units=16)
+    assert other.get_layer("conv2").kernel.numpy()[1, 1, 0, 0] != 1.0  # the default start has no identity
+    with pytest.raises(ConfigError, match="conv_init must be one of"):
+        create_model("alexnet_cifar", conv_init="identity")
+
+
 def test_vgg8_has_one_convolution_per_stage():
     model = create_model("vgg8", num_classes=10, input_shape=(32, 32, 3))
     convs = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]

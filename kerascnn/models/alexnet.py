@@ -41,6 +41,7 @@ from kerascnn.models.common import (
     CONV_INIT,
     DENSE_INIT,
     check_common_args,
+    conv_initializer,
     fresh_each_layer,
     classifier_logits,
     global_pool,
@@ -247,7 +248,8 @@ def zfnet(
 @register_model
 def alexnet_cifar(
     num_classes=10, input_shape=(32, 32, 3), include_top=True, dropout=0.5,
-    batch_norm=False, width_multiplier=1.0, fc_units=4096, pooling=None, logit_scale=1.0, name="alexnet_cifar",
+    batch_norm=False, width_multiplier=1.0, fc_units=4096, pooling=None, logit_scale=1.0, conv_init="fan_out",
+    name="alexnet_cifar",
 ):
     """AlexNet for 32x32 CIFAR: 3x3 convs 64-128-256-256-256, FC 4096-4096.
 
@@ -264,13 +266,20 @@ def alexnet_cifar(
     learning rate 0.2 or more moved the logits by hundreds and training
     diverged (cross-entropy 4.0 after one epoch, docs/results.md#recipes);
     0.125 divides that step by 64 and leaves the function class unchanged.
+
+    `conv_init` picks the convolutions' start (`kerascnn.models.common.CONV_INITS`):
+    "fan_out" is the He normal above; "dirac" is airbench's (Jordan 2024), each
+    convolution starting as the identity on its first C_in filters, so that
+    with batch norm a block starts by passing its input through.
     """
     check_common_args(num_classes, input_shape, dropout, include_top)
     positive_int("fc_units", fc_units)
+    kernel_initializer = conv_initializer(conv_init)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for i, filters in enumerate((64, 128, 256, 256, 256), start=1):
-        x = _conv_bn_relu(x, scaled_width(filters, width_multiplier), 3, f"conv{i}", batch_norm)
+        x = _conv_bn_relu(x, scaled_width(filters, width_multiplier), 3, f"conv{i}", batch_norm,
+                          kernel_initializer=kernel_initializer)
         if i in (1, 2, 5):
             x = keras.layers.MaxPooling2D(2, 2, padding="same", name=f"pool{i}")(x)
     if not include_top:

@@ -3,7 +3,7 @@
 import keras
 
 from kerascnn.errors import ConfigError
-from kerascnn.layers import BatchNormalization, Conv2D
+from kerascnn.layers import BatchNormalization, Conv2D, DiracStart
 from kerascnn.validation import positive_float, positive_int, rate
 
 
@@ -31,6 +31,21 @@ CONV_INIT = fresh_each_layer(keras.initializers.VarianceScaling(
 FORWARD_CONV_INIT = fresh_each_layer(keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_in", distribution="untruncated_normal"
 ))
+# airbench's start (Jordan 2024, airbench94.py): PyTorch's default uniform draw,
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)), with filter j < C_in the identity, so that
+# each convolution starts by passing its input through (`kerascnn.layers.DiracStart`).
+DIRAC_CONV_INIT = fresh_each_layer(DiracStart())
+# The convolution starts a builder's `conv_init` chooses from.
+CONV_INITS = {"fan_out": CONV_INIT, "fan_in": FORWARD_CONV_INIT, "dirac": DIRAC_CONV_INIT}
+
+
+def conv_initializer(conv_init):
+    """The kernel initializer named by `conv_init` ("fan_out", "fan_in" or "dirac"); ConfigError otherwise."""
+    if conv_init not in CONV_INITS:
+        raise ConfigError(f"conv_init must be one of {', '.join(map(repr, CONV_INITS))}. Received: conv_init={conv_init!r}")
+    return CONV_INITS[conv_init]
+
+
 # Hidden fully connected layers (followed by ReLU): He et al. 2015 with fan_in,
 # std = sqrt(2 / fan_in). torchvision's N(0, 0.01) was tuned for 4096-wide
 # layers; measured here it leaves a plain VGG-11 at chance for its first

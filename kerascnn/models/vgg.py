@@ -37,8 +37,7 @@ import keras
 from kerascnn.models.common import (
     batch_normalization,
     conv2d,
-    CONV_INIT,
-    FORWARD_CONV_INIT,
+    conv_initializer,
     DENSE_INIT,
     check_common_args,
     classifier_logits,
@@ -93,8 +92,9 @@ def VGG(
         width_multiplier: scales the width of every convolution (1.0 = paper);
             the classifier keeps its width.
         pooling: None, "avg" or "max"; applied when `include_top=False`.
-        conv_init: "fan_out" (torchvision's He normal) or "fan_in" (He et
-            al. 2015's forward form) for the convolutions.
+        conv_init: "fan_out" (torchvision's He normal), "fan_in" (He et
+            al. 2015's forward form) or "dirac" (airbench's identity start,
+            `kerascnn.layers.DiracStart`) for the convolutions.
         logit_scale: multiplies the logits, as the fast CIFAR-10 trainers do
             (`kerascnn.models.common.classifier_logits`); 1.0 adds no layer.
         name: model name (the registry name for registered variants).
@@ -104,8 +104,7 @@ def VGG(
         raise ConfigError(f"VGG has 5 stages. Received: stackwise_convs={stackwise_convs}")
     if head not in ("auto", "paper", "compact"):
         raise ConfigError(f"head must be 'auto', 'paper' or 'compact'. Received: head={head!r}")
-    if conv_init not in CONV_INITS:
-        raise ConfigError(f"conv_init must be 'fan_out' or 'fan_in'. Received: conv_init={conv_init!r}")
+    kernel_initializer = conv_initializer(conv_init)
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
@@ -117,7 +116,7 @@ def VGG(
                 3,
                 padding="same",
                 activation=None if batch_norm else "relu",
-                kernel_initializer=CONV_INITS[conv_init],
+                kernel_initializer=kernel_initializer,
                 name=f"block{stage}_conv{i}",
             )(x)
             if batch_norm:
@@ -145,8 +144,6 @@ def VGG(
             x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
     return keras.Model(inputs, classifier_logits(x, num_classes, scale=logit_scale), name=name)
 
-
-CONV_INITS = {"fan_out": CONV_INIT, "fan_in": FORWARD_CONV_INIT}
 
 # Every registered VGG: name -> (convolutions per stage, batch_norm). Used by
 # `kerascnn.weights.incremental` to tell which runs are shallower VGGs.
