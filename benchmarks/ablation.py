@@ -50,6 +50,10 @@ VARIANTS = {
     # alexnet_cifar's recipe has 2-pixel crops since 2026-12-06; this switches them back off.
     "translate_4": ("(changed) crops shifted by at most 4 pixels, the cifar preset's, not 2", ["translate=4"]),
     "flips_only": ("no crops, flips kept (translate 0)", ["translate=0"]),
+    # airbench's identity start (kerascnn.layers.DiracStart); alexnet_cifar's recipe has it since 2026-12-07.
+    "with_dirac_start": ("(added) every convolution starts as the identity on its first C_in filters",
+                         ["conv_init=dirac"]),
+    "no_dirac_start": ("convolutions start as He fan-out normal draws, not the identity", ["conv_init=fan_out"]),
     # airbench's derandomised flip (kerascnn.data.augment.alternating_flips, Jordan 2024, 3.6).
     "with_alternating_flip": ("(changed) each image mirrored every other epoch, not at random", ["flip=alternating"]),
     "no_flip": ("no flips, crops kept", ["flip=none"]),

@@ -40,7 +40,7 @@ def test_the_plain_vggs_default_to_the_scratch_recipe_and_paper_stays_one_flag_a
 def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     config = RunConfig.from_flags("alexnet_cifar", recipe="fast")
     assert config.recipe == "fast" and config.epochs == 10
-    assert config.model_options == {"batch_norm": True, "dropout": 0.0, "logit_scale": 0.125}
+    assert config.model_options == {"batch_norm": True, "dropout": 0.0, "logit_scale": 0.125, "conv_init": "dirac"}
     assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.1, True)
     # airbench's batch-norm treatment and twice the shared decay (docs/results.md#recipes)
     assert (config.optim.weight_decay, config.optim.bn_bias_lr_scale, config.optim.freeze_bn_scale) == (1e-3, 64.0, True)
@@ -54,7 +54,7 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     assert config.optim.warmup_epochs == pytest.approx(2.0)  # 20% of the budget
     shorter = RunConfig.from_flags("alexnet_cifar", recipe="fast", epochs=5, lr=0.2, model_options={"dropout": 0.3})
     assert (shorter.epochs, shorter.optim.lr, shorter.optim.warmup_epochs) == (5, 0.2, pytest.approx(1.0))
-    assert shorter.model_options == {"batch_norm": True, "dropout": 0.3, "logit_scale": 0.125} and shorter.optim.nesterov
+    assert shorter.model_options == {"batch_norm": True, "dropout": 0.3, "logit_scale": 0.125, "conv_init": "dirac"} and shorter.optim.nesterov
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", warmup_epochs=3).optim.warmup_epochs == 3
     # resnet20's and vgg16_bn's recipes are the ones their time-to-accuracy runs measured (docs/results.md#recipes).
     resnet20 = RunConfig.from_flags("resnet20", recipe="fast")
