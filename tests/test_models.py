@@ -134,6 +134,15 @@ def test_vgg_conv_init_fan_in_keeps_the_forward_variance_and_a_bad_name_is_refus
         create_model("vgg11", num_classes=10, input_shape=(32, 32, 3), conv_init="glorot")
 
 
+def test_vgg_dirac_start_copies_each_convolutions_input_into_its_first_filters():
+    model = create_model("vgg11_bn", num_classes=10, input_shape=(32, 32, 3), conv_init="dirac", width_multiplier=0.25)
+    kernel = model.get_layer("block3_conv1").kernel.numpy()  # 32 -> 64 channels at width 0.25
+    identity = np.zeros((3, 3, 32, 32), "float32")
+    identity[1, 1, np.arange(32), np.arange(32)] = 1.0
+    np.testing.assert_array_equal(kernel[..., :32], identity)
+    assert 0 < np.abs(kernel[..., 32:]).max() <= 1.0 / np.sqrt(9 * 32)  # the rest: PyTorch's default draw
+
+
 @pytest.mark.parametrize("name, options", [
     ("vgg16", {"width_multiplier": 0.125}),                          # fan-out convolutions, He dense
     ("vgg16", {"width_multiplier": 0.125, "conv_init": "fan_in"}),  # fan-in convolutions
