@@ -27,13 +27,13 @@ in the mean-loss form Keras computes; what it changes is said there.
 import keras
 
 from kerascnn.errors import ConfigError
-from kerascnn.layers import GELU, DiracStart
+from kerascnn.layers import GELU
 from kerascnn.models.common import (
+    DIRAC_CONV_INIT,
     batch_normalization,
     check_common_args,
     classifier_logits,
     conv2d,
-    fresh_each_layer,
     global_pool,
 )
 from kerascnn.registry import register_model
@@ -55,7 +55,8 @@ LOGIT_SCALE = 1 / 9
 GELU_LAYER = GELU
 
 
-CONV_START = fresh_each_layer(DiracStart())
+# The network's own start, shared with alexnet_cifar's and the VGGs' conv_init="dirac".
+CONV_START = DIRAC_CONV_INIT
 
 
 def _conv(x, filters, name):
