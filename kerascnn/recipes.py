@@ -316,6 +316,9 @@ _FAST = {
     # first two gains alone (batch 256 at peak 0.2, no cutout); the shared
     # batch-512 recipe is not measured on this model (docs/results.md#recipes).
     # airbench's alternating flip: 88.46% (-0.01 plain, seed 0), not kept.
+    # Every convolution starting as the identity (conv_init="dirac", alexnet_cifar's
+    # since 2026-12-07): 88.58% (+0.11 plain, seed 0, Zen 4), 8-21 points ahead
+    # after epochs 1-2 and level at the end (NOTES 83), not kept.
     "vgg16_bn": fast(15, {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
                           "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True}, dropout=0.0),
     "vgg19_bn": fast(15),
