@@ -244,7 +244,8 @@ _FAST = {
     # 0-2 (mean 87.91% against 87.92%, level; training accuracy 2 points lower),
     # not kept (NOTES 87). A 1-epoch warm-up instead of 2: 87.87% at seed 0
     # (+0.14), ahead at epochs 2-9 by 0.6-4.5 points, under the +0.2 screen
-    # (not kept; NOTES 88).
+    # (not kept; NOTES 88). No label smoothing: 87.64% at seed 0 (-0.09, -0.58
+    # with flips; not kept; NOTES 89).
     "alexnet_cifar": fast(10, {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
                                "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True, "flip": "alternating",
                                "translate": 2},
