@@ -21,12 +21,15 @@ The rules, with the measurements behind them in `benchmarks/NOTES.md`
 - CPU with AMX (Sapphire Rapids and newer: `amx_bf16`): mixed_bfloat16;
   oneDNN runs bfloat16 convolutions and matrix products on the AMX tiles,
   several times the float32 rate.
-- CPU with AVX512-BF16 but no AMX (AMD Zen 4, Cooper Lake): mixed_bfloat16.
-  Measured on a 2-thread AMD EPYC with avx512_bf16 (NOTES.md): the bfloat16
-  matmul peak is 1.75-1.8x float32's, training 1.1-1.55x (1.35-1.5x on a
-  quiet host) and inference about 1.7x faster for alexnet_cifar, vgg16_bn
-  and resnet18 (NOTES.md, 9), and the accuracy of short CIFAR-10 runs of
-  alexnet_cifar and resnet20 unchanged within noise (7, 10). `auto` is the
+- CPU with AVX512-BF16 but no AMX (AMD Zen 4 and Zen 5, Cooper Lake):
+  mixed_bfloat16. Measured on a 2-thread AMD EPYC Zen 4 (NOTES.md): the
+  bfloat16 matmul peak is 1.75-1.8x float32's, training 1.1-1.55x (1.35-1.5x
+  on a quiet host) and inference about 1.7x faster for alexnet_cifar,
+  vgg16_bn and resnet18 (NOTES.md, 9), and the accuracy of short CIFAR-10
+  runs of alexnet_cifar and resnet20 unchanged within noise (7, 10). On a
+  Zen 5 (full-width AVX-512) the peak is 1.7x float32's, training 1.5-1.7x
+  (91, 92), and alexnet_cifar's 10-epoch recipe ends level in either
+  precision at two seeds, 1.65x faster in bfloat16 (90). `auto` is the
   default of `fit`.
 - CPU without bfloat16 instructions: float32 (bfloat16 would be emulated,
   slower than float32).
