@@ -243,8 +243,8 @@ _FAST = {
     # Decay 1.5e-3 on the recipe so taken: 88.34%, 87.93%, 87.46% plain at seeds
     # 0-2 (mean 87.91% against 87.92%, level; training accuracy 2 points lower),
     # not kept (NOTES 87). A 1-epoch warm-up instead of 2: 87.87% at seed 0
-    # (+0.14), ahead at epochs 2-9 by 0.6-4.5 points, under the +0.2 screen
-    # (not kept; NOTES 88). No label smoothing: 87.64% at seed 0 (-0.09, -0.58
+    # (+0.14), ahead at epochs 2-9 by 0.6-4.5 points; at seeds 1-3 87.97%,
+    # 87.71%, 88.09% (four-seed mean 87.91% against 87.90%; not kept; NOTES 88, 93). No label smoothing: 87.64% at seed 0 (-0.09, -0.58
     # with flips; not kept; NOTES 89). In float32 instead of the bfloat16 default:
     # 88.09% and 87.91% at seeds 0 and 1 (mean +0.12 plain, -0.06 with flips; 1.65x
     # the time on a Zen 5): the recipe keeps the default precision (NOTES 90).
