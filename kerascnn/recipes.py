@@ -244,8 +244,9 @@ _FAST = {
     # 0-2 (mean 87.91% against 87.92%, level; training accuracy 2 points lower),
     # not kept (NOTES 87). A 1-epoch warm-up instead of 2: 87.87% at seed 0
     # (+0.14), ahead at epochs 2-9 by 0.6-4.5 points; at seeds 1-3 87.97%,
-    # 87.71%, 88.09% (four-seed mean 87.91% against 87.90%; not kept; NOTES 88, 93). No label smoothing: 87.64% at seed 0 (-0.09, -0.58
-    # with flips; not kept; NOTES 89). In float32 instead of the bfloat16 default:
+    # 87.71%, 88.09% (four-seed mean 87.91% against 87.90%; not kept; NOTES 88,
+    # 93). No label smoothing: 87.64% at seed 0 (-0.09, -0.58 with flips; not
+    # kept; NOTES 89). In float32 instead of the bfloat16 default:
     # 88.09% and 87.91% at seeds 0 and 1 (mean +0.12 plain, -0.06 with flips; 1.65x
     # the time on a Zen 5): the recipe keeps the default precision (NOTES 90).
     "alexnet_cifar": fast(10, {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
