@@ -27,7 +27,7 @@ The rules, with the measurements behind them in `benchmarks/NOTES.md`
   on a quiet host) and inference about 1.7x faster for alexnet_cifar,
   vgg16_bn and resnet18 (NOTES.md, 9), and the accuracy of short CIFAR-10
   runs of alexnet_cifar and resnet20 unchanged within noise (7, 10). On a
-  Zen 5 (full-width AVX-512) the peak is 1.7x float32's, training 1.5-1.7x
+  Zen 5 (full-width AVX-512) the peak is 1.7x float32's, training 1.4-1.7x
   (91, 92), and alexnet_cifar's 10-epoch recipe ends level in either
   precision at two seeds, 1.65x faster in bfloat16 (90). `auto` is the
   default of `fit`.
