@@ -21,7 +21,7 @@ holds `m <- mu * m - lr_v * g`, so the momentum carries the scaled step. The
 schedule, the clipping and the weight average are unchanged. airbench scales
 beta's weight decay down by the same factor; here beta is decayed only with
 `--decay-norm-and-bias`, whose coefficient for it is divided by S
-(`kerascnn.training.optim.decay_norm_and_bias`).
+(`kerascnn.training.weight_decay`).
 
 `--freeze-bn-scale`: every batch-norm layer's gamma is made non-trainable
 before the optimizer is built, so it gets no gradient and no slots; it stays
@@ -35,6 +35,8 @@ refuses both pairs).
 import re
 
 import keras
+
+from kerascnn.training import update_step
 
 # Keras names the offset of its normalisation layers (BatchNormalization,
 # LayerNormalization, GroupNormalization) "beta", and so does
@@ -63,21 +65,23 @@ def is_norm_offset(variable):
 def scale_norm_offsets(optimizer, scale):
     """`optimizer`, updating the normalisation offsets at `scale` times its learning rate (`--bn-bias-lr-scale`).
 
-    The instance's `update_step` is wrapped (as `fused_updates` wraps it), so the
+    The instance's `update_step` is wrapped (`kerascnn.training.update_step`), so the
     optimizer keeps its Keras class, configuration and slot variables: a saved
     optimizer loads anywhere, and `fit --resume` wraps the rebuilt one again.
     A scale of 1 returns the optimizer unchanged.
     """
     if scale == 1:
         return optimizer
-    step = optimizer.update_step
 
-    def scaled_update_step(gradient, variable, learning_rate):
-        if is_norm_offset(variable):
-            learning_rate = keras.ops.multiply(learning_rate, scale)
-        return step(gradient, variable, learning_rate)
+    def scaling(step):
+        def scaled_update_step(gradient, variable, learning_rate):
+            if is_norm_offset(variable):
+                learning_rate = keras.ops.multiply(learning_rate, scale)
+            return step(gradient, variable, learning_rate)
 
-    optimizer.update_step = scaled_update_step
+        return scaled_update_step
+
+    update_step.wrap(optimizer, scaling)
     return optimizer
 
 
