@@ -21,7 +21,7 @@ The recipe, as kerascnn resolves it (`RunConfig.from_flags(...).optim` and
   `w -= lr_t (g + mu b)` is Keras' `m = mu m - lr_t g`, `w += mu m - lr_t g`
   at a constant rate and differs from it only in when a changing rate enters.
 - Coupled L2 decay `+ wd * w` on the convolution and linear weights only
-  (kerascnn's kernel regulariser), through the momentum; with
+  (kerascnn.training.weight_decay), through the momentum; with
   `decay_norm_and_bias` on the biases and batch-norm scales too, and on the
   offsets at `wd / bn_bias_lr_scale`.
 - The one-cycle rate per step t (`kerascnn.training.optim.PiecewiseLinear`):

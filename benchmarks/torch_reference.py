@@ -302,8 +302,8 @@ def prepare(model, features):
 def make_optimizer(module, name="sgd", lr=None, weight_decay=5e-4, momentum=0.9):
     """kerascnn's optimizer `name` at Keras' constants; coupled decay on conv and linear weights only.
 
-    kerascnn adds `weight_decay * w` to the gradient of every kernel (an L2
-    penalty, kerascnn.training.optim), which is PyTorch's `weight_decay` of
+    kerascnn adds `weight_decay * w` to the gradient of every kernel in its
+    update step (kerascnn.training.weight_decay), which is PyTorch's `weight_decay` of
     SGD, Adam and RMSprop, given here to the conv and linear weights alone.
     """
     decay = [p for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) for p in [m.weight]]

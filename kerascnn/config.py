@@ -193,8 +193,9 @@ class OptimConfig:
         lr: peak learning rate; None takes `DEFAULT_LR[optimizer]`.
         momentum: SGD momentum (0.9 in both papers).
         nesterov: Nesterov momentum for SGD.
-        weight_decay: L2 penalty (0.0005 in both papers); see `kerascnn.training.optim`
-            for how it is applied per optimizer.
+        weight_decay: coupled L2 decay, `+ weight_decay * w` in each kernel's
+            gradient (0.0005 in both papers); see `kerascnn.training.optim` for
+            how it is applied per optimizer.
         schedule: constant, step (times `lr_decay` every `step_epochs`),
             plateau (times `lr_decay` when validation accuracy stalls for
             `plateau_patience` epochs, as the AlexNet and VGG papers did) or
@@ -212,7 +213,8 @@ class OptimConfig:
         lr_decay: factor of the step and plateau schedules (the papers' 0.1).
         plateau_patience: epochs without improvement before a plateau decay.
         label_smoothing: Szegedy et al. 2016 label smoothing.
-        clip_norm: clip gradients to this global norm; None disables.
+        clip_norm: clip the data gradients to this global norm (the weight
+            decay is added after, as in PyTorch); None disables.
         ema: decay per step of an exponential moving average of the weights
             (Polyak & Juditsky 1992; the weight averaging of the fast CIFAR-10
             recipes): `avg = ema * avg + (1 - ema) * w` after every step, and the
@@ -234,7 +236,7 @@ class OptimConfig:
             scales too, as PyTorch's `weight_decay` does to a parameter group
             (and airbench to all it trains); offsets learning at
             `bn_bias_lr_scale` S take wd / S, so that each step shrinks them by
-            lr * wd like the rest (`kerascnn.training.optim.decay_norm_and_bias`).
+            lr * wd like the rest (`kerascnn.training.weight_decay`).
     """
 
     optimizer: str = "sgd"

@@ -99,29 +99,38 @@ def test_the_build_path_imports_and_builds_on_another_keras_backend_with_tensorf
     """What the GPU machine runs: `build_models` with a recipe's optimizer, no TensorFlow to import.
 
     Keras on its torch backend here (the GPU image has JAX; this suite's environment has
-    PyTorch), TensorFlow made unimportable. The recipe's batch-norm treatment must be in place:
-    scales frozen, the optimizer's step wrapped for the offsets' 64x rate. (Training on JAX is
-    what the script's device run measured; Keras' own torch backend asks for TensorFlow in a
-    forward pass, so no step is taken here.)
+    PyTorch), TensorFlow made unimportable. The recipe's batch-norm treatment and weight decay
+    must be in place: scales frozen, and one update of the optimizer (Keras' torch optimizers
+    skip `update_step` unless `kerascnn.training.update_step` puts them back on it) decaying a
+    kernel by lr * wd and moving an offset at 64x the rate. (Training on JAX is what the
+    script's device run measured; Keras' own torch backend asks for TensorFlow in a forward
+    pass, so no forward step is taken here.)
     """
     script = """
 import sys
 sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
 from kerascnn.config import RunConfig
 from kerascnn.training.build import build_models
-config = RunConfig.from_flags("alexnet_cifar", recipe="fast", model_options={"width_multiplier": 0.125, "fc_units": 16})
-_, model, _ = build_models("alexnet_cifar", 10, (32, 32, 3), config.model_options, config.optim, 2, 10)
+config = RunConfig.from_flags("alexnet_cifar", recipe="fast", schedule="constant", warmup_epochs=0, lr=0.01,
+                              momentum=0.0, nesterov=False, model_options={"width_multiplier": 0.125, "fc_units": 16})
+network, model, _ = build_models("alexnet_cifar", 10, (32, 32, 3), config.model_options, config.optim, 2, 10)
 gammas = [v for v in model.variables if v.name == "gamma"]
 assert gammas and not any(g.trainable for g in gammas)
-print(model.optimizer.update_step.__name__, len(model.optimizer.variables), config.optim.bn_bias_lr_scale)
+import keras, numpy as np
+kernel, beta = network.get_layer("conv1").kernel, network.get_layer("conv1_bn").beta
+before = keras.ops.convert_to_numpy(kernel)
+model.optimizer.apply([keras.ops.zeros(kernel.shape), keras.ops.ones(beta.shape)], [kernel, beta])
+decayed = np.allclose(keras.ops.convert_to_numpy(kernel), before * (1 - 0.01 * config.optim.weight_decay), rtol=1e-6)
+offset_step = float(-keras.ops.convert_to_numpy(beta)[0])  # from 0, one step at lr 0.01 x 64 of gradient 1
+print(decayed, round(offset_step, 6), config.optim.bn_bias_lr_scale)
 """
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     root = os.path.join(os.path.dirname(__file__), "..")
     done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    step, slots, scale = done.stdout.split()[-3:]
-    assert step == "scaled_update_step" and int(slots) > 1 and scale == "64.0"
+    decayed, offset_step, scale = done.stdout.split()[-3:]
+    assert decayed == "True" and float(offset_step) == pytest.approx(0.64) and scale == "64.0"
 
 
 def test_a_plan_entry_resolves_its_overrides_over_the_recipe_and_gets_its_own_label():

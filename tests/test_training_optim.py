@@ -5,28 +5,8 @@ import tensorflow as tf
 
 from kerascnn.config import OptimConfig
 from kerascnn.errors import ConfigError
-from kerascnn.training.optim import build_optimizer, learning_rate, with_l2_penalty
+from kerascnn.training.optim import build_optimizer, learning_rate
 from kerascnn.models import create_model
-
-
-def test_l2_penalty_adds_weight_decay_times_w_to_kernel_gradients(tmp_path):
-    model = create_model("vgg11", num_classes=3, input_shape=(8, 8, 3), width_multiplier=0.125, dropout=0.0)
-    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
-    before = model(x).numpy()
-    penalised = with_l2_penalty(model, 5e-4)
-    assert penalised is model  # set in place: no second build of the network
-    kernel = penalised.get_layer("block1_conv1").kernel
-    with tf.GradientTape() as tape:
-        extra = tf.add_n(penalised.losses)
-    (grad,) = tape.gradient(extra, [kernel])
-    np.testing.assert_allclose(grad.numpy(), 5e-4 * kernel.numpy(), rtol=1e-5, atol=1e-12)
-    np.testing.assert_allclose(penalised(x).numpy(), before, rtol=1e-6)
-    assert penalised.get_layer("block1_conv1").bias_regularizer is None
-    assert len(penalised.losses) == 8 + 3  # every convolution and dense kernel, nothing else
-    # The penalty is in the saved config: a reloaded model (best.keras, a backup) keeps it.
-    penalised.save(tmp_path / "m.keras")
-    reloaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
-    assert float(tf.add_n(reloaded.losses)) == pytest.approx(float(extra), rel=1e-6)
 
 
 def test_cosine_warms_up_then_decays_to_zero():
@@ -197,62 +177,6 @@ def test_freeze_bn_scale_is_refused_beside_zero_initialised_residual_scales():
     with pytest.raises(ConfigError, match="freeze-backbone"):
         RunConfig.from_flags("resnet20", freeze_bn_scale=True, freeze_backbone=2)
     assert RunConfig.from_flags("resnet20", freeze_bn_scale=True).optim.freeze_bn_scale
-
-
-def _conv_bn_head():
-    inputs = keras.Input((4, 4, 3))
-    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)  # with a bias
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    return keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x)))
-
-
-def test_decay_norm_and_bias_gives_every_bias_and_norm_parameter_the_coupled_decay(tmp_path):
-    """Gradient of the penalties: +wd * v for biases and gamma, +wd / S * beta (offsets at S x the rate)."""
-    from kerascnn.training.optim import decay_norm_and_bias
-
-    model = _conv_bn_head()
-    for variable in model.trainable_weights:  # non-zero values, so that a missing penalty shows
-        variable.assign(np.random.default_rng(0).normal(size=variable.shape).astype("float32"))
-    model = decay_norm_and_bias(with_l2_penalty(model, 1e-2), 1e-2, offset_lr_scale=8.0)
-    variables = {v.path: v for v in model.trainable_weights}
-    with tf.GradientTape() as tape:
-        penalty = tf.add_n(model.losses)
-    gradients = dict(zip(variables, tape.gradient(penalty, list(variables.values()))))
-    expected = {"conv/kernel": 1e-2, "conv/bias": 1e-2, "bn/gamma": 1e-2, "bn/beta": 1e-2 / 8, "head/kernel": 1e-2,
-                "head/bias": 1e-2}
-    assert set(gradients) == set(expected)
-    for path, factor in expected.items():
-        np.testing.assert_allclose(gradients[path].numpy(), factor * variables[path].numpy(), rtol=1e-5, err_msg=path)
-    # In the saved config, so that a reloaded model (best.keras, a backup) keeps the penalty.
-    model.save(tmp_path / "m.keras")
-    reloaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
-    assert float(tf.add_n(reloaded.losses)) == pytest.approx(float(penalty), rel=1e-6)
-    # Without the flag only kernels are decayed (the first test); a decay of 0 adds nothing.
-    assert decay_norm_and_bias(_conv_bn_head(), 0.0).losses == []
-
-
-def test_decay_norm_and_bias_in_a_built_run_shrinks_beta_by_lr_wd_a_step_and_skips_frozen_scales():
-    """build_models: frozen gammas take no penalty; beta's decay step at S x the rate is lr * wd * beta."""
-    from kerascnn.training.build import build_models
-
-    optim = OptimConfig(lr=0.1, momentum=0.0, schedule="constant", weight_decay=0.05, freeze_bn_scale=True,
-                        bn_bias_lr_scale=4.0, decay_norm_and_bias=True)
-    network, model, _ = build_models(
-        "alexnet_cifar", 10, (16, 16, 3),
-        {"batch_norm": True, "width_multiplier": 0.125, "fc_units": 16, "dropout": 0.0},
-        optim, steps_per_epoch=1, epochs=1,
-    )
-    penalised = {v.path for layer in network.layers for v in layer.trainable_weights if v.regularizer is not None}
-    assert not any(path.endswith("/gamma") for path in penalised)
-    assert {"conv1_bn/beta", "fc6_bn/beta", "predictions/bias", "conv1/kernel"} <= penalised, sorted(penalised)
-    beta = network.get_layer("conv1_bn").beta
-    beta.assign(np.full(beta.shape, 2.0, "float32"))
-    # The penalty's own step, apart from the data's: its gradient wd / S * beta at S x the rate.
-    with tf.GradientTape() as tape:
-        penalty = tf.add_n(network.losses)
-    (gradient,) = tape.gradient(penalty, [beta])
-    model.optimizer.apply_gradients([(gradient, beta)])
-    np.testing.assert_allclose(beta.numpy(), 2.0 * (1 - 0.1 * 0.05), rtol=1e-6)
 
 
 def test_decay_norm_and_bias_is_refused_where_it_would_do_nothing_or_clash():

@@ -12,6 +12,7 @@ from kerascnn.errors import ConfigError
 from kerascnn.storage import rundir
 from kerascnn.training import whitening
 from kerascnn.training.fit import fit
+from kerascnn.training.weight_decay import factors_of
 from interrupt import StopAfter
 
 
@@ -81,9 +82,11 @@ def test_fit_whitens_freezes_records_and_resumes(tmp_path):
         def on_train_begin(self, logs=None):
             layer = self.model.get_layer("block1_conv1")
             kernels.append(layer.kernel.numpy().copy())
-            # Not trained (no optimizer slot), not weight-decayed (no L2 term): 4 conv + 3 dense kernels decay.
+            # Not trained (no optimizer slot, no update), so not weight-decayed either: the decay names every
+            # kernel (5 conv + 3 dense), but only the 7 trainable ones are updated and so decayed.
             assert not any(v is layer.kernel for v in self.model.trainable_variables)
-            penalties.append(len(self.model.losses))
+            decayed = set(factors_of(self.model.optimizer))
+            penalties.append((len(decayed), len(decayed & {v.path for v in self.model.trainable_variables})))
 
         def on_epoch_end(self, epoch, logs=None):
             kernels.append(self.model.get_layer("block1_conv1").kernel.numpy().copy())
@@ -109,7 +112,7 @@ def test_fit_whitens_freezes_records_and_resumes(tmp_path):
     np.testing.assert_array_equal(kernels[2], first)  # restored from the backup, not recomputed
     np.testing.assert_array_equal(kernels[3], first)
     assert (run / rundir.METRICS).exists()
-    assert penalties == [7, 7]
+    assert penalties == [(8, 7), (8, 7)]
 
 
 def test_the_whitening_bias_trains_for_its_epochs_then_stays_through_a_resume(tmp_path):

@@ -7,7 +7,7 @@ search runs inside `runtime_context` (seed, precision policy, the strategy
 `fit` would choose). Each trial is then the plan with the space's settings:
 `build(hp)` validates them as a `RunConfig` (the same checks as `fit`) and
 builds through `kerascnn.training.build.build_models`, the one
-model-building path (L2 penalty, auxiliary heads, loss and metrics);
+model-building path (weight decay, auxiliary heads, loss and metrics);
 `fit(hp, model, ...)` makes that trial's datasets (its batch size and its
 train/validation split) and trains; `trial_config(hp, model)` is what a
 trial recorded, with the same typed `RunRecord` as a `fit` run's config.json.

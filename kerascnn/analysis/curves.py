@@ -11,8 +11,9 @@ from kerascnn.storage.atomic import save_figure  # noqa: E402
 def plot_curves(history, path, title=""):
     """Cross-entropy and accuracy per epoch, train vs validation, side by side.
 
-    Cross-entropy is the `cross_entropy` metric (no label smoothing, no weight
-    penalty), so train and validation curves are comparable.
+    Cross-entropy is the `cross_entropy` metric (no label smoothing, and no
+    weight penalty in runs before 2026-12-07), so train and validation curves
+    are comparable.
     """
     epochs = [int(row["epoch"]) + 1 for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

@@ -2,7 +2,7 @@
 
 `build_models` is the one model-building path of the project: `fit`, the
 tuner's hypermodel and the benchmarks all call it, so a model trains the
-same wherever it is built (the optimizer's coupled L2 penalty, the
+same wherever it is built (the optimizer's coupled weight decay, the
 auxiliary-classifier losses of GoogLeNet, the loss and the metrics).
 """
 
@@ -15,14 +15,17 @@ from kerascnn.models.auxiliary import inference_model, training_model
 from kerascnn.runtime import hardware
 from kerascnn.training import extension
 from kerascnn.training.norm_parameters import freeze_norm_scales
-from kerascnn.training.optim import build_optimizer, coupled_weight_decay, decay_norm_and_bias, with_l2_penalty
+from kerascnn.training.optim import build_optimizer, coupled_weight_decay
+from kerascnn.training.weight_decay import decay_factors, decay_in_update
 
 
 def compile_model(model, optimizer, label_smoothing=0.0, jit=False, num_classes=None):
     """Compile with the project's loss and metrics (logits in, one-hot labels).
 
-    `cross_entropy` is the plain cross-entropy (no label smoothing, no weight
-    penalty), the figure to compare across runs; `loss` is what is optimised.
+    `cross_entropy` is the plain cross-entropy (no label smoothing), the
+    figure to compare across runs; `loss` is the data term optimised (label
+    smoothing and GoogLeNet's auxiliary losses included; the weight decay acts
+    in the optimizer's update, `kerascnn.training.weight_decay`, not here).
     """
     metrics = [
         keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -45,7 +48,9 @@ def build_models(
 ):
     """(network, training model, inference model) of a registered model, ready to fit.
 
-    The network gets the optimizer's coupled L2 penalty; the training model
+    The optimizer applies the coupled weight decay in its update step
+    (`kerascnn.training.weight_decay`, found on the network as trained: the
+    two-device one under --model-parallel); the training model
     adds auxiliary-classifier losses (GoogLeNet) and is compiled with the
     project's loss and metrics; the inference model shares the weights
     without the auxiliary heads (checkpoints, exports, parameter counts).
@@ -55,19 +60,19 @@ def build_models(
     and freezes the first convolution. Call inside the strategy's scope.
     """
     network = create_model(name, num_classes=num_classes, input_shape=input_shape, **model_options)
-    network = with_l2_penalty(network, coupled_weight_decay(optim))
-    if optim.decay_norm_and_bias:  # the config refuses it with adamw and without decay
-        network = decay_norm_and_bias(network, optim.weight_decay, optim.bn_bias_lr_scale)
     if optim.freeze_bn_scale:  # before the optimizer: frozen scales get no slots (--freeze-bn-scale)
         freeze_norm_scales(network)
     if whitening is not None:
         # Before the optimizer sees the trainable variables: the frozen layer then has no slots, and
-        # Keras' L2 penalty, summed over trainable weights only, leaves it out.
+        # no update, so no decay either.
         whitening.apply(network)
     if placement is not None:  # --model-parallel: the same network, its towers on two devices
         network = placement.parallelize(network)
     model = training_model(network)
     optimizer = build_optimizer(optim, steps_per_epoch, epochs)
+    # The config refuses --decay-norm-and-bias with adamw (which decays on its own) and without decay.
+    factors = decay_factors(network, coupled_weight_decay(optim), optim.decay_norm_and_bias, optim.bn_bias_lr_scale)
+    optimizer = decay_in_update(optimizer, factors)
     if whitening is not None:
         optimizer = whitening.gate_bias(optimizer, network, steps_per_epoch)
     if schedule is not None:

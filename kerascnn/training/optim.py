@@ -1,16 +1,17 @@
 """Optimizers, learning-rate schedules and weight decay.
 
 Weight decay, per optimizer:
-- sgd, adam, rmsprop: the classic coupled L2 penalty of the AlexNet and VGG
+- sgd, adam, rmsprop: the classic coupled decay of the AlexNet and VGG
   papers (and PyTorch's `weight_decay`): the gradient of every conv/dense
-  kernel gets `+ weight_decay * w`. It is added as an L2 kernel regulariser
-  with factor `weight_decay / 2`, since d/dw (wd/2 * ||w||^2) = wd * w. With
-  momentum this decay goes through the momentum buffer, exactly as in
-  Krizhevsky et al. 2012, section 5: v <- 0.9 v - 0.0005 lr w - lr grad.
+  kernel gets `+ weight_decay * w`, the gradient of the L2 penalty
+  `weight_decay/2 * ||w||^2`. It is added in the optimizer's update step
+  (`kerascnn.training.weight_decay`, wired in by `training.build`), not to
+  the loss. With momentum this decay goes through the momentum buffer,
+  exactly as in Krizhevsky et al. 2012, section 5: v <- 0.9 v - 0.0005 lr w - lr grad.
 - adamw: decoupled decay (Loshchilov & Hutter 2019), `w <- w - lr * wd * w`
   applied by the optimizer, not through Adam's moments.
 Biases and normalisation parameters are not decayed, unless
-`--decay-norm-and-bias` gives them the same coupled decay (`decay_norm_and_bias`).
+`--decay-norm-and-bias` gives them the same coupled decay.
 """
 
 import keras
@@ -51,63 +52,6 @@ class PiecewiseLinear(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"steps": self.steps, "values": self.values}
-
-
-def with_l2_penalty(model, weight_decay):
-    """`model` with an L2 penalty on its kernels, `wd/2 * sum(w^2)`, giving `+wd * w` gradients; returned.
-
-    Every top-level layer that has a `kernel_regularizer` setting (convolutions,
-    dense layers) gets it, so builders need not know about the penalty. Set on
-    the built layers and their kernels in place: rebuilding the network from a
-    changed config (as this did until 2026-12-03) cost a second build of every
-    network a run trains, seconds for GoogLeNet. The layer attribute puts the
-    penalty in the saved config, the kernel's is what Keras adds to the loss.
-    """
-    if weight_decay == 0:
-        return model
-    touched = 0
-    for layer in model.layers:
-        if "kernel_regularizer" in layer.get_config():
-            layer.kernel_regularizer = keras.regularizers.L2(weight_decay / 2.0)
-            layer.kernel.regularizer = layer.kernel_regularizer
-            touched += 1
-    if touched == 0:
-        raise ConfigError(f"model {model.name} has no layer that weight decay can apply to")
-    return model
-
-
-def decay_norm_and_bias(model, weight_decay, offset_lr_scale=1.0):
-    """`model` with the coupled decay on its biases and batch-norm parameters too (`--decay-norm-and-bias`); returned.
-
-    PyTorch's `weight_decay` acts on every parameter of its group, and airbench
-    (Jordan 2024) decays everything it trains: the batch-norm offsets (beta),
-    the whitening layer's bias while it trains, and the kernels. Here each
-    bias, gamma and beta gets the L2 penalty `wd/2 * ||v||^2` (gradient
-    `+wd * v`, through the momentum as the kernels' decay goes), beta with
-    `wd / S` where it learns at S = `bn_bias_lr_scale` times the rate: its step
-    is then `lr * S * (g + wd / S * beta)`, shrinking it by `lr * wd` a step as
-    every other weight, as airbench's `weight_decay = wd / lr_biases` does for
-    that group. Keras adds a variable's penalty only while it is trainable, so
-    frozen scales (`--freeze-bn-scale`) and a frozen whitening layer take none;
-    a whitening bias past its `--whiten-bias-epochs` keeps the penalty in the
-    loss but gets no update. Call with the model's layers built, as
-    `with_l2_penalty`.
-    """
-    if weight_decay == 0:
-        return model
-    for layer in model.layers:
-        config = layer.get_config()
-        if "beta_regularizer" in config:  # batch norm (and the layer norms), Keras' names
-            for name, factor in (("gamma", weight_decay), ("beta", weight_decay / offset_lr_scale)):
-                variable = getattr(layer, name, None)
-                if variable is not None:
-                    regularizer = keras.regularizers.L2(factor / 2.0)
-                    setattr(layer, f"{name}_regularizer", regularizer)
-                    variable.regularizer = regularizer
-        elif "bias_regularizer" in config and getattr(layer, "bias", None) is not None:
-            layer.bias_regularizer = keras.regularizers.L2(weight_decay / 2.0)
-            layer.bias.regularizer = layer.bias_regularizer
-    return model
 
 
 def learning_rate(optim, steps_per_epoch, epochs):
