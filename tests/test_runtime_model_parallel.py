@@ -18,7 +18,7 @@ from kerascnn.runtime import model_parallel as parallel
 from kerascnn.cli.app import main
 from kerascnn.config import RunConfig
 from kerascnn.errors import ConfigError
-from kerascnn.training.optim import with_l2_penalty
+from kerascnn.training.weight_decay import decay_factors, decay_in_update, factors_of
 from kerascnn.models import create_model
 from kerascnn.training import compile_model
 from kerascnn.training.fit import fit
@@ -42,8 +42,8 @@ def tower_of(device):
 
 @pytest.fixture(scope="module")
 def models():
-    """(single-device alexnet with weight decay, its two-device model), no dropout: masks are random."""
-    single = with_l2_penalty(alexnet(dropout=0.0), 5e-4)
+    """(single-device alexnet, its two-device model), no dropout: masks are random."""
+    single = alexnet(dropout=0.0)
     return single, parallel.build_model_parallel(single, DEVICES)
 
 
@@ -88,11 +88,15 @@ def test_logits_and_one_training_step_equal_the_single_device_alexnet(models):
 
     # One SGD step each (weight decay included): same loss, same updated weights.
     parallel.to_model_parallel(single_copy, model)
-    compile_model(model, keras.optimizers.SGD(0.1))
-    compile_model(single_copy, keras.optimizers.SGD(0.1))
+    compile_model(model, decay_in_update(keras.optimizers.SGD(0.1), decay_factors(model, 5e-4)))
+    compile_model(single_copy, decay_in_update(keras.optimizers.SGD(0.1), decay_factors(single_copy, 5e-4)))
+    # Every kernel decays on both sides: the towers' halves are found inside their blocks.
+    assert len(factors_of(model.optimizer)) == 2 * len(factors_of(single_copy.optimizer)) - 1  # one predictions
     loss_parallel = model.train_on_batch(x, y)[0]
     loss_single = single_copy.train_on_batch(x, y)[0]
     assert loss_parallel == pytest.approx(loss_single, rel=1e-5)
+    # The placement wrapper, undone after the trace, leaves the decaying step in place for the next trace.
+    assert model.optimizer.__dict__["update_step"].__name__ == "decayed_update_step"
     after = keras.models.clone_model(single)
     parallel.to_single_device(model, after)
     moved = 0

@@ -170,10 +170,13 @@ def _updates_on_weight_devices(optimizer):
     once per weight with no device scope (the default strategy does not
     colocate), so the arithmetic of tower 1's updates would be placed on
     device 0 and only the final assignment on device 1. The wrapper is an
-    instance attribute, removed again when the trace is done.
+    instance attribute, undone when the trace is done.
     """
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer (mixed_float16)
     original = inner.update_step
+    # The product's own wrappers (fused updates, the weight decay, the offsets' rate) are instance
+    # attributes too: put back what was there, so that a later trace still decays and fuses.
+    wrapped = "update_step" in inner.__dict__
 
     def update_step(gradient, variable, learning_rate):
         with tf.device(variable.device):
@@ -183,7 +186,10 @@ def _updates_on_weight_devices(optimizer):
     try:
         yield
     finally:
-        del inner.update_step
+        if wrapped:
+            inner.update_step = original
+        else:
+            del inner.update_step
 
 
 def tower_name(name, tower):
