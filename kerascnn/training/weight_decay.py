@@ -10,10 +10,11 @@ through the momentum buffer. This is the gradient of an L2 penalty
 `wd/2 * ||w||^2` added to the loss, which is how kerascnn applied it until
 2026-12-07. On a CPU that penalty costs about six passes over every decayed
 weight a step (a square and a sum forward; a broadcast, two products and an
-addition backward): 13% of alexnet_cifar's recipe step, whose head holds
-35 M weights. Adding `wd * w` to the gradient where the optimizer updates the
-weight costs two passes (benchmarks/NOTES.md, 97), and gives the same sum to
-the last bit: TensorFlow's gradient of `(wd/2) * sum(w^2)` is
+addition backward): a seventh of alexnet_cifar's recipe step, whose head
+holds 35 M weights. Adding `wd * w` to the gradient where the optimizer
+updates the weight costs two passes: that step 1.09x faster, vgg16_bn's
+1.03x, an epoch of `fit` 1.04x (benchmarks/NOTES.md, 97). It gives the same
+sum to the last bit: TensorFlow's gradient of `(wd/2) * sum(w^2)` is
 `(wd/2) * (2 * w)`, equal to `wd * w` exactly.
 
 What is decayed (`decay_factors`):
