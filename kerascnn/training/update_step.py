@@ -21,9 +21,7 @@ from keras.src.optimizers.base_optimizer import BaseOptimizer
 
 def wrap(optimizer, make_step):
     """Set `optimizer.update_step = make_step(current update_step)`, per variable on every backend; returned."""
-    if type(optimizer)._backend_update_step is not BaseOptimizer._backend_update_step and hasattr(
-        optimizer, "_parallel_update_step"
-    ):
+    if hasattr(optimizer, "_parallel_update_step"):  # only Keras' torch optimizers have it
         optimizer._backend_update_step = types.MethodType(BaseOptimizer._backend_update_step, optimizer)
     optimizer.update_step = make_step(optimizer.update_step)
     return optimizer

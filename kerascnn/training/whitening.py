@@ -51,6 +51,7 @@ import tensorflow as tf
 
 from kerascnn.data.pipeline import read_guard, split_indices
 from kerascnn.errors import ConfigError
+from kerascnn.training import update_step
 from kerascnn.training.norm_parameters import update_path
 
 # Added to every eigenvalue before the inverse square root. The inputs are
@@ -236,27 +237,28 @@ class Whitening:
         """`optimizer`, updating the whitening layer's bias only in its first `bias_epochs` epochs.
 
         Call after `apply`, once the optimizer is built from its config. The
-        instance's `update_step` is wrapped (as `norm_parameters` wraps it):
+        instance's `update_step` is wrapped (`kerascnn.training.update_step`):
         from step `bias_epochs * steps_per_epoch` on, the bias's update (its
         momentum included) is skipped. Without `bias_epochs`, `optimizer` unchanged.
         """
         if not self.bias_epochs:
             return optimizer
         path, limit = first_convolution(network).bias.path, int(self.bias_epochs * steps_per_epoch)
-        step = optimizer.update_step
 
-        def gated_update_step(gradient, variable, learning_rate):
-            if update_path(variable) != path:
-                return step(gradient, variable, learning_rate)
+        def gating(step):
+            def gated_update_step(gradient, variable, learning_rate):
+                if update_path(variable) != path:
+                    return step(gradient, variable, learning_rate)
 
-            def update():
-                step(gradient, variable, learning_rate)
-                return tf.constant(True)
+                def update():
+                    step(gradient, variable, learning_rate)
+                    return tf.constant(True)
 
-            return tf.cond(optimizer.iterations < limit, update, lambda: tf.constant(False))
+                return tf.cond(optimizer.iterations < limit, update, lambda: tf.constant(False))
 
-        optimizer.update_step = gated_update_step
-        return optimizer
+            return gated_update_step
+
+        return update_step.wrap(optimizer, gating)
 
 
 def whitening_for(plan, data):
