@@ -513,6 +513,18 @@ def batch_sizes(plan, recipe):
     return seen
 
 
+def check_one_batch(images, plan, recipe):
+    """DataError unless every entry's batch fits in the training images (epochs are whole batches here)."""
+    for name, _, _, sets in plan:
+        batch = resolve(name, recipe, None, 0, sets).data.batch_size
+        if images < batch:
+            raise DataError(
+                f"{entry_label(name, sets)}: {images} training images are fewer than one batch of {batch}; "
+                f"give more (--limit-per-class {-(-batch // len(CLASSES))} or more) or a smaller batch "
+                f"({name}:EPOCHS::batch_size=N)"
+            )
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
@@ -535,6 +547,7 @@ def main(argv=None):
     t = time.perf_counter()
     data = with_channel_statistics(load_cifar(args.data, args.limit_per_class))
     report["data"] = {"train": len(data["train"][0]), "test": len(data["test"][0]), "load_s": round(time.perf_counter() - t, 2)}
+    check_one_batch(len(data["train"][0]), plan + parse_plan(args.torch_train), args.recipe)
     say(f"data: {report['data']}")
     write(args.out, report)
     if args.torch or args.torch_train:

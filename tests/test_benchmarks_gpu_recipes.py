@@ -153,3 +153,22 @@ def test_a_bad_override_in_the_plan_stops_the_script_before_any_training(tmp_pat
         ["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--plan", "vgg16_bn:10::cutout=-3"])
     assert status == 2
     assert "cutout" in capsys.readouterr().err
+
+
+def test_a_training_set_smaller_than_one_batch_stops_the_script_before_any_training(tmp_path, capsys):
+    # Every epoch is whole batches on the GPU (one compiled step shape), so 20 images and the
+    # recipe's batch 128 would make zero steps; said in one line, before JAX or PyTorch starts.
+    for split, per_class in (("train", 2), ("test", 1)):
+        for cls in gpu_recipes.CLASSES:
+            folder = tmp_path / "data" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                (folder / f"{i:04d}.jpg").write_bytes(_jpeg((0, 0, 0)))
+    status = gpu_recipes.script_exit_status(
+        gpu_recipes.main, "gpu_recipes.py",
+        ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--plan", "alexnet_cifar:2"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "20 training images are fewer than one batch of 128" in err and "--limit-per-class 13" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written
