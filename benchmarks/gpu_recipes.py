@@ -513,6 +513,17 @@ def batch_sizes(plan, recipe):
     return seen
 
 
+def use_jax():
+    """Keras on JAX, with 70% of the GPU for JAX's pool (PyTorch's child keeps room), unless set already.
+
+    Called before Keras is first imported (main's imports are all inside
+    functions), not at import time: the test suite imports this module beside
+    Keras on TensorFlow, and its child processes inherit the environment.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.7")
+
+
 def check_one_batch(images, plan, recipe):
     """DataError unless every entry's batch fits in the training images (epochs are whole batches here)."""
     for name, _, _, sets in plan:
@@ -534,11 +545,8 @@ def main(argv=None):
         raise DataError(f"--data {args.data}: no such folder or file; give the cifar10-jpeg folder or its .tar.gz")
     for name, epochs, _, sets in plan + parse_plan(args.torch_train):
         resolve(name, args.recipe, epochs, args.seed, sets)  # a bad model, recipe or setting: one line, exit 2, now
-    # Set before Keras is first imported (main's imports are all inside functions), not at import
-    # time: the test suite imports this module beside Keras on TensorFlow.
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.7")  # JAX's pool, leaving PyTorch room
     if args.torch_only:  # the child process: PyTorch alone on the GPU, before JAX takes its memory
+        use_jax()
         torch_child(args, plan)
         return
     t0 = time.perf_counter()
@@ -548,6 +556,7 @@ def main(argv=None):
     data = with_channel_statistics(load_cifar(args.data, args.limit_per_class))
     report["data"] = {"train": len(data["train"][0]), "test": len(data["test"][0]), "load_s": round(time.perf_counter() - t, 2)}
     check_one_batch(len(data["train"][0]), plan + parse_plan(args.torch_train), args.recipe)
+    use_jax()  # after every check, so that a refused run leaves its caller's environment as it was
     say(f"data: {report['data']}")
     write(args.out, report)
     if args.torch or args.torch_train:

@@ -164,10 +164,12 @@ def test_a_training_set_smaller_than_one_batch_stops_the_script_before_any_train
             folder.mkdir(parents=True)
             for i in range(per_class):
                 (folder / f"{i:04d}.jpg").write_bytes(_jpeg((0, 0, 0)))
+    environment = dict(os.environ)
     status = gpu_recipes.script_exit_status(
         gpu_recipes.main, "gpu_recipes.py",
         ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--plan", "alexnet_cifar:2"])
     err = capsys.readouterr().err
+    assert dict(os.environ) == environment  # KERAS_BACKEND=jax here would reach every later test's children
     assert status == 2
     assert "20 training images are fewer than one batch of 128" in err and "--limit-per-class 13" in err
     assert len(err.strip().splitlines()) == 1
