@@ -526,11 +526,10 @@ def use_jax():
 
 def check_one_batch(images, plan, recipe):
     """DataError unless every entry's batch fits in the training images (epochs are whole batches here)."""
-    for name, _, _, sets in plan:
-        batch = resolve(name, recipe, None, 0, sets).data.batch_size
+    for name, batch in batch_sizes(plan, recipe):
         if images < batch:
             raise DataError(
-                f"{entry_label(name, sets)}: {images} training images are fewer than one batch of {batch}; "
+                f"{name}: {images} training images are fewer than one batch of {batch}; "
                 f"give more (--limit-per-class {-(-batch // len(CLASSES))} or more) or a smaller batch "
                 f"({name}:EPOCHS::batch_size=N)"
             )
