@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from kerascnn.recipe_results import measured
+
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 
@@ -52,7 +54,8 @@ def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_
     monkeypatch.delenv(faults.ENV)
     first = json.loads((run / time_to_accuracy.RESULT).read_text())
     assert [r["epoch"] for r in first["rows"]] == [1] and first["flip_shift_at"] == "last"
-    capsys.readouterr()
+    # The run starts by saying what its recipe measured and where (not again on resuming).
+    assert f"recipe fast measured: {measured('resnet20', 'fast')}" in capsys.readouterr().out
 
     # Resumed with no flags but the run directory, it trains epoch 2 and the disk fails again just
     # after that epoch's backup, before its test: the report still ends at epoch 1.
@@ -71,7 +74,7 @@ def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_
     report = json.loads((run / time_to_accuracy.RESULT).read_text())
     assert report["model"] == "resnet20" and report["recipe"] == "fast" and "cores" in report["machine"]
     assert [r["epoch"] for r in report["rows"]] == [1, 2] and report["rows"][0] == first["rows"][0]
-    assert "epoch 1: " not in stdout and "epoch 2: " in stdout
+    assert "epoch 1: " not in stdout and "epoch 2: " in stdout and "recipe fast measured" not in stdout
     history = report["rows"]
     from kerascnn.storage.history import read_history
 

@@ -146,3 +146,42 @@ def test_a_recipe_s_decay_on_biases_goes_with_the_decay_it_extends():
     assert "decay on biases and batch-norm parameters too" in _fast_summary(
         {"lr": 0.1, "epochs": 1, "momentum": 0.9, "nesterov": True, "batch_size": 8, "weight_decay": 1e-3,
          "label_smoothing": 0, "cutout": 0, "decay_norm_and_bias": True})
+
+
+def test_every_measured_recipe_exists_and_points_at_a_section_of_the_results():
+    """A figure beside a recipe is only a pointer: its model, recipe and docs section must exist."""
+    import pathlib
+    import re
+
+    from kerascnn.models import list_models
+    from kerascnn.recipe_results import MEASURED, RESULTS_DOC
+
+    doc = (pathlib.Path(__file__).parent.parent / RESULTS_DOC).read_text()
+    anchors = set(re.findall(r'<a id="([^"]+)"', doc))
+    # GitHub's heading anchors: lower case, punctuation but hyphens dropped, spaces as hyphens.
+    anchors |= {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", doc, re.M)}
+    for (model, recipe), (figures, anchor) in MEASURED.items():
+        assert model in list_models() and recipe in recipes_for(model), (model, recipe)
+        assert anchor in anchors, anchor
+        assert "%" in figures and "epochs" in figures
+
+
+def test_list_shows_what_each_recipe_measured_and_which_fast_recipes_have_not_been_trained(capsys):
+    from kerascnn.cli.app import main
+    from kerascnn.recipe_results import NOT_MEASURED, measured
+
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+
+    def lines_under(model):
+        start = next(i for i, line in enumerate(listing) if line.startswith(model + " "))
+        end = next((i for i in range(start + 1, len(listing)) if not listing[i].startswith(" ")), len(listing))
+        return listing[start + 1:end]
+
+    alexnet = lines_under("alexnet_cifar")
+    fast_at = next(i for i, line in enumerate(alexnet) if "--recipe fast:" in line)
+    assert alexnet[fast_at + 1].strip() == f"measured: {measured('alexnet_cifar', 'fast')}"
+    assert "docs/results.md#alexnet-dirac-start" in alexnet[fast_at + 1]
+    assert sum("measured:" in line for line in alexnet) == 1  # `paper` claims nothing
+    assert f"measured: {NOT_MEASURED}" in "\n".join(lines_under("resnet56"))
+    assert measured("alexnet", "paper") is None and measured("resnet56", "fast") == NOT_MEASURED

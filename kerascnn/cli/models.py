@@ -8,8 +8,9 @@ def add_parsers(sub):
 
 
 def cmd_list(args):
-    """registered models with a short description and their training recipes"""
+    """registered models with a short description, their training recipes and what each measured"""
     from kerascnn.models import list_models, model_description
+    from kerascnn.recipe_results import measured
     from kerascnn.recipes import default_recipe, recipes_for
 
     names = list_models()
@@ -19,4 +20,7 @@ def cmd_list(args):
         for recipe in recipes_for(name).values():
             default = " (default)" if recipe.name == default_recipe(name) else ""
             print(f"{'':<{width}}    --recipe {recipe.describe()}{default}")
+            evidence = measured(name, recipe.name)
+            if evidence:
+                print(f"{'':<{width}}      measured: {evidence}")
     return 0

@@ -17,6 +17,7 @@ before `run_directory` creates the folder.
 """
 
 from kerascnn.errors import StorageError, disk_error_text, is_disk_error
+from kerascnn.recipe_results import measured
 from kerascnn.training.build import build
 from kerascnn.training.callbacks import run_callbacks
 from kerascnn.training.context import runtime_context
@@ -102,3 +103,8 @@ def announce(plan, runtime, data, built, run_dir, log=print):
         value = config.precision if setting == "precision" else ("XLA on" if config.jit else "XLA off")
         log(f"--{setting} auto: {value} ({reason}); give --{setting} to choose")
     log(f"augmentation: {ds.augmentation.describe()}")
+    evidence = measured(config.model, config.recipe) if config.recipe else None
+    if evidence and not plan.resumed:
+        # What the recipe reached when measured, so a user knows what to expect
+        # (and, with flags over it, what the run departs from).
+        log(f"recipe {config.recipe} measured: {evidence}")
