@@ -17,8 +17,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Lowest first. A module may import its own layer (without cycles) and any
 # layer below it. The root package `kerascnn` (the lazy public API) is exempt.
 LAYERS = [
-    ("vocabulary", ["kerascnn._lazy", "kerascnn.errors", "kerascnn.recipes", "kerascnn.record", "kerascnn.config",
-                    "kerascnn.registry", "kerascnn.faults", "kerascnn.validation",
+    ("vocabulary", ["kerascnn._lazy", "kerascnn.errors", "kerascnn.recipes", "kerascnn.recipe_results",
+                    "kerascnn.record", "kerascnn.config", "kerascnn.registry", "kerascnn.faults",
+                    "kerascnn.validation",
                     # How any file is read back (one DataError line), which RunConfig.read uses too.
                     "kerascnn.storage.readback"]),
     ("storage", ["kerascnn.storage"]),
