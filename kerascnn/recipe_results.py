@@ -55,7 +55,7 @@ MEASURED = {
     ),
 }
 
-NOT_MEASURED = "nothing yet: not trained on the full CIFAR-10 with this recipe"
+NOT_MEASURED = "nothing yet (not trained on the full CIFAR-10 with this recipe)"
 
 
 def measured(model, recipe):
