@@ -316,13 +316,11 @@ _FAST = {
                             "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True, "decay_norm_and_bias": True},
                        warmup_fraction=0.23),
     "resnet56": fast(30),
-    # 89.31% plain, 90.04% with flips after its 20 epochs (seed 0, Zen 5,
-    # 4,974 s; docs/results.md#resnet18-20-epochs).
+    # Measured: kerascnn.recipe_results.MEASURED (one place for the figures).
     "resnet18": fast(20),
     "preact_resnet18": fast(20),
-    # As it ships: 85.14% plain, 85.96% with flips after 15 epochs (seed 0,
-    # Zen 5, 1,064 s), training accuracy level with test: underfit
-    # (docs/results.md#vgg11bn-15-epochs); vgg16_bn's settings are next (NOTES 105).
+    # Underfits as it ships (kerascnn.recipe_results.MEASURED); vgg16_bn's
+    # settings measured 2.1 points better (NOTES 105), not yet taken.
     "vgg11_bn": fast(15),
     # alexnet_cifar's recipe without its logit scale: batch 128 at peak 0.1,
     # decay 1e-3, airbench's batch-norm treatment, no cutout, and no dropout in
@@ -338,9 +336,7 @@ _FAST = {
     "vgg16_bn": fast(15, {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
                           "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True}, dropout=0.0),
     "vgg19_bn": fast(15),
-    # The shared recipe over 10 epochs (scaled schedule): 87.66% plain, 88.48%
-    # with flips, seed 0, Zen 5, 7,362 s (docs/results.md#googlenet-10-epochs);
-    # its own 20 epochs are not measured.
+    # Measured over 10 epochs only: kerascnn.recipe_results.MEASURED.
     "googlenet_cifar": fast(20),
 }
 
