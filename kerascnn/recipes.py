@@ -171,6 +171,16 @@ def fast(epochs, settings=None, warmup_fraction=0.2, **model_options):
     return Recipe("fast", _fast_summary(resolved), resolved, model_options, warmup_fraction=warmup_fraction)
 
 
+# The batch-normalised VGGs' changes to FAST_SETTINGS (with dropout=0.0 in the
+# 512-wide head), tuned on vgg16_bn: the same step per example at batch 128
+# (peak 0.1), twice the decay, no cutout, and airbench's batch-norm treatment
+# (offsets at 64x the rate, scales frozen). A short budget underfits a VGG with
+# cutout and dropout; the shared recipe left vgg11_bn's training accuracy level
+# with its test accuracy (benchmarks/NOTES.md, section 105).
+VGG_BN_SETTINGS = {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
+                   "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True}
+
+
 # airbench94's hyperparameters (Jordan 2024, airbench94.py) in its "decoupled" form: a learning
 # rate of 11.5 and a decay of 0.0153 per 1,024 examples, with momentum 0.85, for a loss summed over
 # the batch. Its SGD rate is lr = 11.5 / s with s = 1024 (1 + 1 / (1 - 0.85)) per summed example;
@@ -319,9 +329,11 @@ _FAST = {
     # Measured: kerascnn.recipe_results.MEASURED (one place for the figures).
     "resnet18": fast(20),
     "preact_resnet18": fast(20),
-    # Underfits as it ships (kerascnn.recipe_results.MEASURED); vgg16_bn's
-    # settings measured 2.1 points better (NOTES 105), not yet taken.
-    "vgg11_bn": fast(15),
+    # vgg16_bn's settings (VGG_BN_SETTINGS). The shared batch-512 recipe with
+    # cutout and the head's dropout 0.5 underfit it: 85.14% plain at seed 0,
+    # its augmented training batches level with the test set; these settings
+    # at the same seed and host kind 87.24% (+2.10; NOTES 105): taken.
+    "vgg11_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
     # alexnet_cifar's recipe without its logit scale: batch 128 at peak 0.1,
     # decay 1e-3, airbench's batch-norm treatment, no cutout, and no dropout in
     # the 512-wide head. 88.47% and 88.29% plain (89.44% and 89.50% with
@@ -333,9 +345,10 @@ _FAST = {
     # Every convolution starting as the identity (conv_init="dirac", alexnet_cifar's
     # since 2026-12-07): 88.58% (+0.11 plain, seed 0, Zen 4), 8-21 points ahead
     # after epochs 1-2 and level at the end (NOTES 83), not kept.
-    "vgg16_bn": fast(15, {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
-                          "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True}, dropout=0.0),
-    "vgg19_bn": fast(15),
+    "vgg16_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
+    # vgg11_bn's and vgg16_bn's settings, taken before a run of its own on the
+    # evidence of both depths (NOTES 106 has the run that measures it).
+    "vgg19_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
     # Measured over 10 epochs only: kerascnn.recipe_results.MEASURED.
     "googlenet_cifar": fast(20),
 }
