@@ -60,10 +60,11 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     resnet20 = RunConfig.from_flags("resnet20", recipe="fast")
     assert (resnet20.epochs, resnet20.data.batch_size, resnet20.optim.lr, resnet20.optim.label_smoothing,
             resnet20.data.cutout, resnet20.optim.weight_decay) == (20, 128, 0.1, 0.0, 0, 1e-3)
-    vgg = RunConfig.from_flags("vgg16_bn", recipe="fast")
-    assert (vgg.epochs, vgg.data.batch_size, vgg.optim.lr, vgg.data.cutout, vgg.model_options) == (
-        15, 128, 0.1, 0, {"dropout": 0.0})
-    assert (vgg.optim.weight_decay, vgg.optim.bn_bias_lr_scale, vgg.optim.freeze_bn_scale) == (1e-3, 64.0, True)
+    for name in ("vgg11_bn", "vgg16_bn", "vgg19_bn"):  # one set of batch-norm VGG settings (NOTES 105, 106)
+        vgg = RunConfig.from_flags(name, recipe="fast")
+        assert (vgg.epochs, vgg.data.batch_size, vgg.optim.lr, vgg.data.cutout, vgg.model_options) == (
+            15, 128, 0.1, 0, {"dropout": 0.0})
+        assert (vgg.optim.weight_decay, vgg.optim.bn_bias_lr_scale, vgg.optim.freeze_bn_scale) == (1e-3, 64.0, True)
 
 
 def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
