@@ -44,7 +44,7 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     assert (config.optim.schedule, config.optim.lr, config.optim.nesterov) == ("onecycle", 0.1, True)
     # airbench's batch-norm treatment and twice the shared decay (docs/results.md#recipes)
     assert (config.optim.weight_decay, config.optim.bn_bias_lr_scale, config.optim.freeze_bn_scale) == (1e-3, 64.0, True)
-    resnet = RunConfig.from_flags("resnet56", recipe="fast", model_options={"zero_init_residual": True})
+    resnet = RunConfig.from_flags("preact_resnet18", recipe="fast", model_options={"zero_init_residual": True})
     assert (resnet.optim.lr, resnet.data.batch_size, resnet.model_options) == (0.4, 512, {"zero_init_residual": True})
     assert (resnet.optim.label_smoothing, resnet.data.cutout) == (0.2, 8)  # the shared recipe, untouched
     assert (config.data.batch_size, config.data.val_split, config.data.cutout) == (128, 0.0, 0)
@@ -57,9 +57,11 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
     assert shorter.model_options == {"batch_norm": True, "dropout": 0.3, "logit_scale": 0.125, "conv_init": "dirac"} and shorter.optim.nesterov
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", warmup_epochs=3).optim.warmup_epochs == 3
     # resnet20's and vgg16_bn's recipes are the ones their time-to-accuracy runs measured (docs/results.md#recipes).
-    resnet20 = RunConfig.from_flags("resnet20", recipe="fast")
-    assert (resnet20.epochs, resnet20.data.batch_size, resnet20.optim.lr, resnet20.optim.label_smoothing,
-            resnet20.data.cutout, resnet20.optim.weight_decay) == (20, 128, 0.1, 0.0, 0, 1e-3)
+    for name, epochs in (("resnet20", 20), ("resnet56", 30)):  # one set of CIFAR ResNet settings (NOTES 107)
+        cifar_resnet = RunConfig.from_flags(name, recipe="fast")
+        assert (cifar_resnet.epochs, cifar_resnet.data.batch_size, cifar_resnet.optim.lr,
+                cifar_resnet.optim.label_smoothing, cifar_resnet.data.cutout,
+                cifar_resnet.optim.weight_decay) == (epochs, 128, 0.1, 0.0, 0, 1e-3)
     for name in ("vgg11_bn", "vgg16_bn", "vgg19_bn"):  # one set of batch-norm VGG settings (NOTES 105, 106)
         vgg = RunConfig.from_flags(name, recipe="fast")
         assert (vgg.epochs, vgg.data.batch_size, vgg.optim.lr, vgg.data.cutout, vgg.model_options) == (
@@ -68,10 +70,10 @@ def test_a_recipe_sets_every_value_and_flags_override_single_ones():
 
 
 def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
-    assert RunConfig.from_flags("resnet56", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
+    assert RunConfig.from_flags("preact_resnet18", recipe="fast", batch_size=128).optim.lr == pytest.approx(0.1)
     assert RunConfig.from_flags("alexnet_cifar", recipe="fast", batch_size=256).optim.lr == pytest.approx(0.2)
-    assert RunConfig.from_flags("resnet56", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
-    assert RunConfig.from_flags("resnet56", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
+    assert RunConfig.from_flags("preact_resnet18", recipe="fast", batch_size=512, lr=0.3).optim.lr == 0.3  # lr given wins
+    assert RunConfig.from_flags("preact_resnet18", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
     assert RunConfig.from_flags("vgg19", recipe="paper", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
     assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == pytest.approx(0.008)  # scratch's 0.002 x 512 / 128
 
@@ -184,5 +186,5 @@ def test_list_shows_what_each_recipe_measured_and_which_fast_recipes_have_not_be
     assert alexnet[fast_at + 1].strip() == f"measured: {measured('alexnet_cifar', 'fast')}"
     assert "docs/results.md#alexnet-dirac-start" in alexnet[fast_at + 1]
     assert sum("measured:" in line for line in alexnet) == 1  # `paper` claims nothing
-    assert f"measured: {NOT_MEASURED}" in "\n".join(lines_under("resnet56"))
-    assert measured("alexnet", "paper") is None and measured("resnet56", "fast") == NOT_MEASURED
+    assert f"measured: {NOT_MEASURED}" in "\n".join(lines_under("preact_resnet18"))
+    assert measured("alexnet", "paper") is None and measured("preact_resnet18", "fast") == NOT_MEASURED
