@@ -357,7 +357,8 @@ _FAST = {
     # after epochs 1-2 and level at the end (NOTES 83), not kept.
     "vgg16_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
     # vgg11_bn's and vgg16_bn's settings, taken before a run of its own on the
-    # evidence of both depths (NOTES 106 has the run that measures it).
+    # evidence of both depths; that run (NOTES 106) landed inside its prediction:
+    # kerascnn.recipe_results.MEASURED.
     "vgg19_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
     # Measured over 10 epochs only: kerascnn.recipe_results.MEASURED.
     "googlenet_cifar": fast(20),
