@@ -334,7 +334,8 @@ _FAST = {
                             "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True, "decay_norm_and_bias": True},
                        warmup_fraction=0.23),
     # resnet20's settings, taken before a run of its own on resnet20's evidence
-    # (the shared recipe underfit it; NOTES 107 has the run that measures it).
+    # (the shared recipe underfit it); that run (NOTES 107) landed inside its
+    # prediction: kerascnn.recipe_results.MEASURED.
     "resnet56": fast(30, RESNET_CIFAR_SETTINGS),
     # Measured: kerascnn.recipe_results.MEASURED (one place for the figures).
     "resnet18": fast(20),
