@@ -343,7 +343,8 @@ _FAST = {
     # vgg16_bn's settings (VGG_BN_SETTINGS). The shared batch-512 recipe with
     # cutout and the head's dropout 0.5 underfit it: 85.14% plain at seed 0,
     # its augmented training batches level with the test set; these settings
-    # at the same seed and host kind 87.24% (+2.10; NOTES 105): taken.
+    # at the same seed and host kind 87.24% (+2.10; NOTES 105): taken. A
+    # second seed: kerascnn.recipe_results.MEASURED (NOTES 108).
     "vgg11_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
     # alexnet_cifar's recipe without its logit scale: batch 128 at peak 0.1,
     # decay 1e-3, airbench's batch-norm treatment, no cutout, and no dropout in
