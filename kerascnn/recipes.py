@@ -171,14 +171,15 @@ def fast(epochs, settings=None, warmup_fraction=0.2, **model_options):
     return Recipe("fast", _fast_summary(resolved), resolved, model_options, warmup_fraction=warmup_fraction)
 
 
-# The batch-normalised VGGs' changes to FAST_SETTINGS (with dropout=0.0 in the
-# 512-wide head), tuned on vgg16_bn: the same step per example at batch 128
-# (peak 0.1), twice the decay, no cutout, and airbench's batch-norm treatment
-# (offsets at 64x the rate, scales frozen). A short budget underfits a VGG with
-# cutout and dropout; the shared recipe left vgg11_bn's training accuracy level
+# The batch-normalised VGGs' changes to FAST_SETTINGS, tuned on vgg16_bn: the
+# same step per example at batch 128 (peak 0.1), twice the decay, no cutout, and
+# airbench's batch-norm treatment (offsets at 64x the rate, scales frozen). A
+# short budget underfits a VGG with cutout and dropout; the shared recipe left vgg11_bn's training accuracy level
 # with its test accuracy (benchmarks/NOTES.md, section 105).
 VGG_BN_SETTINGS = {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
                    "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True}
+# One recipe for vgg11_bn, vgg16_bn and vgg19_bn: 15 epochs, no dropout in the 512-wide head.
+_VGG_BN_FAST = fast(15, VGG_BN_SETTINGS, dropout=0.0)
 
 
 # The CIFAR ResNets' changes to FAST_SETTINGS (He et al. 2016, section 4.2: 0.27M
@@ -345,7 +346,7 @@ _FAST = {
     # its augmented training batches level with the test set; these settings
     # at the same seed and host kind 87.24% (+2.10; NOTES 105): taken. A
     # second seed: kerascnn.recipe_results.MEASURED (NOTES 108).
-    "vgg11_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
+    "vgg11_bn": _VGG_BN_FAST,
     # alexnet_cifar's recipe without its logit scale: batch 128 at peak 0.1,
     # decay 1e-3, airbench's batch-norm treatment, no cutout, and no dropout in
     # the 512-wide head. 88.47% and 88.29% plain (89.44% and 89.50% with
@@ -357,11 +358,11 @@ _FAST = {
     # Every convolution starting as the identity (conv_init="dirac", alexnet_cifar's
     # since 2026-12-07): 88.58% (+0.11 plain, seed 0, Zen 4), 8-21 points ahead
     # after epochs 1-2 and level at the end (NOTES 83), not kept.
-    "vgg16_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
+    "vgg16_bn": _VGG_BN_FAST,
     # vgg11_bn's and vgg16_bn's settings, taken before a run of its own on the
     # evidence of both depths; that run (NOTES 106) landed inside its prediction:
     # kerascnn.recipe_results.MEASURED.
-    "vgg19_bn": fast(15, VGG_BN_SETTINGS, dropout=0.0),
+    "vgg19_bn": _VGG_BN_FAST,
     # Measured over 10 epochs only: kerascnn.recipe_results.MEASURED.
     "googlenet_cifar": fast(20),
 }
