@@ -174,11 +174,13 @@ def fast(epochs, settings=None, warmup_fraction=0.2, **model_options):
 # The batch-normalised VGGs' changes to FAST_SETTINGS, tuned on vgg16_bn: the
 # same step per example at batch 128 (peak 0.1), twice the decay, no cutout, and
 # airbench's batch-norm treatment (offsets at 64x the rate, scales frozen). A
-# short budget underfits a VGG with cutout and dropout; the shared recipe left vgg11_bn's training accuracy level
-# with its test accuracy (benchmarks/NOTES.md, section 105).
+# short budget underfits a VGG with cutout and dropout; the shared recipe left
+# vgg11_bn's training accuracy level with its test accuracy (benchmarks/NOTES.md,
+# section 105).
 VGG_BN_SETTINGS = {"batch_size": 128, "lr": 0.1, "cutout": 0, "weight_decay": 1e-3,
                    "bn_bias_lr_scale": 64.0, "freeze_bn_scale": True}
-# One recipe for vgg11_bn, vgg16_bn and vgg19_bn: 15 epochs, no dropout in the 512-wide head.
+# One recipe for the four batch-norm VGGs (vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn): 15 epochs,
+# no dropout in the 512-wide head.
 _VGG_BN_FAST = fast(15, VGG_BN_SETTINGS, dropout=0.0)
 
 
