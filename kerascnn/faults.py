@@ -40,6 +40,8 @@ POINTS = (
     "validation.batch",       # after a validation step at an epoch's end
     "write:history.csv",      # history.csv written to its temporary name, not yet renamed
     "backup.before",          # the epoch's backup not yet written
+    "write:latest.weights.h5",       # the backup's weights written to their temporary name
+    "write:training_metadata.json",  # the backup's epoch number written to its temporary name
     "backup.after",           # the epoch's backup written
     "checkpoint.best",        # best.keras written to its temporary name, not yet renamed
     "epoch.end",              # every callback of the epoch has run

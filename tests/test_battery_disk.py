@@ -58,6 +58,7 @@ def snapshot(folder):
 
 
 @pytest.mark.parametrize("fault", ["enospc@write:history.csv:2", "enospc@checkpoint.best:2", "eio@backup.before:2",
+                                   "enospc@write:latest.weights.h5:2", "eio@write:training_metadata.json:2",
                                    "enospc@write:metrics.json:1"])
 def test_a_write_the_disk_refuses_during_fit_is_one_line_and_resume_finishes(tmp_path, monkeypatch, fault):
     # --val-split 0: best.keras is saved every epoch, so the second epoch's checkpoint is always written.

@@ -58,8 +58,10 @@ EPOCHS = 3
 FIT_POINTS = (
     ("data.opened", 1), ("write:config.json", 1), ("run_dir.created", 1),
     ("train.batch", 1), ("train.batch", 2), ("validation.batch", 1), ("write:history.csv", 1),
-    ("backup.before", 1), ("backup.after", 1), ("checkpoint.best", 1), ("epoch.end", 1),
-    ("train.batch", 4), ("write:history.csv", 2), ("backup.before", 2), ("checkpoint.best", 2),
+    ("backup.before", 1), ("write:latest.weights.h5", 1), ("write:training_metadata.json", 1), ("backup.after", 1),
+    ("checkpoint.best", 1), ("epoch.end", 1),
+    ("train.batch", 4), ("write:history.csv", 2), ("backup.before", 2), ("write:training_metadata.json", 2),
+    ("checkpoint.best", 2),
     ("epoch.end", 3), ("evaluation", 1), ("export.write", 1), ("export.version", 1), ("write:metrics.json", 1),
 )
 SAMPLE = 5

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import pathlib
@@ -10,7 +11,7 @@ import time
 import keras
 
 from kerascnn import faults
-from kerascnn.storage.atomic import temporary_prefix
+from kerascnn.storage.atomic import remove_stale, temporary_prefix, write_text
 from kerascnn.storage.history import read_history, write_history
 from kerascnn.storage.rundir import BACKUP, BEST, HISTORY, TENSORBOARD
 from kerascnn.training.averaging import AveragedWeights
@@ -143,6 +144,32 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         with self.averaged.raw_weights() if self.averaged else contextlib.nullcontext():
             super().on_epoch_end(epoch, logs)
         faults.point("backup.after")
+
+    def _save_model(self):
+        """The epoch's state, each of its two files published whole: weights first, then the epoch.
+
+        Keras writes `latest.weights.h5` and `training_metadata.json` in place: a process killed
+        during either write leaves a backup that cannot be read (the whole run lost to `--resume`).
+        Here each goes to a temporary name and `os.replace`s the old one. The weights (with the
+        optimizer's step, slots and weight average) go first, so the metadata never names an epoch
+        whose weights are not on disk; a kill in the microseconds between the two renames leaves
+        epoch k's weights under epoch k-1's number, and that epoch is trained once more.
+        """
+        backup_dir = pathlib.Path(self.backup_dir)
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale(backup_dir)  # temporary files of a process killed while writing the last backup
+        weights = backup_dir / BACKUP_WEIGHTS
+        # Keras saves weights only to a name ending in `.weights.h5`.
+        tmp = weights.with_name(f"{temporary_prefix(weights)}{BACKUP_WEIGHTS}")
+        try:
+            self.model.save_weights(str(tmp), overwrite=True)
+            faults.write_point(weights)
+            os.replace(tmp, weights)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        write_text(backup_dir / BACKUP_METADATA,
+                   json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
