@@ -17,16 +17,21 @@ training with and without the average, an exact pair. That evaluation is
 outside the timed training: the seconds are
 the run's own `epoch_seconds` (history.csv), measured before the callback
 runs. The test figures never choose a model; they say when the run got there.
+A resumed run's first epoch pays the process's one-time costs again (tracing
+the training step, decoding the images into the cache), as the first epoch of
+the run did: an uninterrupted run's seconds are those less the resumes' extra.
 
 Writes into the run directory, after every epoch:
     time_to_accuracy.json   the command, the machine, when the flip-and-shift views are
-                            tested (`flip_shift_at`), per epoch the training seconds
-                            (cumulative) and the test accuracy (plain, flip, flip and
-                            shift; the raw weights' beside an average's), and
+                            tested (`flip_shift_at`), each resume's command, date and
+                            machine, per epoch the training seconds (cumulative), the
+                            host that tested it and the test accuracy (plain, flip,
+                            flip and shift; the raw weights' beside an average's), and
                             for each target the first epoch and second reaching it
     time_to_accuracy.png    test accuracy against epochs and against seconds
 """
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -91,28 +96,50 @@ class TestEveryEpoch(keras.callbacks.Callback):
         config = RunConfig.load(self.run_dir / rundir.CONFIG)
         preprocessing = Preprocessing.from_dict(config.resolved.preprocessing)
         self.test = test_batches(open_run_source(config), preprocessing, self.batch_size)
+        self.machine = machine()  # this process's host, on each row it writes: a resume may run elsewhere
+        if not (self.run_dir / RESULT).exists():
+            # Written before the first epoch, so that a run stopped before its first test resumes
+            # with its own command, date, overrides and --flip-shift-at.
+            rundir.write_json(self.run_dir / RESULT, self.report)
+        self._catch_up()
 
     def on_epoch_end(self, epoch, logs=None):
         self._test(epoch + 1, float(logs["epoch_seconds"]), float(logs.get("accuracy", float("nan"))))
 
-    def on_train_end(self, logs=None):
-        # A run stopped after its last epoch's backup and before that epoch's row (a session that
-        # ended during the test) has nothing left to train when resumed: its model is the last
-        # epoch's, so test it now from history.csv's seconds, or the report would end an epoch short.
+    def _catch_up(self):
+        """Test the restored model if the backup holds an epoch the report has no row for.
+
+        The backup comes before this callback at an epoch's end, so that a process stopped during
+        the test (a session that ends) loses the test, not the epoch's training. The resumed run
+        starts from that epoch's state, which BackupAndRestore put into the model before this
+        callback's on_train_begin: it is tested now (the weight average in, as at the epoch's end),
+        before anything trains, and its row's seconds are history.csv's for every epoch since the
+        last row, so the cumulative seconds lose no epoch.
+        """
         done = backup_epoch(self.run_dir / rundir.BACKUP)
-        if done == 0 or done <= max((r["epoch"] for r in self.report["rows"]), default=0):
+        last = max((r["epoch"] for r in self.report["rows"]), default=0)
+        if done <= last:
             return
-        epoch = next((row for row in read_history(self.run_dir / rundir.HISTORY) if int(row["epoch"]) == done - 1), None)
-        if epoch is not None:
-            self._test(done, float(epoch["epoch_seconds"]), float(epoch.get("accuracy", float("nan"))))
+        # history.csv (0-based epochs) is written before the backup: it has every epoch the backup holds.
+        trained = {int(row["epoch"]) + 1: row for row in read_history(self.run_dir / rundir.HISTORY)}
+        if done not in trained:
+            return
+        seconds = sum(float(trained[e]["epoch_seconds"]) for e in range(last + 1, done + 1) if e in trained)
+        average = self.averaged_weights.average_weights() if self.averaged_weights else contextlib.nullcontext()
+        with average:
+            self._test(done, seconds, float(trained[done].get("accuracy", float("nan"))))
 
     def _test(self, epoch, epoch_seconds, train_accuracy):
-        """Epoch `epoch`'s (1-based) row: the model in memory on the test split; the report rewritten."""
+        """Epoch `epoch`'s (1-based) row: the model in memory on the test split; the report rewritten.
+
+        `epoch_seconds` is the training time since the previous row (one epoch's, or more when
+        rows were missed); the row's `train_seconds` is cumulative.
+        """
         rows = [r for r in self.report["rows"] if r["epoch"] < epoch]  # a resumed run redoes later epochs
         seconds = (rows[-1]["train_seconds"] if rows else 0.0) + epoch_seconds
         start = time.perf_counter()
         network = inference_model(getattr(self.model, "network", self.model))
-        row = {"epoch": epoch, "train_seconds": seconds}
+        row = {"epoch": epoch, "train_seconds": seconds, "machine": self.machine}
         if measures_flip_shift(epoch, self.params["epochs"], self.flip_shift_at):
             metrics = test_time_metrics(network, self.test)
             plain, flip = metrics["plain"], metrics["flip"]
@@ -223,6 +250,10 @@ def main(argv=None):
         config = RunConfig.load(run_dir / rundir.CONFIG)
         if report is None:
             report = new_report(config, args.targets)
+        else:
+            # Each continuation's command, date and host: the report's own are the run's start.
+            report.setdefault("resumes", []).append(
+                {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()})
         # The run's own choice, recorded when it started (runs before 2026-12-05 did not record it:
         # "every", the default they ran with unless told), unless the resuming command names one.
         report["flip_shift_at"] = args.flip_shift_at or report.get("flip_shift_at", FLIP_SHIFT_AT[0])

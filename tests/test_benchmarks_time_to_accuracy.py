@@ -40,32 +40,36 @@ def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_
 ):
     from kerascnn import faults
     from kerascnn.errors import StorageError
+    from kerascnn.storage.history import read_history
 
     run = tmp_path / "run"
     monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "resnet20", "--recipe", "fast"])
     argv = ["resnet20", "--recipe", "fast", "--epochs", "2", "--limit-train", "128", "--run-dir", str(run),
-            "--precision", "float32", "--data-dir", "", "--flip-shift-at", "last"]
-    # The disk fails once every file of epoch 1 is written (the run's report included): the
-    # run stops there, resumable, as a session that ends mid-run leaves it.
-    monkeypatch.setenv(faults.ENV, "eio@epoch.end:1")
+            "--precision", "float32", "--data-dir", "", "--flip-shift-at", "last", "--set", "cutout=4"]
+    # The disk fails just after epoch 1's backup, before its test: the run stops there, resumable,
+    # as a session that ends during a test leaves it. The report, written before the first epoch,
+    # keeps the run's own command and options for the resume.
+    monkeypatch.setenv(faults.ENV, "eio@backup.after:1")
     faults._hits.clear()
     with pytest.raises(StorageError, match="fit --resume"):
         time_to_accuracy.main(argv)
     monkeypatch.delenv(faults.ENV)
-    first = json.loads((run / time_to_accuracy.RESULT).read_text())
-    assert [r["epoch"] for r in first["rows"]] == [1] and first["flip_shift_at"] == "last"
+    started = json.loads((run / time_to_accuracy.RESULT).read_text())
+    assert started["rows"] == [] and started["flip_shift_at"] == "last" and started["overrides"] == ["cutout=4"]
     # The run starts by saying what its recipe measured and where (not again on resuming).
     assert f"recipe fast measured: {measured('resnet20', 'fast')}" in capsys.readouterr().out
 
-    # Resumed with no flags but the run directory, it trains epoch 2 and the disk fails again just
-    # after that epoch's backup, before its test: the report still ends at epoch 1.
+    # Resumed with no flags but the run directory: epoch 1's restored model is tested before epoch 2
+    # trains, then epoch 2 trains and the disk fails again after its backup, before its test.
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--resume", str(run)])
     monkeypatch.setenv(faults.ENV, "eio@backup.after:1")
     faults._hits.clear()
     with pytest.raises(StorageError, match="fit --resume"):
         time_to_accuracy.main(["--resume", str(run)])
     monkeypatch.delenv(faults.ENV)
-    assert [r["epoch"] for r in json.loads((run / time_to_accuracy.RESULT).read_text())["rows"]] == [1]
-    capsys.readouterr()
+    first = json.loads((run / time_to_accuracy.RESULT).read_text())
+    assert [r["epoch"] for r in first["rows"]] == [1] and first["overrides"] == ["cutout=4"]
+    assert "epoch 1: " in capsys.readouterr().out
 
     # Resumed again, nothing is left to train: epoch 2's model is tested then, the report's first
     # row kept, and the six views kept for the last epoch (the run's own --flip-shift-at).
@@ -75,9 +79,10 @@ def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_
     assert report["model"] == "resnet20" and report["recipe"] == "fast" and "cores" in report["machine"]
     assert [r["epoch"] for r in report["rows"]] == [1, 2] and report["rows"][0] == first["rows"][0]
     assert "epoch 1: " not in stdout and "epoch 2: " in stdout and "recipe fast measured" not in stdout
+    # Each continuation and each row names its host: seconds from two machines are never added unsaid.
+    assert [r["command"].split()[1:] for r in report["resumes"]] == [["--resume", str(run)]] * 2
+    assert all("cores" in r["machine"] for r in report["resumes"] + report["rows"])
     history = report["rows"]
-    from kerascnn.storage.history import read_history
-
     trained = read_history(run / "history.csv")  # cumulative over the resumes: the run's own epoch times
     assert history[1]["train_seconds"] == pytest.approx(history[0]["train_seconds"] + trained[1]["epoch_seconds"])
     assert history[0]["train_seconds"] == pytest.approx(trained[0]["epoch_seconds"]) and trained[1]["epoch_seconds"] > 0
@@ -94,11 +99,38 @@ def test_a_tiny_run_interrupted_twice_resumes_and_is_tested_every_epoch_outside_
     assert "final:" in stdout and "90%:" in stdout
 
 
+def test_rows_missed_before_the_backup_s_epoch_add_their_seconds_to_its_row(tmp_path, monkeypatch):
+    """A report some epochs behind its backup (a run of an older script): the row that catches up
+    carries every untested epoch's training seconds, so the cumulative figures lose none."""
+    callback = time_to_accuracy.TestEveryEpoch(tmp_path, {"rows": [{"epoch": 1, "train_seconds": 10.0}]})
+    callback.averaged_weights = None
+    monkeypatch.setattr(time_to_accuracy, "backup_epoch", lambda folder: 3)
+    monkeypatch.setattr(time_to_accuracy, "read_history", lambda path: [
+        {"epoch": "0", "epoch_seconds": "10", "accuracy": "0.3"}, {"epoch": "1", "epoch_seconds": "11", "accuracy": "0.4"},
+        {"epoch": "2", "epoch_seconds": "12", "accuracy": "0.5"}])
+    calls = []
+    monkeypatch.setattr(callback, "_test", lambda *args: calls.append(args))
+    callback._catch_up()
+    assert calls == [(3, 23.0, 0.5)]
+    monkeypatch.setattr(time_to_accuracy, "backup_epoch", lambda folder: 1)  # the backup's epoch has its row
+    callback._catch_up()
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("stopped_before_its_test", [False, True], ids=["whole", "resumed"])
 def test_a_run_with_a_weight_average_tests_the_raw_weights_beside_it(
-    tmp_path, capsys, monkeypatch, small_synthetic_test_set
+    tmp_path, capsys, monkeypatch, small_synthetic_test_set, stopped_before_its_test
 ):
-    """--ema: the epoch tests the average, then the raw weights it set aside, then holds the average again."""
+    """--ema: the epoch tests the average, then the raw weights it set aside, then holds the average again.
+
+    Stopped after its backup and before its test, the run's resumed process tests the restored
+    model, whose backup holds the raw weights, with the average put in as at the epoch's end.
+    """
+    import keras
     import numpy as np
+
+    from kerascnn import faults
+    from kerascnn.errors import StorageError
 
     seen = []  # (which test, the first convolution's kernel then)
 
@@ -113,13 +145,27 @@ def test_a_run_with_a_weight_average_tests_the_raw_weights_beside_it(
     run = tmp_path / "run"
     argv = ["resnet20", "--recipe", "fast", "--epochs", "1", "--limit-train", "128", "--run-dir", str(run),
             "--precision", "float32", "--data-dir", "", "--set", "ema=0.9", "--set", "batch_size=64"]
+    if stopped_before_its_test:
+        monkeypatch.setenv(faults.ENV, "eio@backup.after:1")
+        faults._hits.clear()
+        with pytest.raises(StorageError, match="fit --resume"):
+            time_to_accuracy.main(argv)
+        monkeypatch.delenv(faults.ENV)
+        assert seen == []
+        argv = ["--resume", str(run)]
     assert time_to_accuracy.main(argv) == 0
     (row,) = json.loads((run / time_to_accuracy.RESULT).read_text())["rows"]
     assert 0.0 <= row["raw_test_accuracy"] <= 1.0 and 0.0 <= row["raw_test_flip_accuracy"] <= 1.0
     assert [name for name, _ in seen] == ["six views", "raw"] and not np.array_equal(seen[0][1], seen[1][1])
-    # The average went back in after the raw test: the run's own final figure is the average's.
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert row["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    # The average was tested first: the model the run saved at the epoch's end holds it.
+    saved = keras.saving.load_model(run / "best.keras", compile=False)
+    assert np.array_equal(seen[0][1], np.array(saved.get_layer("conv1_conv").kernel))
+    if not stopped_before_its_test:
+        # The average went back in after the raw test: the run's own final figure is the average's.
+        # (A resumed process recomputes the average's batch-norm statistics from its own first
+        # batches, as it does at every later epoch's end, so its figure is not the first process's.)
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert row["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     assert "raw weights (not averaged)" in capsys.readouterr().out
 
 

@@ -179,6 +179,21 @@ class AveragedWeights(keras.callbacks.Callback):
             if holding_average:
                 self._average_in()
 
+    @contextlib.contextmanager
+    def average_weights(self):
+        """The average in the model (with its batch-norm statistics) for the block, as between epochs.
+
+        For a callback that tests the model outside an epoch's end: a resumed run's model holds
+        the raw weights its backup kept until the first epoch it trains ends.
+        """
+        holding_average = self._raw is not None
+        self._average_in()
+        try:
+            yield
+        finally:
+            if not holding_average:
+                self._raw_back()
+
     def on_test_begin(self, logs=None):
         if self._raw is None:
             self._average_in()
