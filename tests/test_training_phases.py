@@ -163,7 +163,7 @@ def test_run_callbacks_in_order_with_history_cut_to_the_backup(tmp_path):
     # The backup last of the run's own: a run killed before it redoes the whole epoch.
     assert kinds == [
         "Callback", "EpochTimer", "StopOnNonFinite", "HistoryWriter", "BestCheckpoint", "TensorBoard",
-        "ReduceLROnPlateau", "ResumableEarlyStopping", "SafeBackupAndRestore", "Callback", "FaultPoints",
+        "ResumableReduceLROnPlateau", "ResumableEarlyStopping", "SafeBackupAndRestore", "Callback", "FaultPoints",
     ]
     assert made.callbacks[0] is before and made.callbacks[-2] is extra and made.stopper is made.callbacks[2]
     writer, best = made.callbacks[3], made.callbacks[4]
@@ -171,10 +171,39 @@ def test_run_callbacks_in_order_with_history_cut_to_the_backup(tmp_path):
     assert best.best == pytest.approx(0.6)
 
 
+def test_a_resumed_plateau_schedule_holds_the_counters_of_an_unbroken_run():
+    """Keras' own ReduceLROnPlateau fed a run's epochs, against the resumable one given those
+    epochs as history at every point the run could have been resumed: the same best value,
+    wait and cooldown, and so the same next cut."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    settings = dict(monitor="val_accuracy", mode="max", factor=0.5, patience=2, cooldown=1, min_lr=0.02)
+    unbroken = keras.callbacks.ReduceLROnPlateau(**settings)
+    unbroken.set_model(model)
+    unbroken.on_train_begin()
+    # Gains, a plateau that cuts (twice), a cooldown, and a floor at min_lr that stops the cuts.
+    values = (0.2, 0.5, 0.5, 0.4, 0.45, 0.6, 0.6, 0.55, 0.58, 0.59, 0.59, 0.59, 0.59, 0.7, 0.7, 0.7)
+    history, states, cuts = [], [], 0
+    for epoch, value in enumerate(values):
+        logs = {"val_accuracy": value}
+        before = float(model.optimizer.learning_rate)
+        unbroken.on_epoch_end(epoch, logs)
+        cuts += float(model.optimizer.learning_rate) < before
+        history.append({"epoch": epoch, "val_accuracy": value, "learning_rate": logs["learning_rate"]})
+        states.append((unbroken.best, unbroken.wait, unbroken.cooldown_counter))
+    # Cuts at epochs 3, 7 and 9 (0.1 -> 0.05 -> 0.025 -> 0.02); at 11, 12 and 15 the floor stops them.
+    assert cuts == 3 and float(model.optimizer.learning_rate) == pytest.approx(0.02)
+    for done in range(1, len(values) + 1):
+        resumed = cb.ResumableReduceLROnPlateau(history[:done], **settings)
+        resumed.set_model(model)
+        resumed.on_train_begin()
+        assert (resumed.best, resumed.wait, resumed.cooldown_counter) == states[done - 1], f"resumed after {done}"
+
+
 def test_run_callbacks_without_plateau_or_patience(tmp_path):
     config = RunConfig.from_flags("vgg11", precision="float32", jit=False)
     kinds = [type(c).__name__ for c in cb.run_callbacks(config, tmp_path, 0, checkpoint_model=None).callbacks]
-    assert "ReduceLROnPlateau" not in kinds and "ResumableEarlyStopping" not in kinds and len(kinds) == 7
+    assert "ResumableReduceLROnPlateau" not in kinds and "ResumableEarlyStopping" not in kinds and len(kinds) == 7
     # --ema: the average goes in first at an epoch's end, its statistics pass inside the timed epoch.
     config = RunConfig.from_flags("vgg11", precision="float32", jit=False, ema=0.99)
     kinds = [type(c).__name__ for c in cb.run_callbacks(config, tmp_path, 0, checkpoint_model=None).callbacks]

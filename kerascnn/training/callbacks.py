@@ -9,6 +9,7 @@ import pathlib
 import time
 
 import keras
+import numpy as np
 
 from kerascnn import faults
 from kerascnn.storage.atomic import remove_stale, temporary_prefix, write_text
@@ -238,6 +239,45 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = len(self._history) - 1 - best_epoch
 
 
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that, on a resumed run, continues its counters from history.csv.
+
+    The learning rate itself lives in the optimizer and comes back with the backup, but Keras
+    resets the best value, the wait and the cooldown when training begins: after a restart the
+    next cut would come up to `patience` epochs late. The epochs already run are replayed here
+    through Keras' own rule (an improvement is `value - min_delta` beyond the best; a cut
+    happens after `patience` epochs without one, outside the cooldown, when the epoch's
+    learning rate was above `min_lr`), so the counters are the ones an unbroken run would hold.
+    """
+
+    def __init__(self, history, **kwargs):
+        super().__init__(**kwargs)
+        self._history = history
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        for row in self._history:
+            value = row.get(self.monitor)
+            if value in (None, ""):
+                continue
+            value = float(value)
+            if self.in_cooldown():
+                self.cooldown_counter -= 1
+                self.wait = 0
+            if self._is_improvement(value, self.best):
+                self.best, self.wait = value, 0
+            elif not self.in_cooldown():
+                self.wait += 1
+                # history's learning_rate is the epoch's own, logged before the cut at its end
+                # (a history without the column is taken to have been above the floor).
+                rate = row.get("learning_rate")
+                above_floor = rate in (None, "") or float(rate) > float(np.float32(self.min_lr))
+                if self.wait >= self.patience and above_floor:
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model with the best validation accuracy so far, atomically.
 
@@ -351,8 +391,8 @@ def run_callbacks(
     ]
     if config.optim.schedule == "plateau":
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=MONITOR, mode="max", factor=config.optim.lr_decay,
+            ResumableReduceLROnPlateau(
+                history, monitor=MONITOR, mode="max", factor=config.optim.lr_decay,
                 patience=config.optim.plateau_patience, verbose=1,
             )
         )
