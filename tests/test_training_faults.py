@@ -25,12 +25,12 @@ from kerascnn.training.fit import fit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Three epochs of a small VGG on generated data, with everything a resume
-# must restore: momentum, a cosine schedule, early-stopping state, and
-# per-epoch augmentation (crop, flip, PCA jitter). No dropout, whose masks
-# come from a random state that is not part of the checkpoint.
+# must restore: momentum, a cosine schedule, early-stopping state,
+# per-epoch augmentation (crop, flip, PCA jitter), and dropout, whose masks
+# come from the layers' random state (kept beside the backup).
 SETTINGS = dict(
     dataset="synthetic", limit_train=256, batch_size=32, epochs=3, patience=5, pca_jitter=True, seed=5,
-    model_options={"width_multiplier": 0.25, "dropout": 0.0},
+    model_options={"width_multiplier": 0.25, "dropout": 0.5},
 )
 
 # That run in a process of its own, which SIGKILLs itself in the fourth batch of its second epoch.

@@ -84,6 +84,31 @@ def non_finite(logs):
 
 BACKUP_METADATA = "training_metadata.json"
 BACKUP_WEIGHTS = "latest.weights.h5"
+SEED_GENERATORS = "seed_generators"  # the metadata's key for the layers' random state
+
+
+def _seed_generators(model):
+    """(name, SeedGenerator) of every layer of `model` that draws random numbers (dropout's masks).
+
+    Keras saves a layer's variables but not its SeedGenerator's state, which a dropout layer
+    advances at every training step: a resumed run would draw other masks than an unbroken one.
+    The names are the layers' order and names, the same in any process that builds the run's model.
+    """
+    for index, layer in enumerate(model._flatten_layers(include_self=True, recursive=True)):
+        for number, generator in enumerate(getattr(layer, "_seed_generators", None) or []):
+            yield f"{index}:{layer.name}:{number}", generator
+
+
+def seed_generator_states(model):
+    """{name: state as a list of integers} of the model's SeedGenerators (JSON, beside the backup)."""
+    return {name: keras.ops.convert_to_numpy(generator.state).tolist() for name, generator in _seed_generators(model)}
+
+
+def set_seed_generator_states(model, states):
+    """Put back the states `seed_generator_states` saved; a generator it does not name keeps its own."""
+    for name, generator in _seed_generators(model):
+        if name in states:
+            generator.state.assign(np.asarray(states[name], dtype=generator.state.dtype))
 
 
 def backup_epoch(backup_dir):
@@ -126,8 +151,8 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     When an epoch ends with a non-finite loss or validation figure the previous backup is kept,
     so `--resume` starts again from the last good epoch. The backup is never
     deleted: when training ends normally it holds the last epoch's state
-    (weights, optimizer, epoch), which `fit --resume RUN_DIR --epochs N`
-    extends a finished run from (`kerascnn.training.extension`).
+    (weights, optimizer, epoch, and the random state of the model's own layers), which
+    `fit --resume RUN_DIR --epochs N` extends a finished run from (`kerascnn.training.extension`).
     """
 
     diverged = False
@@ -135,6 +160,13 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir, averaged=None):
         super().__init__(backup_dir, delete_checkpoint=False)
         self.averaged = averaged  # the run's AveragedWeights (--ema), whose average is in the model now
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        metadata = pathlib.Path(self.backup_dir) / BACKUP_METADATA
+        if metadata.exists():
+            # backup_epoch has read this file whole before training began (fit's resume check).
+            set_seed_generator_states(self.model, json.loads(metadata.read_text()).get(SEED_GENERATORS, {}))
 
     def on_epoch_end(self, epoch, logs=None):
         if non_finite(logs) is not None:
@@ -169,8 +201,10 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        write_text(backup_dir / BACKUP_METADATA,
-                   json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        write_text(backup_dir / BACKUP_METADATA, json.dumps({
+            "epoch": self._current_epoch, "batch": self._last_batch_seen,
+            SEED_GENERATORS: seed_generator_states(self.model),
+        }))
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
