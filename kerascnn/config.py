@@ -15,7 +15,7 @@ from kerascnn.validation import (
     Either, Number, Shape, interval, non_negative_float, non_negative_int, positive_float, positive_int, rate,
 )
 from kerascnn.errors import ConfigError
-from kerascnn.recipes import get_recipe
+from kerascnn.recipes import WARMUP_SCHEDULES, get_recipe
 from kerascnn.record import RunRecord
 
 # The cifar augmentation's padding, so its crop's largest shift (He et al. 2016, section 4.2).
@@ -276,13 +276,11 @@ class OptimConfig:
             "momentum", "lr_decay", "label_smoothing", "clip_norm", "ema", "lookahead",
             "bn_bias_lr_scale",
         ))
-        if self.schedule == "plateau" and self.warmup_epochs:
-            raise ConfigError("--warmup-epochs does not combine with --schedule plateau; use cosine, step or constant")
         if self.ema is not None and self.lookahead is not None:
             raise ConfigError(
                 "--ema and --lookahead both average the weights (one watching training, one acting on it); give one"
             )
-        if self.final_lr_fraction and self.schedule not in ("cosine", "onecycle"):
+        if self.final_lr_fraction and self.schedule not in WARMUP_SCHEDULES:
             raise ConfigError(
                 f"--final-lr-fraction works with --schedule cosine or onecycle. Received: schedule={self.schedule}"
             )
@@ -296,11 +294,15 @@ class OptimConfig:
                 "--decay-norm-and-bias extends the weight decay to biases and batch-norm parameters; with "
                 "--weight-decay 0 there is none: give --weight-decay above 0 or drop the flag"
             )
-        if self.initial_lr_fraction and (self.schedule not in ("cosine", "onecycle") or not self.warmup_epochs):
+        if self.initial_lr_fraction and (self.schedule not in WARMUP_SCHEDULES or not self.warmup_epochs):
             raise ConfigError(
                 "--initial-lr-fraction is where a warm-up starts; it needs --schedule cosine or onecycle with "
                 "--warmup-epochs above 0 (without a warm-up, give --initial-lr-fraction 0 too). "
                 f"Received: schedule={self.schedule}, warmup_epochs={self.warmup_epochs}"
+            )
+        if self.warmup_epochs and self.schedule not in WARMUP_SCHEDULES:
+            raise ConfigError(
+                f"--warmup-epochs works with --schedule cosine or onecycle. Received: schedule={self.schedule}"
             )
 
 

@@ -53,6 +53,10 @@ REFINEMENTS = (
     ("warmup_epochs", "initial_lr_fraction"),
     ("weight_decay", "decay_norm_and_bias"),
 )
+# The schedules with a shape to set: a warm-up (`warmup_epochs`, from `initial_lr_fraction`) and an
+# end (`final_lr_fraction`); kerascnn.training.optim.learning_rate.
+WARMUP_SCHEDULES = ("cosine", "onecycle")
+SCHEDULE_SHAPE = ("warmup_epochs", "initial_lr_fraction", "final_lr_fraction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +92,8 @@ class Recipe:
         that only refines another goes with it: `--no-whiten` drops the
         recipe's `whiten_bias_epochs`, `--warmup-epochs 0` its
         `initial_lr_fraction` (where the warm-up it removes would start),
-        `--weight-decay 0` (or `--optimizer adamw`) its `decay_norm_and_bias`.
+        `--weight-decay 0` (or `--optimizer adamw`) its `decay_norm_and_bias`, and a
+        `--schedule` without a shape (step, constant, plateau) its warm-up and end fractions.
         """
         given = {k: v for k, v in flags.items() if v is not None}
         settings = {**self.settings, **given}
@@ -99,10 +104,17 @@ class Recipe:
             if "lr" not in given:
                 settings.pop("lr", None)
         batch, recipe_batch = given.get("batch_size"), self.settings.get("batch_size")
-        if isinstance(batch, int) and recipe_batch and "lr" in self.settings and "lr" not in given:
+        # `settings`, not the recipe's: a rate dropped with its optimizer above stays dropped.
+        if isinstance(batch, int) and recipe_batch and "lr" in settings and "lr" not in given:
             settings["lr"] = self.settings["lr"] * batch / recipe_batch
         if self.warmup_fraction is not None and "warmup_epochs" not in given:
             settings["warmup_epochs"] = round(self.warmup_fraction * settings["epochs"], 3)
+        if given.get("schedule", WARMUP_SCHEDULES[0]) not in WARMUP_SCHEDULES:
+            # The recipe's warm-up and end shape its cosine or one-cycle schedule: another
+            # --schedule, given without them, drops them, as another --optimizer drops the rate.
+            for name in SCHEDULE_SHAPE:
+                if name not in given:
+                    settings.pop(name, None)
         for refined, refinement in REFINEMENTS:
             if refined in given and not given[refined] and refinement not in given:
                 settings.pop(refinement, None)

@@ -76,6 +76,16 @@ def test_a_batch_size_given_alone_scales_the_recipes_learning_rate_linearly():
     assert RunConfig.from_flags("preact_resnet18", recipe="fast", batch_size="auto").optim.lr == 0.4  # unknown until planned
     assert RunConfig.from_flags("vgg19", recipe="paper", batch_size=512).optim.lr == 0.01  # paper sets no lr: the default stays
     assert RunConfig.from_flags("vgg19", batch_size=512).optim.lr == pytest.approx(0.008)  # scratch's 0.002 x 512 / 128
+    # Another schedule without a shape drops the recipe's warm-up and end; one given beside it is refused.
+    stepped = RunConfig.from_flags("airbench94", recipe="fast", schedule="step").optim
+    assert (stepped.warmup_epochs, stepped.initial_lr_fraction, stepped.final_lr_fraction) == (0, 0, 0)
+    assert RunConfig.from_flags("resnet20", recipe="fast", schedule="cosine").optim.warmup_epochs == 4
+    from kerascnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--warmup-epochs works with --schedule cosine or onecycle"):
+        RunConfig.from_flags("resnet20", recipe="fast", schedule="constant", warmup_epochs=2)
+    # Another optimizer and a batch size together: the optimizer's own default, not SGD's rate scaled.
+    assert RunConfig.from_flags("resnet20", recipe="fast", optimizer="adam", batch_size=256).optim.lr == pytest.approx(1e-3)
 
 
 def test_the_cli_turns_off_what_a_recipe_turns_on():

@@ -14,7 +14,7 @@ The decay d follows airbench's schedule (Jordan 2024, airbench94.py):
     d_t = 0.95^K * (t / T)^3        (t: optimizer steps so far, T: the run's)
 
 so it is 0 at the start (plain training: early weights move far and are not
-worth averaging), 0.097 x 0.95^K half-way and 0.95^K at the end, a memory of
+worth averaging), 0.125 x 0.95^K half-way and 0.95^K at the end, a memory of
 about 20 steps, as an average of 0.95 per step would have. airbench applies it
 every 5 steps and to every floating-point tensor of the network, batch-norm
 statistics included; so does this, and training ends on the slow weights.
