@@ -205,6 +205,42 @@ def test_alternating_flip_mirrors_half_then_each_image_the_other_way_every_epoch
     np.testing.assert_array_equal(epochs("alternating", first=1)[0][0], alternating[1])  # a resumed run's epoch 1
 
 
+def test_a_streamed_image_folder_is_read_in_each_epoch_s_permutation_as_in_memory(tmp_path, monkeypatch):
+    """A folder too large for memory is read from its files every epoch. They are listed class by
+    class, and a shuffle buffer over that order mixes only neighbours (a few classes a batch on an
+    ImageNet-sized folder), so the folder is read in the epoch's own permutation instead: the same
+    batches, image for image, as the in-memory path draws."""
+    from conftest import make_image_folder
+    from kerascnn.data.image_folder import ImageFolderSource
+
+    root = make_image_folder(tmp_path / "pics", classes=tuple("abcdefgh"), per_class=8, test_per_class=1, size=(8, 8))
+    source = ImageFolderSource(root)
+    assert source.train_reader(np.arange(64)) is not None and DataSource().train_reader(np.arange(4)) is None
+    config = DataConfig(batch_size=16, augment="cifar", translate=0, flip="none", val_split=0)
+
+    def epochs(first=0):
+        data = make_datasets(source, config, 16, seed=3, epochs=3, first_epoch=first)
+        batches = [(x.numpy(), y.numpy()) for x, y in data.train]
+        labels = [y.argmax(-1) if y.ndim == 2 else y for _, y in batches]
+        return [x for x, _ in batches], labels
+
+    in_memory = epochs()
+    monkeypatch.setattr(pipeline, "CACHE_BUDGET_BYTES", 0)
+    tf.random.set_seed(0)  # as `fit --seed 0` does
+    streamed = epochs()
+    assert len(streamed[0]) == len(in_memory[0]) == 12  # 3 epochs of 4 batches
+    for got, want in zip(streamed[0], in_memory[0]):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    for got, want in zip(streamed[1], in_memory[1]):
+        np.testing.assert_array_equal(got, want)
+    # Every image once an epoch, and batches of many classes, not the two of the files' order.
+    for epoch in range(3):
+        assert sorted(np.concatenate(streamed[1][4 * epoch:4 * epoch + 4]).tolist()) == sorted(list(range(8)) * 8)
+    assert min(len(set(labels.tolist())) for labels in streamed[1]) >= 4
+    # A resumed run's epoch 1 is the same epoch 1.
+    np.testing.assert_allclose(epochs(first=1)[0][0], streamed[0][4], atol=1e-6)
+
+
 def test_alternating_flip_needs_numbered_epochs_and_the_pipeline_s_mask():
     with pytest.raises(ConfigError, match="--flip alternating needs the epochs numbered"):
         make_datasets(ArraySource(), DataConfig(batch_size=10, flip="alternating"), 10, seed=0)

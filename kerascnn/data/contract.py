@@ -108,6 +108,17 @@ class DataSource:
         """Every example of the test split, in the source's fixed order."""
         raise NotImplementedError
 
+    def train_reader(self, indices: np.ndarray):
+        """A function `order -> tf.data.Dataset` for sources that can read in any order, else None.
+
+        `order` is an int64 tensor of positions in `checked_indices(indices)`; the dataset
+        yields those examples in that order. A training set too large to keep in memory is
+        read anew every epoch: with a reader, in a fresh permutation each epoch, as the
+        in-memory path shuffles; without one, in the fixed order through a shuffle buffer
+        (`pipeline.streamed_batches`), which only mixes neighbours. The default is None.
+        """
+        return None
+
     def describe_read_error(self, error: Exception) -> str:
         """A one-line message for a read failure raised while iterating.
 

@@ -254,6 +254,14 @@ class ImageFolderSource(DataSource):
     def test_examples(self):
         return self._dataset(np.asarray(self._test_paths, dtype=str), self._test_labels)
 
+    def train_reader(self, indices):
+        # The files are listed class by class: read in that order, a large folder's batches
+        # would each hold a few neighbouring classes, whatever a shuffle buffer can mix.
+        idx = checked_indices(indices, self.info.num_train)
+        paths = tf.constant(np.asarray(self._train_paths, dtype=object)[idx].astype(str))
+        labels = tf.constant(self._train_labels[idx])
+        return lambda order: self._dataset(tf.gather(paths, order), tf.gather(labels, order))
+
     def find_unreadable(self):
         """The first file (train, then test) that cannot be read and decoded, or None.
 

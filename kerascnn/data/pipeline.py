@@ -131,6 +131,13 @@ def _batch_seed(seed, key, batch_index):
     return tf.random.experimental.stateless_fold_in(base, batch_index)
 
 
+def epoch_order(n, seed, key):
+    """The epoch's permutation of `range(n)` (int64): stateless, fixed by the run's seed and the epoch key."""
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(key, tf.int64)])
+    )
+
+
 def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False, epochs=None, first_epoch=0):
     """Shuffled batches of arrays held in memory: (images, labels, batch seed, image ids, epoch key).
 
@@ -150,9 +157,7 @@ def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False, ep
     n = int(images.shape[0])
 
     def one_epoch(key):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(key, tf.int64)])
-        )
+        order = epoch_order(n, seed, key)
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
         return batches.enumerate().map(plain_graph(lambda b, idx: (idx, _batch_seed(seed, key, b), key)))
 
@@ -163,14 +168,31 @@ def in_memory_batches(images, labels, batch_size, seed, drop_remainder=False, ep
     )
 
 
-def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False, epochs=None, first_epoch=0):
+def streamed_batches(ds, batch_size, seed, shuffle_buffer, drop_remainder=False, epochs=None, first_epoch=0,
+                     reader=None, num_images=None):
     """Shuffled batches of an (image, label) dataset too large to hold in memory.
 
-    The shuffle buffer is seeded by the epoch key too, so epoch e's order
-    does not depend on how many epochs this process has already run. The
-    elements are those of `in_memory_batches`; the image ids are the
-    images' positions in `ds`, numbered before the shuffle.
+    With `reader` (`DataSource.train_reader`: order -> dataset) and `num_images`,
+    each epoch reads the images in a fresh permutation, the same one
+    `in_memory_batches` would draw for that epoch. Without, `ds` is read in
+    its fixed order through a shuffle buffer of `shuffle_buffer` images, which
+    mixes only neighbours: fine for a source stored shuffled (tensorflow-datasets
+    shuffles when it prepares a dataset), not for files listed class by class.
+    Either way the order is keyed by the epoch, so epoch e's does not depend on
+    how many epochs this process has already run. The elements are those of
+    `in_memory_batches`; the image ids are the images' positions in `ds`.
     """
+    if reader is not None:
+        def one_permuted_epoch(key):
+            order = epoch_order(num_images, seed, key)
+            numbered = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order), reader(order))
+            batches = numbered.batch(batch_size, drop_remainder=drop_remainder)
+            return batches.enumerate().map(
+                plain_graph(lambda b, batch: (batch[1][0], batch[1][1], _batch_seed(seed, key, b), batch[0], key))
+            )
+
+        return epoch_keys(seed, epochs, first_epoch).flat_map(plain_graph(one_permuted_epoch))
+
     numbered = ds.enumerate()
 
     def one_epoch(key):
@@ -469,7 +491,8 @@ def make_datasets(source, data_config, global_batch, seed, stats=None, pca=None,
         batches = in_memory_batches(*train_raw, global_batch, seed, drop, epochs, first_epoch)
     else:
         shuffle_buffer = int(min(n, max(1024, CACHE_BUDGET_BYTES // 8 // int(np.prod(info.image_shape)))))
-        batches = streamed_batches(train_raw, global_batch, seed, shuffle_buffer, drop, epochs, first_epoch)
+        batches = streamed_batches(train_raw, global_batch, seed, shuffle_buffer, drop, epochs, first_epoch,
+                                   reader=source.train_reader(train_idx), num_images=n)
     train = training_batches(batches, augmentation, preprocessing, info.num_classes, seed, n)
     steps = n // global_batch if drop else 1
     # flat_map hides the length; state it, so Keras knows an epoch's steps
