@@ -302,10 +302,16 @@ def test_zoo_models_serve_in_bfloat16_close_to_float32(name, options):
     x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
     want = model(x, training=False).numpy()
     served = bfloat16_model(model)
-    assert {w.dtype for w in served.weights} == {"bfloat16"}
-    got = np.asarray(served(x, training=False), np.float32)
+    # Every weight in bfloat16 but the logits head's, which computes in float32 as in mixed_bfloat16 training.
+    layers = [layer for layer in served.layers if not isinstance(layer, keras.layers.InputLayer)]
+    head = {layer.name for layer in layers if layer.dtype_policy.name == "float32"}
+    assert head == {"predictions", "logit_scale"} & {layer.name for layer in layers} and "predictions" in head
+    assert {w.dtype for layer in layers if layer.name not in head for w in layer.weights} == {"bfloat16"}
+    assert {w.dtype for w in served.get_layer("predictions").weights} == {"float32"}
+    got = served(x, training=False)
+    assert got.dtype == "float32"
     # bfloat16 keeps 8 bits of mantissa: logits within a few per cent of the largest.
-    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+    assert np.abs(np.asarray(got) - want).max() <= 0.05 * np.abs(want).max()
 
 
 def stored_weights(path):
@@ -332,3 +338,15 @@ def test_a_savedmodel_stores_each_weight_once(tmp_path):
     assert len(stored) == len(variables)
     assert sum(v.size for v in stored.values()) == sum(int(np.prod(w.shape)) for w in variables)
     assert sorted(tuple(v.shape) for v in stored.values()) == sorted(tuple(w.shape) for w in variables)
+
+
+def test_evaluating_on_data_whose_classes_differ_by_name_is_refused(trained, tmp_path):
+    """Ten classes against ten: the count agrees, but label i would be scored as the model's class i."""
+    import kerascnn
+    from conftest import make_image_folder
+    from kerascnn.errors import DataError
+
+    root = make_image_folder(tmp_path / "other", classes=tuple(f"kind_{i}" for i in range(10)), per_class=1,
+                             test_per_class=1)
+    with pytest.raises(DataError, match=r"class 0 is 'kind_0' but the model's is 'class_0'"):
+        kerascnn.evaluate(trained.run_dir, data_dir=root)

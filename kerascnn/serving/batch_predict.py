@@ -46,7 +46,15 @@ def image_files(inputs):
         path = pathlib.Path(item)
         if path.is_dir():
             found = []
-            for folder, subfolders, names in os.walk(path):
+            # Symlinked folders are followed, as the training loader follows them (a class folder
+            # linked into a data set); each real folder is read once, so a link loop ends.
+            seen = set()
+            for folder, subfolders, names in os.walk(path, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen:
+                    subfolders[:] = []
+                    continue
+                seen.add(real)
                 subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
                 found += [os.path.join(folder, n) for n in sorted(names) if _is_image_name(n)]
             files += found

@@ -30,6 +30,14 @@ def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None, flip
             f"{source.info.name} has {source.info.num_classes} classes but the model predicts "
             f"{len(predictor.class_names)}; evaluate on the data set it was trained for"
         )
+    if tuple(source.info.class_names) != tuple(predictor.class_names):
+        # The same count with other names, or the same names in another order: label i of the data
+        # would be scored against the model's class i, a wrong figure with no error.
+        differ = next(i for i, (a, b) in enumerate(zip(source.info.class_names, predictor.class_names)) if a != b)
+        raise DataError(
+            f"{source.info.name}'s class {differ} is {source.info.class_names[differ]!r} but the model's is "
+            f"{predictor.class_names[differ]!r}; evaluate on the data set it was trained for, its classes in the same order"
+        )
     test = source.test_examples()
     if limit:
         test = test.take(limit)

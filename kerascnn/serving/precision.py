@@ -16,7 +16,10 @@ half-precision matmuls at large batches outweigh the casts.
 variables and arithmetic in bfloat16, so no per-call casts), batch norm
 folded into the layer before it in float32 first and the folded weights
 rounded once. Half the bytes of float32 to read per call, and the
-arithmetic of the mixed_bfloat16 forward pass the model was validated with.
+arithmetic of the mixed_bfloat16 forward pass the model was validated with,
+whose logits head (`FLOAT32_HEAD`) computes in float32: so does the
+export's, or its logits would carry bfloat16's 8-bit mantissa (a step of
+0.0625 at a logit of 10) that training never had.
 On CPUs with AMX or AVX512-BF16, oneDNN's fused bfloat16 matmul + bias
 kernel reads the dense weights of a batch-1 call at float32's rate per byte
 and the convolutions run on the bfloat16 units: on an AMX Xeon (2 cores)
@@ -33,6 +36,9 @@ from kerascnn.config import SERVING_PRECISIONS
 from kerascnn.serving.fold_batch_norm import fold_batch_norm
 
 DEFAULT_SERVING_PRECISION = "float32"
+# The layers the networks build in float32 whatever the run's policy (kerascnn.models.common's
+# classifier head): the logits, which mixed-precision training computes in float32 too.
+FLOAT32_HEAD = ("predictions", "logit_scale")
 
 
 def float32_model(model):
@@ -45,7 +51,7 @@ def float32_model(model):
 def bfloat16_model(model):
     """A copy of `model` storing and computing in bfloat16, its batch norms folded in float32 before the rounding."""
     folded, _ = fold_batch_norm(float32_model(model))
-    return _copy_with_policy(folded, "bfloat16")
+    return _copy_with_policy(folded, "bfloat16", keep=FLOAT32_HEAD)
 
 
 def serving_model(model, serving_precision=DEFAULT_SERVING_PRECISION):
@@ -73,27 +79,32 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def _copy_with_policy(model, policy):
-    """A copy of `model` whose every layer has the dtype policy `policy`, with `model`'s weights (cast to it)."""
+def _copy_with_policy(model, policy, keep=()):
+    """A copy of `model` whose every layer but those named in `keep` has the dtype policy `policy`,
+    with `model`'s weights (cast to it)."""
     serialized = keras.saving.serialize_keras_object(model)
-    _set_policy(serialized, policy)
+    _set_policy(serialized, policy, keep)
     copy = keras.saving.deserialize_keras_object(serialized)
     copy.set_weights(model.get_weights())
     return copy
 
 
-def _set_policy(node, policy):
+def _set_policy(node, policy, keep=()):
     """Replace every layer's dtype policy in a serialized model by `policy`, in place.
 
     Input layers carry a plain dtype string, not a policy, and keep it: the
-    first layer casts its float32 input to its own compute dtype.
+    first layer casts its float32 input to its own compute dtype. A layer
+    whose config names it in `keep` keeps its policy, and the next layer
+    casts its output as it would any input.
     """
     if isinstance(node, dict):
+        if node.get("name") in keep and "dtype" in node:
+            return
         for key, value in node.items():
             if key == "dtype" and isinstance(value, dict) and value.get("class_name") == "DTypePolicy":
                 node[key] = policy
             else:
-                _set_policy(value, policy)
+                _set_policy(value, policy, keep)
     elif isinstance(node, list):
         for item in node:
-            _set_policy(item, policy)
+            _set_policy(item, policy, keep)

@@ -8,12 +8,15 @@ Flips and shifts (airbench94's second test-time level, Jordan 2024, "94% on
 CIFAR-10 in 3.29 seconds on a single GPU"): the flip average of the image
 itself weighs one half, and the flip averages of the image moved one pixel
 up-left and one pixel down-right (the edge filled by reflection, as the
-training crops pad) weigh one quarter each:
+`cifar` preset's training crops pad by default) weigh one quarter each:
 
     p = 1/2 flip_avg(x) + 1/4 flip_avg(shift(x, -1, -1)) + 1/4 flip_avg(shift(x, +1, +1))
 
 six forward passes per image. The shifts are smaller than the training
-crops' (up to 4 pixels), so every view is one the network was trained on.
+crops' (up to 4 pixels), so under the default `cifar` augmentation every
+view is one the network was trained on. A run trained with `--pad-mode zero`
+(a black edge), `--translate 0` (no shifts) or `--flip none` (no mirrors) is
+tested on views it never saw: its TTA figures say less than the recipes'.
 airbench averages logits; here softmax probabilities are averaged, as in
 the flip average above, so the three figures are averages of the same kind.
 
