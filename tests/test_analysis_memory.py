@@ -58,8 +58,10 @@ def test_the_slot_table_counts_the_variables_keras_optimizers_make(tiny, optimiz
     opt = build_optimizer(config, steps_per_epoch=1, epochs=1)
     opt.build(tiny.trainable_variables)
     trainable = sum(int(np.prod(v.shape)) for v in tiny.trainable_variables)
-    # Scalars are the step counter and the learning rate; every other variable is a slot.
+    # Scalars are the step counter and the learning rate; every other variable is a slot, and so is
+    # the step tensor fused RMSprop keeps outside the optimizer's variables.
     slot_elements = sum(int(np.prod(v.shape)) for v in opt.variables if len(v.shape))
+    slot_elements += sum(int(np.prod(v.shape)) for v in getattr(opt, "fused_step_tensors", list)())
     assert slot_elements == optimizer_slots(optimizer, momentum, ema) * trainable
 
 

@@ -10,13 +10,16 @@ No accelerator is run: the estimate is arithmetic on the layer profile
     P  all parameters, stored as float32 (also under mixed precision, whose
        variables stay float32): 4 B each;
     T  the trainable ones, each with a float32 gradient and `s` float32
-       optimizer slots (`optimizer_slots`); T = P when nothing is frozen,
-       and then F - R = 4 B x P x (2 + s);
+       optimizer slots (`optimizer_slots`); T is P less the batch-norm
+       moving statistics when nothing is frozen;
     s  slots per weight: SGD with momentum 1 (the velocity), plain SGD 0,
-       Adam and AdamW 2 (first and second moments), RMSprop 1 (the mean
-       square; kerascnn builds it without momentum or centring), plus 1 with
-       --ema (Keras keeps the average beside the weights) or --lookahead
-       (its slow weights, `kerascnn.training.lookahead`);
+       Adam and AdamW 2 (first and second moments), RMSprop 2 (the mean
+       square, and the step tensor its fused kernel writes into: kerascnn
+       builds RMSprop without momentum or centring,
+       `kerascnn.training.fused_updates`), plus 1 with --ema (Keras keeps the
+       average beside the weights) or --lookahead (its slow weights,
+       `kerascnn.training.lookahead`, which copy the batch-norm statistics
+       too: P - T more, left out here);
     A  activation bytes of one image's forward pass at the compute dtype
        (`ModelProfile.activation_bytes`: every tensor the forward pass
        allocates, once, the input included; 2 B under mixed_bfloat16 and
@@ -60,7 +63,7 @@ def optimizer_slots(optimizer, momentum=0.0, ema=None, lookahead=None):
     elif optimizer in ("adam", "adamw"):
         slots = 2
     elif optimizer == "rmsprop":
-        slots = 1
+        slots = 2  # the mean square, and the fused kernel's step tensor (no momentum slot to write into)
     else:
         raise ValueError(f"optimizer must be one of sgd, adam, adamw, rmsprop. Received: optimizer={optimizer!r}")
     # --ema's average and --lookahead's slow weights: one more float32 copy of each weight.

@@ -29,8 +29,8 @@ COLUMNS = (
 EXPLANATION = (
     "Estimated from the networks' sizes, not measured: no GPU trained these runs. Training memory at batch b is "
     "M(b) = 4 B x (P + T x (1 + s)) + 1 GiB + b x 2 x A: float32 weights (P parameters) and, for each of the T "
-    "trainable ones, a float32 gradient and s optimizer slots (SGD with momentum 1, Adam and AdamW 2, RMSprop 1, "
-    "+1 with --ema or --lookahead); a fixed 1 GiB for the CUDA context and the cuBLAS/cuDNN workspaces; and per image twice the "
+    "trainable ones, a float32 gradient and s optimizer slots (SGD with momentum 1, Adam and AdamW 2, "
+    "RMSprop 2 with its fused step tensor, +1 with --ema or --lookahead); a fixed 1 GiB for the CUDA context and the cuBLAS/cuDNN workspaces; and per image twice the "
     "forward activations A (the activation total of the summary command at the run's input size and compute dtype), because "
     "backpropagation keeps them and holds gradients of about their size. Fixed MiB is the part without b. Each GB "
     "column is the largest batch with M(b) within that many GiB, floor((G - fixed) / per image), and in brackets "

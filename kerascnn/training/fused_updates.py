@@ -120,6 +120,10 @@ def _rmsprop_step(optimizer, keras_step, keras_build):
     import tensorflow as tf
 
     scratch = {}
+    # For the memory estimate's test (kerascnn.analysis.memory counts them as a slot). A function,
+    # not the dict: Keras' attribute tracking would copy a dict, and track the variables put in it
+    # as the optimizer's own (saved with it).
+    optimizer.fused_step_tensors = lambda: list(scratch.values())
 
     def build(var_list):
         keras_build(var_list)
