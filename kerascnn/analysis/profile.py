@@ -22,7 +22,8 @@ one image at a time:
   FLOPs = 2 x MACs (one multiply and one add each), TensorFlow's profiler's
   convention for Conv2D and MatMul. The papers count multiply-adds, the MACs
   column, and some call those FLOPs: ResNet's Table 1 (He et al. 2016) gives
-  VGG-16 15.3 x 10^9 "FLOPs" and ResNet-18 1.8 x 10^9, which are MACs here. Pooling, normalisation (LRN, batch norm), activations,
+  VGG-16 15.3 x 10^9 "FLOPs" and ResNet-18 1.8 x 10^9, which are MACs here.
+  Pooling, normalisation (LRN, batch norm), activations,
   additions and concatenations have 0 MACs: they multiply no weights, and
   the course tables leave them out.
 

@@ -36,7 +36,8 @@ def evaluate(path, dataset=None, data_dir=None, batch_size=256, limit=None, flip
         differ = next(i for i, (a, b) in enumerate(zip(source.info.class_names, predictor.class_names)) if a != b)
         raise DataError(
             f"{source.info.name}'s class {differ} is {source.info.class_names[differ]!r} but the model's is "
-            f"{predictor.class_names[differ]!r}; evaluate on the data set it was trained for, its classes in the same order"
+            f"{predictor.class_names[differ]!r}; evaluate on the data set it was trained for, "
+            "its classes in the same order"
         )
     test = source.test_examples()
     if limit:
