@@ -68,13 +68,26 @@ def matmul_gflops(n=4096, repeats=5, dtype="float32"):
     return 2 * n**3 / min(timings(lambda: matmul().numpy(), repeats)) / 1e9
 
 
-def cpu_name():
-    """The CPU's model name (/proc/cpuinfo's "model name"; Python's guess elsewhere) and its core count."""
+def cpu_name(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name, family and model (/proc/cpuinfo; Python's guess elsewhere) and its core count.
+
+    The family and model numbers tell hosts apart whose virtual CPUs share one name: "AMD EPYC"
+    is a Zen 3, Zen 4 or Zen 5 (family 25, model 1 or 17; family 26).
+    """
     cpu = platform.processor() or platform.machine()
     try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+        with open(cpuinfo) as f:
+            fields = {}
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
+        if "model name" in fields:
+            cpu = fields["model name"]
+            if "cpu family" in fields and "model" in fields:
+                cpu += f" (family {fields['cpu family']}, model {fields['model']})"
+    except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores"
 

@@ -34,3 +34,13 @@ def test_print_report_prints_and_writes_the_same_header_and_table(tmp_path, caps
     timing.print_report("setup line", "| a |\n|---|", str(out))
     assert out.read_text() == "setup line\n\n| a |\n|---|\n"
     assert capsys.readouterr().out == "setup line\n\n| a |\n|---|\n"
+
+
+def test_cpu_name_adds_family_and_model_to_tell_hosts_of_one_name_apart(tmp_path):
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {}\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n\n"
+    info.write_text(block.format(0) + block.format(1).replace("26", "25"))
+    assert timing.cpu_name(info) == f"AMD EPYC (family 26, model 2), {os.cpu_count()} cores"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\n")  # no family or model: the name alone
+    assert timing.cpu_name(info) == f"Some CPU, {os.cpu_count()} cores"
+    assert timing.cpu_name(tmp_path / "missing").endswith(f", {os.cpu_count()} cores")
